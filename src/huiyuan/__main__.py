@@ -1,0 +1,3 @@
+from huiyuan.cli.main import app
+
+app()

@@ -1,0 +1,46 @@
+"""Permissions (API key scopes) and the roles that bundle them. The single list clients see."""
+
+from __future__ import annotations
+
+PERMISSIONS: dict[str, str] = {
+    "members:read": "Read member records (PII masked)",
+    "members:write": "Enroll, update and close members",
+    "members:pii": "See phone numbers and e-mail addresses unmasked; export and erase",
+    "orders:read": "Read stores, products and orders",
+    "orders:write": "Record orders and refunds, manage stores and products",
+    "imports:write": "Run imports",
+    "custom_fields:write": "Define and retire custom fields",
+    "keys:manage": "Create and revoke API keys",
+    "users:manage": "Create console users",
+    "webhooks:manage": "Manage webhook subscriptions",
+    "audit:read": "Read the audit log",
+    "jobs:read": "See background jobs and their progress",
+    "members:token": "Exchange an authenticated end user for a member token",
+    "brands:manage": "Create brands (platform only)",
+}
+
+READ_ONLY = frozenset({"members:read", "orders:read", "audit:read", "jobs:read"})
+OPERATOR = READ_ONLY | {"members:write", "orders:write", "imports:write", "members:pii"}
+BRAND_ADMIN = frozenset(PERMISSIONS) - {"brands:manage"}
+
+ROLES: dict[str, frozenset[str]] = {
+    "platform_admin": frozenset({"*"}),
+    "brand_admin": BRAND_ADMIN,
+    "operator": frozenset(OPERATOR),
+    "analyst": READ_ONLY,
+}
+
+# Roles that may exist without a brand (they see every brand).
+PLATFORM_ROLES = frozenset({"platform_admin", "analyst"})
+
+
+def validate_scopes(scopes: list[str]) -> list[str]:
+    unknown = [s for s in scopes if s not in PERMISSIONS and s != "*"]
+    if unknown:
+        from huiyuan.kit.errors import ValidationFailed, field_error
+
+        raise ValidationFailed(
+            "Unknown scope(s): " + ", ".join(unknown),
+            errors=[field_error("scopes", f"unknown scope '{s}'", "unknown-scope") for s in unknown],
+        )
+    return sorted(set(scopes))

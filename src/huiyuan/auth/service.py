@@ -1,0 +1,312 @@
+"""Business verbs for access: console users and sessions, API keys, member tokens.
+
+API key secrets are 32 random bytes; a plain SHA-256 of such a secret cannot be brute-forced, so we
+store that (fast to check on every request) rather than a slow password hash. Console passwords get
+argon2id. Member tokens are signed and short-lived (itsdangerous), checked without a database row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from huiyuan.audit import service as audit
+from huiyuan.auth.models import ApiKey, ConsoleSession, ConsoleUser
+from huiyuan.auth.permissions import PLATFORM_ROLES, ROLES, validate_scopes
+from huiyuan.kit.clock import utcnow
+from huiyuan.kit.errors import (
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    ValidationFailed,
+    field_error,
+)
+from huiyuan.kit.scope import Principal, Scope
+from huiyuan.settings import get_settings
+
+_hasher = PasswordHasher()
+KEY_PREFIX = "hy"
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# -- console users ---------------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def create_user(
+    session: Session,
+    *,
+    actor: Principal,
+    username: str,
+    password: str,
+    role: str,
+    brand_id: int | None,
+    display_name: str | None = None,
+    locale: str = "zh",
+) -> ConsoleUser:
+    """Add a console user with a role; brand users may only be created inside their brand."""
+    actor.require("users:manage")
+    if role not in ROLES:
+        raise ValidationFailed("Unknown role.", errors=[field_error("role", f"one of {sorted(ROLES)}")])
+    if brand_id is None and role not in PLATFORM_ROLES:
+        raise ValidationFailed("This role needs a brand.", errors=[field_error("brand_id", "required")])
+    if actor.scope.brand_id is not None and brand_id != actor.scope.brand_id:
+        raise PermissionDenied("Users can only be created in your own brand.")
+    if role == "platform_admin" and not actor.scope.is_platform_wide:
+        raise PermissionDenied("Only the platform can create platform administrators.")
+    if len(password) < 8:
+        raise ValidationFailed(
+            "Password too short.", errors=[field_error("password", "at least 8 characters")]
+        )
+    if session.scalars(select(ConsoleUser).where(ConsoleUser.username == username)).first() is not None:
+        raise Conflict("Username taken.", errors=[field_error("username", "already in use", "taken")])
+    user = ConsoleUser(
+        brand_id=brand_id,
+        username=username,
+        display_name=display_name or username,
+        password_hash=hash_password(password),
+        role=role,
+        locale=locale,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="user.created",
+        entity_type="console_user",
+        entity_id=user.id,
+        brand_id=brand_id,
+        after={"username": username, "role": role},
+    )
+    return user
+
+
+def user_principal(user: ConsoleUser, active_brand_id: int | None = None) -> Principal:
+    perms = ROLES.get(user.role, frozenset())
+    if user.brand_id is None:
+        return Principal(
+            kind="user",
+            id=user.id,
+            name=user.username,
+            role=user.role,
+            permissions=perms,
+            scope=Scope(brand_id=active_brand_id, platform=True),
+        )
+    return Principal(
+        kind="user",
+        id=user.id,
+        name=user.username,
+        role=user.role,
+        permissions=perms,
+        scope=Scope(brand_id=user.brand_id),
+    )
+
+
+def check_password(session: Session, username: str, password: str) -> ConsoleUser:
+    """The active user with these credentials, or ``Unauthenticated`` (same answer for both failures)."""
+    user = session.scalars(select(ConsoleUser).where(ConsoleUser.username == username)).first()
+    if user is None or not user.active:
+        _hasher.hash(password)  # spend the same time as a real check
+        raise Unauthenticated("Wrong username or password.")
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        raise Unauthenticated("Wrong username or password.")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = utcnow()
+    return user
+
+
+@dataclass
+class NewSession:
+    token: str
+    csrf_token: str
+    record: ConsoleSession
+
+
+def open_session(session: Session, user: ConsoleUser) -> NewSession:
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24)
+    now = utcnow()
+    record = ConsoleSession(
+        token_hash=_sha256(token),
+        user_id=user.id,
+        csrf_token=csrf,
+        created_at=now,
+        expires_at=now + timedelta(seconds=get_settings().session_max_age_seconds),
+    )
+    session.add(record)
+    session.flush()
+    return NewSession(token=token, csrf_token=csrf, record=record)
+
+
+def resolve_session(session: Session, token: str) -> tuple[ConsoleSession, ConsoleUser] | None:
+    record = session.scalars(
+        select(ConsoleSession).where(ConsoleSession.token_hash == _sha256(token))
+    ).first()
+    if record is None or record.revoked_at is not None or record.expires_at <= utcnow():
+        return None
+    user = session.get(ConsoleUser, record.user_id)
+    if user is None or not user.active:
+        return None
+    return record, user
+
+
+def close_session(session: Session, token: str) -> None:
+    session.execute(
+        update(ConsoleSession).where(ConsoleSession.token_hash == _sha256(token)).values(revoked_at=utcnow())
+    )
+
+
+# -- API keys --------------------------------------------------------------------------------------
+
+
+@dataclass
+class IssuedKey:
+    key: ApiKey
+    secret: str  # shown once
+
+
+def create_api_key(
+    session: Session,
+    *,
+    actor: Principal,
+    name: str,
+    scopes: list[str],
+    brand_id: int | None,
+    rate_limit: str | None = None,
+) -> IssuedKey:
+    """Issue a key; the plaintext is returned once and only its hash is stored."""
+    actor.require("keys:manage")
+    scopes = validate_scopes(scopes)
+    if brand_id is None and not actor.scope.is_platform_wide:
+        raise PermissionDenied("Only the platform can issue platform keys.")
+    if actor.scope.brand_id is not None and brand_id != actor.scope.brand_id:
+        raise PermissionDenied("Keys can only be issued for your own brand.")
+    if "*" in scopes and brand_id is not None:
+        raise ValidationFailed("'*' is for platform keys.", errors=[field_error("scopes", "not allowed")])
+    prefix = secrets.token_hex(4)
+    secret = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey(
+        brand_id=brand_id,
+        name=name,
+        prefix=prefix,
+        key_hash=_sha256(secret),
+        scopes=scopes,
+        rate_limit=rate_limit,
+        created_by=actor.label,
+    )
+    session.add(key)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="api_key.created",
+        entity_type="api_key",
+        entity_id=key.id,
+        brand_id=brand_id,
+        after={"name": name, "scopes": scopes, "prefix": prefix},
+    )
+    return IssuedKey(key=key, secret=secret)
+
+
+def revoke_api_key(session: Session, *, actor: Principal, key_id: int) -> ApiKey:
+    """Revoke a key (idempotent)."""
+    actor.require("keys:manage")
+    key = session.scalars(select(ApiKey).where(ApiKey.id == key_id)).one_or_none()
+    if key is None:
+        raise NotFound("No such API key.")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        audit.record(
+            session,
+            actor=actor,
+            action="api_key.revoked",
+            entity_type="api_key",
+            entity_id=key.id,
+            brand_id=key.brand_id,
+            before={"revoked": False},
+            after={"revoked": True},
+        )
+    return key
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def authenticate_key(session: Session, secret: str) -> ApiKey:
+    """The live key for this secret, or ``Unauthenticated``. Looks up by prefix, compares hashes."""
+    parts = secret.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        raise Unauthenticated("The API key is not valid.")
+    key = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1])).first()
+    if key is None or not hmac.compare_digest(key.key_hash, _sha256(secret)) or key.revoked_at is not None:
+        raise Unauthenticated("The API key is not valid.")
+    return key
+
+
+def key_principal(key: ApiKey) -> Principal:
+    return Principal(
+        kind="api_key",
+        id=key.id,
+        name=key.name,
+        permissions=frozenset(key.scopes),
+        scope=Scope(brand_id=key.brand_id, platform=key.brand_id is None),
+    )
+
+
+def touch_key(session: Session, key_id: int, now: datetime) -> None:
+    """Record use; called in a short write of its own so read requests stay read-only."""
+    session.execute(
+        update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now, use_count=ApiKey.use_count + 1)
+    )
+
+
+# -- member tokens ---------------------------------------------------------------------------------
+
+
+def _member_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(get_settings().secret_key, salt="member-token")
+
+
+def issue_member_token(*, brand_id: int, member_id: int) -> tuple[str, int]:
+    ttl = get_settings().member_token_ttl_seconds
+    return "hym_" + _member_serializer().dumps({"b": brand_id, "m": member_id}), ttl
+
+
+def member_principal(token: str) -> Principal:
+    try:
+        data = _member_serializer().loads(
+            token.removeprefix("hym_"), max_age=get_settings().member_token_ttl_seconds
+        )
+    except SignatureExpired:
+        raise Unauthenticated("The member token has expired.")
+    except BadSignature:
+        raise Unauthenticated("The member token is not valid.")
+    return Principal(
+        kind="member",
+        id=int(data["m"]),
+        name=f"member:{data['m']}",
+        member_id=int(data["m"]),
+        scope=Scope(brand_id=int(data["b"])),
+        permissions=frozenset({"me"}),
+    )

@@ -1,0 +1,1 @@
+"""Command line (Typer + Rich): ``huiyuan serve | worker | demo | migrate | import | keys``."""

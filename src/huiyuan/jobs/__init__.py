@@ -1,0 +1,1 @@
+"""Background jobs: a Huey worker (SQLite storage by default, Redis in production)."""

@@ -1,0 +1,176 @@
+"""Engines, sessions, the declarative base and the tenancy filter.
+
+Owns: how a connection is opened (SQLite WAL + ``BEGIN IMMEDIATE`` for writes, PostgreSQL through
+psycopg 3), the unit of work that commits or rolls back, and the *one place* where tenancy is applied:
+every ORM query on a session whose scope names a brand is filtered to that brand's rows, and a flush
+that would write another brand's row is refused. Must not contain any domain logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import ForeignKey, MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    mapped_column,
+    sessionmaker,
+    with_loader_criteria,
+)
+
+from huiyuan.kit.clock import utcnow
+from huiyuan.kit.errors import NotFound
+from huiyuan.kit.scope import Scope
+from huiyuan.kit.types import IdType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class TimestampMixin:
+    created_at: Mapped[Any] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[Any] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
+
+
+class BrandScoped:
+    """Marker: the tenancy filter applies to every mapped subclass (``brand_id`` column)."""
+
+    brand_id: Mapped[int | None]
+
+
+class BrandOwned(BrandScoped):
+    """Rows that belong to exactly one brand."""
+
+    brand_id: Mapped[int] = mapped_column(IdType, ForeignKey("brands.id"), index=True, nullable=False)
+
+
+class BrandOptional(BrandScoped):
+    """Rows of one brand, or of the platform when ``brand_id`` is null (hidden from brand scopes)."""
+
+    brand_id: Mapped[int | None] = mapped_column(IdType, ForeignKey("brands.id"), index=True)
+
+
+class TenancyViolation(NotFound):
+    """A write aimed at another brand's row; answered like a missing row so nothing leaks."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Take over transaction control from pysqlite so BEGIN IMMEDIATE and SAVEPOINT work.
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the write lock up front: a deferred transaction that later writes can fail with
+    # SQLITE_BUSY when another writer committed since its snapshot, which no retry inside it can fix.
+    mode = "BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN"
+    conn.exec_driver_sql(mode)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, **kwargs)
+
+
+def scope_of(session: Session) -> Scope | None:
+    return session.info.get("scope")
+
+
+def set_scope(session: Session, scope: Scope | None) -> None:
+    session.info["scope"] = scope
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _apply_tenancy(state: ORMExecuteState) -> None:
+    scope: Scope | None = state.session.info.get("scope")
+    if scope is None or scope.brand_id is None:
+        return
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.is_column_load or state.is_relationship_load:
+        return
+    brand_id = scope.brand_id
+    state.statement = state.statement.options(
+        with_loader_criteria(BrandOwned, lambda cls: cls.brand_id == brand_id, include_aliases=True),
+        with_loader_criteria(BrandOptional, lambda cls: cls.brand_id == brand_id, include_aliases=True),
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _guard_tenancy(session: Session, _ctx: Any, _instances: Any) -> None:
+    scope: Scope | None = session.info.get("scope")
+    if scope is None or scope.brand_id is None:
+        return
+    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+        if isinstance(obj, BrandScoped) and obj.brand_id != scope.brand_id:
+            raise TenancyViolation(detail="No such object in this brand.")
+
+
+class Database:
+    """An engine and its session factory; one per process (or per test database)."""
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = url
+        self.engine = make_engine(url, **engine_kwargs)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def session(self, scope: Scope | None = None, *, write: bool = False) -> Session:
+        session = self.sessionmaker()
+        session.info["scope"] = scope
+        if write:
+            begin_write(session)
+        return session
+
+    @contextmanager
+    def unit_of_work(self, scope: Scope | None = None, *, write: bool = True) -> Iterator[Session]:
+        """A transaction that commits if the block finishes and rolls back if it raises."""
+        session = self.session(scope, write=write)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def begin_write(session: Session) -> None:
+    """Open the session's transaction as a writer (``BEGIN IMMEDIATE`` on SQLite)."""
+    session.connection(execution_options={"sqlite_immediate": True})

@@ -1,0 +1,1 @@
+"""Outbox of domain events, written in the same transaction as the change that caused them."""

@@ -1,0 +1,1 @@
+"""Tenancy (C1): the platform, its brands and their stores."""
