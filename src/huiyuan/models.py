@@ -2,8 +2,10 @@
 
 from huiyuan.audit import models as audit_models  # noqa: F401
 from huiyuan.auth import models as auth_models  # noqa: F401
+from huiyuan.jobs import models as jobs_models  # noqa: F401
 from huiyuan.kit.db import Base
 from huiyuan.members import models as member_models  # noqa: F401
+from huiyuan.orders import models as order_models  # noqa: F401
 from huiyuan.outbox import models as outbox_models  # noqa: F401
 from huiyuan.tenancy import models as tenancy_models  # noqa: F401
 

@@ -1,0 +1,1 @@
+"""Operator console: server-rendered Jinja2 + HTMX pages, Chinese and English."""

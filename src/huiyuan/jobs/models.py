@@ -1,0 +1,3 @@
+"""Models of this domain (registered in ``huiyuan.models``)."""
+
+from __future__ import annotations

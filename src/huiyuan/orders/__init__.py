@@ -1,0 +1,1 @@
+"""Orders (consumption data): stores, products, orders, refunds."""

@@ -1,0 +1,1 @@
+"""Member-facing access: member tokens and /api/v1/me."""
