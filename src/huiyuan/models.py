@@ -3,6 +3,7 @@
 from huiyuan.audit import models as audit_models  # noqa: F401
 from huiyuan.auth import models as auth_models  # noqa: F401
 from huiyuan.jobs import models as jobs_models  # noqa: F401
+from huiyuan.kit import idempotency as idempotency_models  # noqa: F401
 from huiyuan.kit.db import Base
 from huiyuan.members import models as member_models  # noqa: F401
 from huiyuan.orders import models as order_models  # noqa: F401

@@ -78,7 +78,7 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
             principal = service.member_principal(credential)
         else:
             key = service.authenticate_key(session, credential)
-            check_rate(f"key:{key.id}", key.rate_limit or settings.api_rate_limit)
+            check_rate(f"key:{key.prefix}", key.rate_limit or settings.api_rate_limit)
             now = utcnow()
             if request.method not in SAFE_METHODS:
                 service.touch_key(session, key.id, now)

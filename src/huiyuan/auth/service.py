@@ -98,6 +98,11 @@ def create_user(
     return user
 
 
+def list_users(session: Session) -> list[ConsoleUser]:
+    """Console users in the caller's scope (platform users are invisible to brand scopes)."""
+    return list(session.scalars(select(ConsoleUser).order_by(ConsoleUser.id)))
+
+
 def user_principal(user: ConsoleUser, active_brand_id: int | None = None) -> Principal:
     perms = ROLES.get(user.role, frozenset())
     if user.brand_id is None:

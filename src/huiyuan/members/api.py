@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from huiyuan.auth.deps import require
+from huiyuan.kit import idempotency
+from huiyuan.kit.idempotency import IdempotencyKey
 from huiyuan.kit.pagination import Page, check_limit, decode_cursor, encode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
@@ -74,10 +76,38 @@ def list_members(
     return Page[MemberOut](items=items, limit=limit, next_cursor=encode_cursor(rows[-1].id) if more else None)
 
 
-@router.post("", response_model=MemberOut, status_code=201, summary="Enroll a member")
-def enroll(data: MemberEnroll, session: SessionDep, actor: Writer) -> MemberOut:
+@router.post(
+    "",
+    response_model=MemberOut,
+    status_code=201,
+    summary="Enroll a member",
+    responses={409: {"description": "An identifier (phone, e-mail …) already belongs to a member"}},
+)
+def enroll(
+    data: MemberEnroll,
+    session: SessionDep,
+    actor: Writer,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    payload = data.model_dump(mode="json")
+    if hit := idempotency.replay(
+        session, actor=actor, key=idempotency_key, operation="members.enroll", payload=payload
+    ):
+        response.status_code = hit.status_code
+        return hit.body
     member = service.enroll_member(session, actor=actor, data=data)
-    return service.to_out(session, [member], show_pii=actor.has("members:pii"))[0]
+    out = service.to_out(session, [member], show_pii=actor.has("members:pii"))[0]
+    idempotency.remember(
+        session,
+        actor=actor,
+        key=idempotency_key,
+        operation="members.enroll",
+        payload=payload,
+        status_code=201,
+        body=out.model_dump(mode="json"),
+    )
+    return out
 
 
 @router.get("/{member_id}", response_model=MemberOut, summary="Get a member")

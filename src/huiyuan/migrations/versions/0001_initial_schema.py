@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 10:52:42.133006
+Create Date: 2026-11-22 10:59:17.542590
 """
 
 from collections.abc import Sequence
@@ -143,6 +143,66 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_custom_field_definitions_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
+        "idempotency_keys",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("principal", sa.String(length=80), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("operation", sa.String(length=80), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column(
+            "response",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_idempotency_keys_brand_id_brands")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
+        sa.UniqueConstraint("principal", "key", name=op.f("uq_idempotency_keys_principal_key")),
+    )
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_idempotency_keys_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "import_runs",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("filename", sa.String(length=255), nullable=False),
+        sa.Column("format", sa.String(length=8), nullable=False),
+        sa.Column("stored_path", sa.Text(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("dry_run", sa.Boolean(), nullable=False),
+        sa.Column("on_duplicate", sa.String(length=8), nullable=False),
+        sa.Column("default_status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "columns",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("total_rows", sa.Integer(), nullable=False),
+        sa.Column("processed_rows", sa.Integer(), nullable=False),
+        sa.Column("created", sa.Integer(), nullable=False),
+        sa.Column("updated", sa.Integer(), nullable=False),
+        sa.Column("skipped", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("started_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_import_runs_brand_id_brands")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_import_runs")),
+    )
+    with op.batch_alter_table("import_runs", schema=None) as batch_op:
+        batch_op.create_index("ix_import_runs_brand_created", ["brand_id", "id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_import_runs_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
         "outbox_events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
@@ -166,6 +226,32 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_outbox_events_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index("ix_outbox_events_pending", ["dispatched_at", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_outbox_events_type"), ["type"], unique=False)
+
+    op.create_table(
+        "product_categories",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("parent_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("path", sa.String(length=400), nullable=False),
+        sa.Column("level", sa.Integer(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_product_categories_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["parent_id"],
+            ["product_categories.id"],
+            name=op.f("fk_product_categories_parent_id_product_categories"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_product_categories")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_product_categories_brand_id_code")),
+    )
+    with op.batch_alter_table("product_categories", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_product_categories_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_product_categories_path", ["brand_id", "path"], unique=False)
 
     op.create_table(
         "stores",
@@ -232,6 +318,33 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_console_sessions_user_id"), ["user_id"], unique=False)
 
     op.create_table(
+        "import_row_errors",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("import_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("row_number", sa.Integer(), nullable=False),
+        sa.Column("column", sa.String(length=120), nullable=True),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column(
+            "raw",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("raw_pii_enc", sa.Text(), nullable=True),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_import_row_errors_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["import_run_id"], ["import_runs.id"], name=op.f("fk_import_row_errors_import_run_id_import_runs")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_import_row_errors")),
+    )
+    with op.batch_alter_table("import_row_errors", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_import_row_errors_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_import_row_errors_run_row", ["import_run_id", "row_number"], unique=False)
+
+    op.create_table(
         "members",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("member_number", sa.String(length=32), nullable=False),
@@ -287,6 +400,31 @@ def upgrade() -> None:
         batch_op.create_index("ix_members_brand_status", ["brand_id", "status"], unique=False)
         batch_op.create_index(batch_op.f("ix_members_email_bidx"), ["email_bidx"], unique=False)
         batch_op.create_index(batch_op.f("ix_members_phone_bidx"), ["phone_bidx"], unique=False)
+
+    op.create_table(
+        "products",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("sku", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("product_brand", sa.String(length=120), nullable=True),
+        sa.Column("category_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("list_price", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_products_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["category_id"],
+            ["product_categories.id"],
+            name=op.f("fk_products_category_id_product_categories"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_products")),
+        sa.UniqueConstraint("brand_id", "sku", name=op.f("uq_products_brand_id_sku")),
+    )
+    with op.batch_alter_table("products", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_products_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_products_category_id"), ["category_id"], unique=False)
 
     op.create_table(
         "webhook_deliveries",
@@ -447,11 +585,189 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_member_verifications_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_member_verifications_member_id"), ["member_id"], unique=False)
 
+    op.create_table(
+        "orders",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("order_number", sa.String(length=64), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column(
+            "anonymous_identifiers",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("list_amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("deal_amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("discount_amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("paid_amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("refunded_amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("units", sa.Integer(), nullable=False),
+        sa.Column("paid_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_orders_brand_id_brands")),
+        sa.ForeignKeyConstraint(["member_id"], ["members.id"], name=op.f("fk_orders_member_id_members")),
+        sa.ForeignKeyConstraint(["store_id"], ["stores.id"], name=op.f("fk_orders_store_id_stores")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_orders")),
+        sa.UniqueConstraint("brand_id", "order_number", name=op.f("uq_orders_brand_id_order_number")),
+    )
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_orders_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_orders_brand_paid", ["brand_id", "paid_at"], unique=False)
+        batch_op.create_index("ix_orders_member_paid", ["member_id", "paid_at"], unique=False)
+        batch_op.create_index("ix_orders_store_paid", ["store_id", "paid_at"], unique=False)
+
+    op.create_table(
+        "order_discounts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("order_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("code", sa.String(length=64), nullable=True),
+        sa.Column("amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("funded_by", sa.String(length=16), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_order_discounts_brand_id_brands")),
+        sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name=op.f("fk_order_discounts_order_id_orders")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_order_discounts")),
+    )
+    with op.batch_alter_table("order_discounts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_order_discounts_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_order_discounts_order_id"), ["order_id"], unique=False)
+
+    op.create_table(
+        "order_items",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("order_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("line_no", sa.Integer(), nullable=False),
+        sa.Column("product_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("sku", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("category_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("quantity", sa.Integer(), nullable=False),
+        sa.Column("list_price", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("deal_price", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("paid_amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("refunded_quantity", sa.Integer(), nullable=False),
+        sa.Column("refunded_amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_order_items_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["category_id"],
+            ["product_categories.id"],
+            name=op.f("fk_order_items_category_id_product_categories"),
+        ),
+        sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name=op.f("fk_order_items_order_id_orders")),
+        sa.ForeignKeyConstraint(
+            ["product_id"], ["products.id"], name=op.f("fk_order_items_product_id_products")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_order_items")),
+        sa.UniqueConstraint("order_id", "line_no", name=op.f("uq_order_items_order_id_line_no")),
+    )
+    with op.batch_alter_table("order_items", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_order_items_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_order_items_product_id"), ["product_id"], unique=False)
+
+    op.create_table(
+        "order_payments",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("order_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("method", sa.String(length=16), nullable=False),
+        sa.Column("amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("reference", sa.String(length=120), nullable=True),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_order_payments_brand_id_brands")),
+        sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name=op.f("fk_order_payments_order_id_orders")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_order_payments")),
+    )
+    with op.batch_alter_table("order_payments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_order_payments_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_order_payments_order_id"), ["order_id"], unique=False)
+
+    op.create_table(
+        "refunds",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("refund_number", sa.String(length=64), nullable=False),
+        sa.Column("order_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("reason", sa.String(length=200), nullable=True),
+        sa.Column("full", sa.Boolean(), nullable=False),
+        sa.Column("refunded_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_refunds_brand_id_brands")),
+        sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name=op.f("fk_refunds_order_id_orders")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_refunds")),
+        sa.UniqueConstraint("brand_id", "refund_number", name=op.f("uq_refunds_brand_id_refund_number")),
+    )
+    with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_refunds_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_refunds_order_id"), ["order_id"], unique=False)
+
+    op.create_table(
+        "refund_items",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("refund_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("order_item_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=False),
+        sa.Column("amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_refund_items_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["order_item_id"], ["order_items.id"], name=op.f("fk_refund_items_order_item_id_order_items")
+        ),
+        sa.ForeignKeyConstraint(
+            ["refund_id"], ["refunds.id"], name=op.f("fk_refund_items_refund_id_refunds")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_refund_items")),
+    )
+    with op.batch_alter_table("refund_items", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_refund_items_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_refund_items_refund_id"), ["refund_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("refund_items", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_refund_items_refund_id"))
+        batch_op.drop_index(batch_op.f("ix_refund_items_brand_id"))
+
+    op.drop_table("refund_items")
+    with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_refunds_order_id"))
+        batch_op.drop_index(batch_op.f("ix_refunds_brand_id"))
+
+    op.drop_table("refunds")
+    with op.batch_alter_table("order_payments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_order_payments_order_id"))
+        batch_op.drop_index(batch_op.f("ix_order_payments_brand_id"))
+
+    op.drop_table("order_payments")
+    with op.batch_alter_table("order_items", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_order_items_product_id"))
+        batch_op.drop_index(batch_op.f("ix_order_items_brand_id"))
+
+    op.drop_table("order_items")
+    with op.batch_alter_table("order_discounts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_order_discounts_order_id"))
+        batch_op.drop_index(batch_op.f("ix_order_discounts_brand_id"))
+
+    op.drop_table("order_discounts")
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_index("ix_orders_store_paid")
+        batch_op.drop_index("ix_orders_member_paid")
+        batch_op.drop_index("ix_orders_brand_paid")
+        batch_op.drop_index(batch_op.f("ix_orders_brand_id"))
+
+    op.drop_table("orders")
     with op.batch_alter_table("member_verifications", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_member_verifications_member_id"))
         batch_op.drop_index(batch_op.f("ix_member_verifications_brand_id"))
@@ -481,6 +797,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_webhook_deliveries_due")
 
     op.drop_table("webhook_deliveries")
+    with op.batch_alter_table("products", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_products_category_id"))
+        batch_op.drop_index(batch_op.f("ix_products_brand_id"))
+
+    op.drop_table("products")
     with op.batch_alter_table("members", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_members_phone_bidx"))
         batch_op.drop_index(batch_op.f("ix_members_email_bidx"))
@@ -489,6 +810,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_members_brand_id"))
 
     op.drop_table("members")
+    with op.batch_alter_table("import_row_errors", schema=None) as batch_op:
+        batch_op.drop_index("ix_import_row_errors_run_row")
+        batch_op.drop_index(batch_op.f("ix_import_row_errors_brand_id"))
+
+    op.drop_table("import_row_errors")
     with op.batch_alter_table("console_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_console_sessions_user_id"))
 
@@ -501,12 +827,26 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_stores_brand_id"))
 
     op.drop_table("stores")
+    with op.batch_alter_table("product_categories", schema=None) as batch_op:
+        batch_op.drop_index("ix_product_categories_path")
+        batch_op.drop_index(batch_op.f("ix_product_categories_brand_id"))
+
+    op.drop_table("product_categories")
     with op.batch_alter_table("outbox_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outbox_events_type"))
         batch_op.drop_index("ix_outbox_events_pending")
         batch_op.drop_index(batch_op.f("ix_outbox_events_brand_id"))
 
     op.drop_table("outbox_events")
+    with op.batch_alter_table("import_runs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_import_runs_brand_id"))
+        batch_op.drop_index("ix_import_runs_brand_created")
+
+    op.drop_table("import_runs")
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_idempotency_keys_brand_id"))
+
+    op.drop_table("idempotency_keys")
     with op.batch_alter_table("custom_field_definitions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_custom_field_definitions_brand_id"))
 
