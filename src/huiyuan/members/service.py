@@ -58,9 +58,10 @@ def _format_number(prefix: str, seq: int) -> str:
     return f"{prefix}{seq:08d}"
 
 
-def _attach_identifier(
+def attach_identifier(
     session: Session, member: Member, type_: str, value: str, source: str | None, repo: MemberRepository
 ) -> MemberIdentifier:
+    """Give ``member`` an identifier (idempotent for its owner; 409 if another member holds it)."""
     owner = repo.identifier_owner(member.brand_id, type_, value)
     if owner is not None:
         if owner.member_id == member.id:
@@ -98,7 +99,7 @@ def _set_contact(
     setattr(member, f"{kind}_enc", pii.encrypt(pii.normalise(kind, value)) if value else None)
     setattr(member, f"{kind}_bidx", new_bidx)
     if value:
-        _attach_identifier(session, member, kind, value, "profile", repo)
+        attach_identifier(session, member, kind, value, "profile", repo)
 
 
 def enroll_member(session: Session, *, actor: Principal, data: MemberEnroll) -> Member:
@@ -173,7 +174,7 @@ def enroll_member(session: Session, *, actor: Principal, data: MemberEnroll) -> 
     for ident in data.identifiers:
         if ident.type in ("phone", "email"):
             continue
-        _attach_identifier(session, member, ident.type, ident.value, ident.source, repo)
+        attach_identifier(session, member, ident.type, ident.value, ident.source, repo)
     custom_fields.sync_unique_values(session, member)
     session.flush()
 
