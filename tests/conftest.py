@@ -21,7 +21,7 @@ os.environ["HUIYUAN_LOG_LEVEL"] = "WARNING"
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from huiyuan.kit.db import Database
 from huiyuan.kit.migrate import upgrade
@@ -61,7 +61,8 @@ def pg_database(pg_server: PgServer) -> Iterator[str]:
 
 
 def _empty_pg(db: Database) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    existing = set(inspect(db.engine).get_table_names())
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables if t.name in existing)
     with db.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
