@@ -110,7 +110,8 @@ def enroll(
     return out
 
 
-@router.get("/{member_id}", response_model=MemberOut, summary="Get a member")
+# ``:int`` keeps fixed paths such as /api/v1/members/lookup from being read as a member id.
+@router.get("/{member_id:int}", response_model=MemberOut, summary="Get a member")
 def get_member(member_id: int, session: SessionDep, actor: Reader) -> MemberOut:
     member = service.get_member(session, member_id)
     return service.to_out(session, [member], show_pii=actor.has("members:pii"))[0]
