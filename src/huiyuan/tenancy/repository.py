@@ -43,6 +43,9 @@ class TenancyRepository:
         stmt = select(Store).where(Store.brand_id == brand_id, Store.code == code)
         return self.session.scalars(stmt).one_or_none()
 
+    def store(self, store_id: int) -> Store | None:
+        return self.session.scalars(select(Store).where(Store.id == store_id)).one_or_none()
+
     def stores(self, brand_id: int | None = None) -> list[Store]:
         stmt = select(Store).order_by(Store.id)
         if brand_id is not None:

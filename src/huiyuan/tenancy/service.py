@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from huiyuan.audit import service as audit
-from huiyuan.kit.errors import Conflict, PermissionDenied, field_error
+from huiyuan.kit.errors import Conflict, NotFound, PermissionDenied, field_error
 from huiyuan.kit.scope import Principal
 from huiyuan.tenancy.models import Brand, Store
 from huiyuan.tenancy.repository import TenancyRepository
@@ -67,4 +67,12 @@ def create_store(
         brand_id=brand_id,
         after={"code": code, "name": name, "city": city},
     )
+    return store
+
+
+def get_store(session: Session, store_id: int) -> Store:
+    """The store with this id in the caller's scope, or 404."""
+    store = TenancyRepository(session).store(store_id)
+    if store is None:
+        raise NotFound(f"Store {store_id} was not found.")
     return store

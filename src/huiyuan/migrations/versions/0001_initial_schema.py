@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 10:59:17.542590
+Create Date: 2026-11-22 11:03:51.063999
 """
 
 from collections.abc import Sequence
@@ -191,6 +191,7 @@ def upgrade() -> None:
         sa.Column("started_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
@@ -201,6 +202,44 @@ def upgrade() -> None:
     with op.batch_alter_table("import_runs", schema=None) as batch_op:
         batch_op.create_index("ix_import_runs_brand_created", ["brand_id", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_import_runs_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "job_runs",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("progress_done", sa.Integer(), nullable=False),
+        sa.Column("progress_total", sa.Integer(), nullable=True),
+        sa.Column("message", sa.String(length=500), nullable=True),
+        sa.Column(
+            "params",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "state",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "result",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_job_runs_brand_id_brands")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_runs")),
+    )
+    with op.batch_alter_table("job_runs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_job_runs_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_job_runs_kind"), ["kind"], unique=False)
+        batch_op.create_index("ix_job_runs_status", ["status", "id"], unique=False)
 
     op.create_table(
         "outbox_events",
@@ -430,6 +469,7 @@ def upgrade() -> None:
         "webhook_deliveries",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("subscription_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -437,6 +477,10 @@ def upgrade() -> None:
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("delivered_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_webhook_deliveries_brand_id_brands")
+        ),
         sa.ForeignKeyConstraint(
             ["event_id"], ["outbox_events.id"], name=op.f("fk_webhook_deliveries_event_id_outbox_events")
         ),
@@ -451,7 +495,9 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_webhook_deliveries_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index("ix_webhook_deliveries_due", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index("ix_webhook_deliveries_subscription", ["subscription_id", "id"], unique=False)
 
     op.create_table(
         "consents",
@@ -794,7 +840,9 @@ def downgrade() -> None:
 
     op.drop_table("consents")
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_deliveries_subscription")
         batch_op.drop_index("ix_webhook_deliveries_due")
+        batch_op.drop_index(batch_op.f("ix_webhook_deliveries_brand_id"))
 
     op.drop_table("webhook_deliveries")
     with op.batch_alter_table("products", schema=None) as batch_op:
@@ -838,6 +886,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_outbox_events_brand_id"))
 
     op.drop_table("outbox_events")
+    with op.batch_alter_table("job_runs", schema=None) as batch_op:
+        batch_op.drop_index("ix_job_runs_status")
+        batch_op.drop_index(batch_op.f("ix_job_runs_kind"))
+        batch_op.drop_index(batch_op.f("ix_job_runs_brand_id"))
+
+    op.drop_table("job_runs")
     with op.batch_alter_table("import_runs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_import_runs_brand_id"))
         batch_op.drop_index("ix_import_runs_brand_created")
