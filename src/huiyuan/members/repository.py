@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import BigInteger, Boolean, ColumnElement, Numeric, and_, cast, func, literal, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from huiyuan.kit import pii
 from huiyuan.members.models import CustomFieldDefinition, Member, MemberIdentifier
@@ -114,7 +117,7 @@ class MemberRepository:
         if f.enrolled_to:
             cond.append(Member.enrolled_at < f.enrolled_to)
         for key, value in f.custom.items():
-            cond.append(custom_equals(key, value))
+            cond.append(custom_condition(key, value))
         return cond
 
     def list(self, f: MemberFilter, *, after_id: int | None, limit: int) -> list[Member]:
@@ -138,3 +141,100 @@ def custom_equals(key: str, value: Any) -> ColumnElement[bool]:
     if isinstance(value, float):
         return element.as_float() == value
     return element.as_string() == str(value)
+
+
+@dataclass(frozen=True)
+class CustomCondition:
+    """One typed test on a custom field, built by ``custom_fields.parse_filters`` from the brand's
+    definition: ``op`` is eq, gte, lte or has; ``kind`` is the field type; ``value`` is already in the
+    stored form (int, bool, canonical decimal/date/datetime string, str, or a list for multi-enum eq)."""
+
+    key: str
+    op: str
+    kind: str
+    value: Any
+
+
+class _JsonArrayHas(FunctionElement[bool]):
+    """``value`` is an element of the JSON array at ``custom -> key`` (SQLite ``json_each``, PG ``@>``)."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "json_array_has"
+
+
+class _JsonArrayLength(FunctionElement[int]):
+    type = BigInteger()
+    inherit_cache = True
+    name = "json_array_length_at"
+
+
+def _json_path(key: str) -> str:
+    return '$."' + key.replace('"', "") + '"'
+
+
+@compiles(_JsonArrayHas, "sqlite")
+def _has_sqlite(element: _JsonArrayHas, compiler: SQLCompiler, **kw: Any) -> str:
+    column, path, _key, value = (compiler.process(c, **kw) for c in element.clauses)
+    return f"EXISTS (SELECT 1 FROM json_each({column}, {path}) AS je WHERE je.value = {value})"
+
+
+@compiles(_JsonArrayHas, "postgresql")
+def _has_pg(element: _JsonArrayHas, compiler: SQLCompiler, **kw: Any) -> str:
+    column, _path, key, value = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(({column} -> CAST({key} AS TEXT)) @> jsonb_build_array(CAST({value} AS TEXT)))"
+
+
+@compiles(_JsonArrayLength, "sqlite")
+def _len_sqlite(element: _JsonArrayLength, compiler: SQLCompiler, **kw: Any) -> str:
+    column, path, _key = (compiler.process(c, **kw) for c in element.clauses)
+    return f"json_array_length({column}, {path})"
+
+
+@compiles(_JsonArrayLength, "postgresql")
+def _len_pg(element: _JsonArrayLength, compiler: SQLCompiler, **kw: Any) -> str:
+    column, _path, key = (compiler.process(c, **kw) for c in element.clauses)
+    # jsonb_array_length fails on non-arrays; CASE keeps a stray scalar from aborting the query.
+    return (
+        f"(CASE WHEN jsonb_typeof({column} -> CAST({key} AS TEXT)) = 'array' "
+        f"THEN jsonb_array_length({column} -> CAST({key} AS TEXT)) END)"
+    )
+
+
+def _array_has(key: str, value: str) -> ColumnElement[bool]:
+    return _JsonArrayHas(Member.custom, literal(_json_path(key)), literal(key), literal(value))  # type: ignore[return-value]
+
+
+def _array_length(key: str) -> ColumnElement[int]:
+    return _JsonArrayLength(Member.custom, literal(_json_path(key)), literal(key))  # type: ignore[return-value]
+
+
+def _compare(left: ColumnElement[Any], op: str, right: Any) -> ColumnElement[bool]:
+    if op == "gte":
+        return left >= right
+    if op == "lte":
+        return left <= right
+    return left == right
+
+
+def custom_condition(key: str, value: Any) -> ColumnElement[bool]:
+    """A typed condition on a custom field; untyped values fall back to ``custom_equals``."""
+    if not isinstance(value, CustomCondition):
+        return custom_equals(key, value)
+    c = value
+    text = Member.custom[c.key].as_string()
+    if c.kind == "integer":
+        return _compare(cast(text, BigInteger), c.op, int(c.value))
+    if c.kind == "decimal":
+        if c.op == "eq":  # canonical strings compare exactly, with no float rounding on SQLite
+            return text == c.value
+        return _compare(cast(text, Numeric), c.op, cast(literal(str(c.value)), Numeric))
+    if c.kind == "boolean":
+        return Member.custom[c.key].as_boolean() == bool(c.value)
+    if c.kind == "multi_enum":
+        if c.op == "has":
+            return _array_has(c.key, str(c.value))
+        items = list(c.value)
+        return and_(*(_array_has(c.key, v) for v in items), _array_length(c.key) == len(items))
+    # string, text, enum, date, datetime: stored as strings whose order is the value's order
+    return _compare(text, c.op, str(c.value))
