@@ -61,3 +61,43 @@ def revoke(key_id: int, db: DbOption = None) -> None:
     with database(db).unit_of_work() as s:
         auth.revoke_api_key(s, actor=SYSTEM, key_id=key_id)
     console.print(f"key {key_id} revoked")
+
+
+@app.command("generate-pii-key")
+def generate_pii_key() -> None:
+    """Print a new Fernet key for HUIYUAN_PII_KEYS (put it first, keep the old ones after it)."""
+    from cryptography.fernet import Fernet
+
+    typer.echo(Fernet.generate_key().decode())
+
+
+@app.command("rotate-pii")
+def rotate_pii(db: DbOption = None) -> None:
+    """Re-encrypt every PII token under the newest key of HUIYUAN_PII_KEYS (resumable).
+
+    Run it after every process has the new key list (newest first), so nothing writes under an old key.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    from huiyuan.members.privacy import rotate_pii_tokens
+    from huiyuan.settings import get_settings
+
+    if len(get_settings().fernet_keys()) < 2:
+        console.print("[yellow]Only one PII key is configured: tokens are re-encrypted under it.[/yellow]")
+    tasks: dict[str, TaskID] = {}
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as bar:
+
+        def progress(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=total)
+            bar.advance(tasks[table], done)
+
+        rewritten = rotate_pii_tokens(database(db), progress)
+    table = Table("table", "rows re-encrypted")
+    for name, count in rewritten.items():
+        table.add_row(name, str(count))
+    console.print(table)
+    # Processes still running with the old key list may write tokens under the old key meanwhile.
+    console.print("[green]done[/green]: once every process runs with this key list, drop the older keys")
