@@ -38,10 +38,17 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     run_worker_in_process: bool = True
     outbox_poll_seconds: float = 1.0
+    # Huey queue name (Redis key prefix); threads of the embedded consumer.
+    jobs_queue_name: str = "huiyuan"
+    jobs_workers: int = 2
+    # A failing outbox handler is retried with exponential backoff up to this delay.
+    outbox_retry_cap_seconds: float = 3600.0
 
     # Limits.
     max_page_size: int = 500
     max_body_bytes: int = 10 * 1024 * 1024
+    # Where uploaded files (imports) and generated reports are kept.
+    data_dir: str = "./var"
     api_rate_limit: str = "600/minute"
     login_rate_limit: str = "10/minute"
     rate_limit_storage: str = "memory://"
@@ -54,6 +61,10 @@ class Settings(BaseSettings):
     webhook_allow_private_targets: bool = False
     webhook_timeout_seconds: float = 5.0
     webhook_max_attempts: int = 8
+    # Retry delays: base * 2^(attempt-1) with jitter, never more than the cap.
+    webhook_retry_base_seconds: float = 30.0
+    webhook_retry_cap_seconds: float = 6 * 3600.0
+    webhook_signature_tolerance_seconds: int = 300
 
     default_timezone: str = "Asia/Shanghai"
     console_assets_dir: str = Field(default="", description="Where npm installed the console's vendor assets")

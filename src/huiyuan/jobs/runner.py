@@ -1,15 +1,188 @@
-"""PROVISIONAL in-process worker handle; the Huey-based worker replaces this module's internals."""
+"""The worker: a Huey consumer (threads) for jobs plus the outbox loop, in one handle.
+
+``start_in_process_worker(db, settings)`` is what ``huiyuan serve`` runs in its lifespan and what
+``huiyuan worker`` runs in the foreground: (a) Huey's consumer with thread workers (its signal
+handlers are left out, they belong to the host process), and (b) a thread that calls
+``dispatch_pending`` then ``deliver_due`` every ``outbox_poll_seconds`` (immediately again while
+there is a backlog). ``stop()`` stops both and waits for them. With the ``memory`` backend jobs
+run inline when enqueued, so no consumer is started. Must not hold business logic.
+"""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from huey.consumer import Consumer
+
+from huiyuan import __version__
+from huiyuan.jobs import queue as job_queue
+from huiyuan.jobs.registry import load_job_modules
+from huiyuan.jobs.repository import JobRepository
 from huiyuan.kit.db import Database
+from huiyuan.kit.logging import get_logger
+from huiyuan.outbox.dispatcher import dispatch_pending
+from huiyuan.outbox.repository import OutboxRepository
+from huiyuan.outbox.webhooks import deliver_due
 from huiyuan.settings import Settings
 
+log = get_logger("huiyuan.worker")
+DISPATCH_BATCH = 200
+DELIVERY_BATCH = 100
 
-class WorkerHandle:
-    def stop(self) -> None:
+
+class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
+    """Huey's consumer without its signal handlers (only a main program may own SIGINT/SIGTERM)."""
+
+    def _set_signal_handlers(self) -> None:
         return None
 
 
+@dataclass
+class WorkerCounters:
+    loops: int = 0
+    dispatched: int = 0
+    handler_failures: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class WorkerHandle:
+    """A running worker; ``stop()`` stops the consumer and the outbox loop and waits for them."""
+
+    def __init__(self, db: Database, settings: Settings, *, outbox: bool = True) -> None:
+        self.db = db
+        self.settings = settings
+        self.queue = job_queue.get_queue(settings)
+        self.counters = WorkerCounters()
+        self._stop = threading.Event()
+        self._outbox_enabled = outbox
+        self._thread: threading.Thread | None = None
+        self._consumer: _EmbeddedConsumer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> WorkerHandle:
+        load_job_modules()
+        job_queue.bind_database(self.db)
+        if not self.queue.immediate:
+            self._consumer = _EmbeddedConsumer(
+                self.queue.huey,
+                workers=max(1, self.settings.jobs_workers),
+                worker_type="thread",
+                periodic=True,
+                initial_delay=0.1,
+                max_delay=1.0,
+                check_worker_health=False,
+                shutdown_timeout=30,
+            )
+            self._consumer.start()
+        self._resend_queued()
+        if self._outbox_enabled:
+            self._thread = threading.Thread(target=self._outbox_loop, name="huiyuan-outbox", daemon=True)
+            self._thread.start()
+        log.info("worker started", backend=type(self.queue.huey).__name__, outbox=self._outbox_enabled)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.webhook_timeout_seconds + 30)
+            self._thread = None
+        if self._consumer is not None:
+            self._consumer.stop(graceful=True)
+            self._consumer = None
+        if job_queue.bound_database() is self.db:
+            job_queue.bind_database(None)
+        log.info("worker stopped")
+
+    @property
+    def running(self) -> bool:
+        return not self._stop.is_set()
+
+    def _resend_queued(self) -> None:
+        # Runs whose message was lost (queue down at commit, memory queue of a dead process) start
+        # again; a duplicate message is harmless because a run only starts from "queued".
+        with self.db.unit_of_work(None, write=False) as session:
+            waiting = [
+                r.id
+                for r in JobRepository(session).list(status="queued", kind=None, before_id=None, limit=500)
+            ]
+        for run_id in reversed(waiting):
+            try:
+                self.queue.send(run_id)
+            except Exception:
+                log.exception("could not re-send a queued job run", run_id=run_id)
+
+    # -- the outbox loop ---------------------------------------------------------------------------
+
+    def run_outbox_once(self, client: httpx.Client | None = None) -> bool:
+        """One dispatch + delivery pass; True when a full batch suggests more work is waiting."""
+        dispatched = dispatch_pending(self.db, batch=DISPATCH_BATCH)
+        delivered = deliver_due(self.db, client=client, limit=DELIVERY_BATCH)
+        c = self.counters
+        with c.lock:
+            c.loops += 1
+            c.dispatched += dispatched.dispatched
+            c.handler_failures += dispatched.failed
+            c.delivered += delivered.delivered
+            c.retrying += delivered.retrying
+            c.dead += delivered.dead
+        return dispatched.taken >= DISPATCH_BATCH or delivered.attempted >= DELIVERY_BATCH
+
+    def _outbox_loop(self) -> None:
+        with httpx.Client(
+            timeout=self.settings.webhook_timeout_seconds,
+            follow_redirects=False,
+            headers={"User-Agent": f"huiyuan-webhooks/{__version__}"},
+        ) as client:
+            while not self._stop.is_set():
+                backlog = False
+                try:
+                    backlog = self.run_outbox_once(client)
+                except Exception as exc:  # keep polling: the database may come back
+                    with self.counters.lock:
+                        self.counters.errors += 1
+                        self.counters.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                    log.exception("outbox pass failed")
+                if not backlog:
+                    self._stop.wait(self.settings.outbox_poll_seconds)
+
+    # -- status ------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counts for status lines: this process's outbox work, plus what the database holds."""
+        with self.db.unit_of_work(None, write=False) as session:
+            jobs = JobRepository(session).status_counts()
+            outbox = OutboxRepository(session)
+            pending_events = outbox.pending_count()
+            deliveries = outbox.delivery_counts()
+        c = self.counters
+        with c.lock:
+            mine = {
+                "dispatched": c.dispatched,
+                "handler_failures": c.handler_failures,
+                "delivered": c.delivered,
+                "retrying": c.retrying,
+                "dead": c.dead,
+                "errors": c.errors,
+                "last_error": c.last_error,
+            }
+        return {
+            "worker": mine,
+            "jobs": jobs,
+            "pending_events": pending_events,
+            "deliveries": deliveries,
+            "queue": job_queue.describe(self.queue),
+        }
+
+
 def start_in_process_worker(db: Database, settings: Settings) -> WorkerHandle:
-    return WorkerHandle()
+    """Start the job consumer and the outbox loop in threads of this process."""
+    return WorkerHandle(db, settings).start()

@@ -1,3 +1,5 @@
+"""Outbox events, webhook subscriptions and their deliveries. Rows only; no delivery logic here."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -41,17 +43,21 @@ class WebhookSubscription(TimestampMixin, BrandOwned, Base):
     description: Mapped[str | None] = mapped_column(String(200))
 
 
-class WebhookDelivery(Base):
+class WebhookDelivery(BrandOwned, Base):
+    """One event sent (or to be sent) to one subscription; brand-owned so tenancy filters it too."""
+
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("subscription_id", "event_id"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_subscription", "subscription_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     subscription_id: Mapped[int] = mapped_column(
         IdType, ForeignKey("webhook_subscriptions.id"), nullable=False
     )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     event_id: Mapped[int] = mapped_column(IdType, ForeignKey("outbox_events.id"), nullable=False)
     status: Mapped[str] = mapped_column(String(16), default="pending", nullable=False)  # delivered, dead
     attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)

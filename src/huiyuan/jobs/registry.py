@@ -1,0 +1,56 @@
+"""The registry of job kinds: ``@job("members.import")`` maps a kind to the function that runs it.
+
+A job function takes one ``JobContext`` and returns a JSON-able result (or ``None``). Modules that
+define jobs are listed in ``JOB_MODULES`` and imported by the worker and by ``enqueue`` (which
+refuses unknown kinds). This module must not import domain code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from huiyuan.jobs.context import JobContext
+
+JobFunction = Callable[["JobContext"], "dict[str, Any] | None"]
+
+# Modules whose import registers jobs; add a line when a domain gets background work.
+JOB_MODULES: tuple[str, ...] = ("huiyuan.outbox.dispatcher", "huiyuan.members.import_jobs")
+
+_jobs: dict[str, JobFunction] = {}
+_loaded = False
+
+
+def job(kind: str) -> Callable[[JobFunction], JobFunction]:
+    """Decorator registering ``fn(ctx) -> dict | None`` as the job ``kind``."""
+
+    def register(fn: JobFunction) -> JobFunction:
+        existing = _jobs.get(kind)
+        if existing is not None and existing is not fn and existing.__qualname__ != fn.__qualname__:
+            raise ValueError(f"job kind '{kind}' is already registered by {existing.__module__}")
+        _jobs[kind] = fn
+        return fn
+
+    return register
+
+
+def load_job_modules() -> None:
+    """Import every module that registers jobs (once per process)."""
+    global _loaded
+    if _loaded:
+        return
+    for name in JOB_MODULES:
+        importlib.import_module(name)
+    _loaded = True
+
+
+def get_job(kind: str) -> JobFunction | None:
+    load_job_modules()
+    return _jobs.get(kind)
+
+
+def kinds() -> list[str]:
+    load_job_modules()
+    return sorted(_jobs)
