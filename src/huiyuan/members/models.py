@@ -182,3 +182,52 @@ class CustomFieldUniqueValue(BrandOwned, Base):
     field_key: Mapped[str] = mapped_column(String(64), nullable=False)
     value: Mapped[str] = mapped_column(String(300), nullable=False)
     member_id: Mapped[int] = mapped_column(IdType, ForeignKey("members.id"), index=True, nullable=False)
+
+
+IMPORT_STATUSES = ("pending", "running", "succeeded", "failed")
+
+
+class ImportRun(TimestampMixin, BrandOwned, Base):
+    """One import of a file (members or prospects): options, progress counts and outcome."""
+
+    __tablename__ = "import_runs"
+    __table_args__ = (Index("ix_import_runs_brand_created", "brand_id", "id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24), default="members", nullable=False)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    format: Mapped[str] = mapped_column(String(8), nullable=False)  # csv, xlsx
+    stored_path: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", nullable=False)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    on_duplicate: Mapped[str] = mapped_column(String(8), default="skip", nullable=False)
+    default_status: Mapped[str] = mapped_column(String(16), default="prospect", nullable=False)
+    columns: Mapped[list[str]] = mapped_column(JSONType, default=list, nullable=False)
+    total_rows: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    created: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    updated: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    skipped: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    failed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    job_id: Mapped[int | None] = mapped_column(IdType)  # the background job run that carries it out
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ImportRowError(BrandOwned, Base):
+    """A row an import could not take. ``raw`` keeps the row's non-PII cells; PII cells (phone,
+    e-mail, identifiers) are kept only as a Fernet token of their JSON in ``raw_pii_enc``."""
+
+    __tablename__ = "import_row_errors"
+    __table_args__ = (Index("ix_import_row_errors_run_row", "import_run_id", "row_number"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    import_run_id: Mapped[int] = mapped_column(IdType, ForeignKey("import_runs.id"), nullable=False)
+    row_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    column: Mapped[str | None] = mapped_column(String(120))
+    code: Mapped[str] = mapped_column(String(40), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, nullable=False)
+    raw_pii_enc: Mapped[str | None] = mapped_column(Text)
