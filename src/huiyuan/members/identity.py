@@ -27,7 +27,7 @@ from huiyuan.kit.clock import utcnow
 from huiyuan.kit.errors import AppError, Conflict, NotFound, ValidationFailed, field_error
 from huiyuan.kit.scope import Principal
 from huiyuan.members.identity_repository import IdentityRepository
-from huiyuan.members.identity_schemas import CardOut, MemberSummary
+from huiyuan.members.identity_schemas import CardOut, MemberSummary, QrTokenOut
 from huiyuan.members.models import Member, MemberCard, MemberIdentifier
 from huiyuan.members.repository import MemberRepository
 from huiyuan.members.schemas import IdentifierOut
@@ -421,6 +421,14 @@ def render_qr(token: str, fmt: Literal["png", "svg"]) -> tuple[bytes, str]:
         return buf.getvalue(), "image/png"
     code.save(buf, kind="svg", scale=6, border=4, xmldecl=True, title="member code")
     return buf.getvalue(), "image/svg+xml"
+
+
+def qr_document(qr: MemberQr, fmt: QrFormat) -> tuple[bytes, str]:
+    """The code as PNG, SVG or JSON (token + expiry): ``(bytes, media type)``."""
+    if fmt == "json":
+        body = QrTokenOut(token=qr.token, expires_at=qr.expires_at).model_dump_json()
+        return body.encode(), "application/json"
+    return render_qr(qr.token, fmt)
 
 
 def verify_member_qr(session: Session, *, actor: Principal, token: str) -> Member:

@@ -42,14 +42,8 @@ QR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def qr_response(token: identity.MemberQr, fmt: str) -> Response:
-    """PNG/SVG bytes or the JSON token; never cached, since the code expires."""
-    headers = {"Cache-Control": "no-store"}
-    if fmt == "json":
-        body = QrTokenOut(token=token.token, expires_at=token.expires_at).model_dump_json()
-        return Response(body, media_type="application/json", headers=headers)
-    content, media_type = identity.render_qr(token.token, "png" if fmt == "png" else "svg")
-    return Response(content, media_type=media_type, headers=headers)
+# The code expires within minutes: no cache may keep it.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @router.get("/lookup", response_model=MemberOut, summary="Find a member by an exact identifier")
@@ -151,10 +145,11 @@ def member_qr(
     member_id: int,
     session: SessionDep,
     actor: Reader,
-    format: Annotated[str, Query(pattern="^(png|svg|json)$")] = "png",
+    format: identity.QrFormat = "png",
 ) -> Response:
-    token = identity.issue_member_qr(members.get_member(session, member_id))
-    return qr_response(token, format)
+    qr = identity.issue_member_qr(members.get_member(session, member_id))
+    content, media_type = identity.qr_document(qr, format)
+    return Response(content, media_type=media_type, headers=NO_STORE)
 
 
 @router.post(
