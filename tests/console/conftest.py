@@ -1,0 +1,65 @@
+"""Console test helpers: console users made through the auth service, sign-in through the real form."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from huiyuan.auth import service as auth
+from huiyuan.auth.deps import rate_limiter
+from huiyuan.kit.db import Database
+from huiyuan.kit.scope import SYSTEM
+
+PASSWORD = "correct-horse-battery"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    # Login throttling counts in process memory; each test starts with empty buckets.
+    rate_limiter().storage.reset()
+    yield
+    rate_limiter().storage.reset()
+
+
+def make_user(db: Database, username: str, role: str, brand_id: int | None, locale: str = "zh") -> None:
+    with db.unit_of_work() as s:
+        auth.create_user(
+            s, actor=SYSTEM, username=username, password=PASSWORD, role=role, brand_id=brand_id, locale=locale
+        )
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "no csrf_token field on the page"
+    return match.group(1)
+
+
+def login(client: Any, username: str, password: str = PASSWORD, next_url: str = "/console") -> Any:
+    page = client.get("/console/login")
+    return client.post(
+        "/console/login",
+        data={"username": username, "password": password, "csrf_token": csrf_of(page.text), "next": next_url},
+        follow_redirects=False,
+    )
+
+
+@dataclass
+class SignedIn:
+    client: Any
+    csrf: str
+
+    def post(self, url: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:
+        return self.client.post(url, data={"csrf_token": self.csrf, **(data or {})}, **kw)
+
+
+def signed_in(client: Any, username: str) -> SignedIn:
+    r = login(client, username)
+    assert r.status_code == 303, r.text
+    page = client.get("/console")
+    assert page.status_code == 200, page.text
+    return SignedIn(client=client, csrf=csrf_of(page.text))
