@@ -181,6 +181,22 @@ def close_session(session: Session, token: str) -> None:
     )
 
 
+def switch_brand(
+    session: Session, *, actor: Principal, console_session_id: int, brand_id: int | None
+) -> ConsoleSession:
+    """Point a platform user's console session at one brand, or back to every brand (``None``)."""
+    record = session.get(ConsoleSession, console_session_id)
+    if actor.kind != "user" or not actor.scope.platform or record is None or record.user_id != actor.id:
+        raise PermissionDenied("Only platform users switch brands.")
+    if brand_id is not None:
+        from huiyuan.tenancy.models import Brand
+
+        if session.get(Brand, brand_id) is None:
+            raise NotFound("No such brand.")
+    record.active_brand_id = brand_id
+    return record
+
+
 # -- API keys --------------------------------------------------------------------------------------
 
 
