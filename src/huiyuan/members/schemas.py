@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from huiyuan.kit.pii import normalise
+from huiyuan.members.consent_schemas import ConsentIn, check_unique_consents
 
 Channel = Literal[
     "store", "mini_program", "app", "web", "douyin", "payment", "e_invoice", "parking", "referral", "import"
@@ -113,6 +114,16 @@ class MemberEnroll(_Attributes):
     member_number: str | None = Field(default=None, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
     enrolled_at: datetime | None = None
     identifiers: list[IdentifierIn] = Field(default_factory=list, max_length=50)
+    consents: list[ConsentIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Consents given at enrollment, one per purpose/channel",
+    )
+
+    @field_validator("consents")
+    @classmethod
+    def _consents(cls, v: list[ConsentIn]) -> list[ConsentIn]:
+        return check_unique_consents(v)
 
 
 class MemberUpdate(_Attributes):

@@ -13,7 +13,7 @@ from huiyuan.kit import pii
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.errors import Conflict, NotFound, ValidationFailed, field_error
 from huiyuan.kit.scope import Principal
-from huiyuan.members import custom_fields
+from huiyuan.members import consent, custom_fields
 from huiyuan.members.models import Member, MemberIdentifier
 from huiyuan.members.repository import MemberFilter, MemberRepository
 from huiyuan.members.schemas import IdentifierOut, MemberClose, MemberEnroll, MemberOut, MemberUpdate
@@ -204,6 +204,17 @@ def enroll_member(session: Session, *, actor: Principal, data: MemberEnroll) -> 
             "enrolled_at": member.enrolled_at.isoformat(),
         },
     )
+    for given in data.consents:
+        consent.record_consent(
+            session,
+            actor=actor,
+            member_id=member.id,
+            purpose=given.purpose,
+            channel=given.channel,
+            granted=given.granted,
+            source=given.source or f"enrollment:{member.enroll_channel}",
+            evidence=given.evidence,
+        )
     return member
 
 
