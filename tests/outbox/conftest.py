@@ -19,7 +19,9 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Sett
 
     def apply(**values: Any) -> Settings:
         for key, value in values.items():
-            monkeypatch.setenv(f"HUIYUAN_{key.upper()}", str(value).lower() if isinstance(value, bool) else str(value))
+            monkeypatch.setenv(
+                f"HUIYUAN_{key.upper()}", str(value).lower() if isinstance(value, bool) else str(value)
+            )
         reset_settings_cache()
         return get_settings()
 

@@ -29,7 +29,9 @@ def _emit(db: Database, brand_id: int | None, type_: str, n: int = 1) -> list[in
     ids = []
     with db.unit_of_work() as s:
         for i in range(n):
-            e = emit(s, type=type_, brand_id=brand_id, aggregate_type="test", aggregate_id=i, payload={"i": i})
+            e = emit(
+                s, type=type_, brand_id=brand_id, aggregate_type="test", aggregate_id=i, payload={"i": i}
+            )
             s.flush()
             ids.append(e.id)
     return ids
@@ -59,15 +61,14 @@ def calls() -> Iterator[list[tuple[str, int, int | None]]]:
 
 def test_rolled_back_change_leaves_no_event(world: World) -> None:
     db, alpha = world.db, world.brands[0]
-    with pytest.raises(RuntimeError):
-        with db.unit_of_work(Scope(brand_id=alpha.id)) as s:
-            member = enroll_member(
-                s, actor=system_for_brand(alpha.id), data=MemberEnroll(enroll_channel="store", name="回滚")
-            )
-            s.flush()
-            assert member.id is not None
-            assert s.scalars(select(OutboxEvent)).all()  # written in the same transaction …
-            raise RuntimeError("the request failed after enrolling")
+    with pytest.raises(RuntimeError), db.unit_of_work(Scope(brand_id=alpha.id)) as s:
+        member = enroll_member(
+            s, actor=system_for_brand(alpha.id), data=MemberEnroll(enroll_channel="store", name="回滚")
+        )
+        s.flush()
+        assert member.id is not None
+        assert s.scalars(select(OutboxEvent)).all()  # written in the same transaction …
+        raise RuntimeError("the request failed after enrolling")
     with db.unit_of_work(write=False) as s:  # … and gone with it
         assert s.scalars(select(OutboxEvent)).all() == []
         assert s.scalars(select(Member)).all() == []
@@ -165,11 +166,21 @@ def test_deliveries_only_for_matching_subscriptions_of_the_same_brand(world: Wor
     db, alpha, beta = world.db, world.brands[0], world.brands[1]
     with db.unit_of_work() as s:
         subs = {
-            "a_member": WebhookSubscription(brand_id=alpha.id, url="https://a.example", secret_enc="x", event_types=["member.*"]),
-            "a_all": WebhookSubscription(brand_id=alpha.id, url="https://a2.example", secret_enc="x", event_types=["*"]),
-            "a_order": WebhookSubscription(brand_id=alpha.id, url="https://a3.example", secret_enc="x", event_types=["order.paid"]),
-            "a_off": WebhookSubscription(brand_id=alpha.id, url="https://a4.example", secret_enc="x", event_types=["*"], active=False),
-            "b_all": WebhookSubscription(brand_id=beta.id, url="https://b.example", secret_enc="x", event_types=["*"]),
+            "a_member": WebhookSubscription(
+                brand_id=alpha.id, url="https://a.example", secret_enc="x", event_types=["member.*"]
+            ),
+            "a_all": WebhookSubscription(
+                brand_id=alpha.id, url="https://a2.example", secret_enc="x", event_types=["*"]
+            ),
+            "a_order": WebhookSubscription(
+                brand_id=alpha.id, url="https://a3.example", secret_enc="x", event_types=["order.paid"]
+            ),
+            "a_off": WebhookSubscription(
+                brand_id=alpha.id, url="https://a4.example", secret_enc="x", event_types=["*"], active=False
+            ),
+            "b_all": WebhookSubscription(
+                brand_id=beta.id, url="https://b.example", secret_enc="x", event_types=["*"]
+            ),
         }
         s.add_all(subs.values())
         s.flush()

@@ -30,7 +30,9 @@ def test_refuses_non_public_targets(url: str) -> None:
     check_target(url, allow_private=True)  # the setting lets local development through
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/x", "file:///etc/passwd", "gopher://1.1.1.1/", "http:///nohost"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/x", "file:///etc/passwd", "gopher://1.1.1.1/", "http:///nohost"]
+)
 def test_refuses_other_schemes_even_when_private_allowed(url: str) -> None:
     with pytest.raises(UnsafeTarget):
         check_target(url, allow_private=True)

@@ -21,9 +21,13 @@ from tests.factories import enroll
 from tests.outbox.conftest import Receiver
 
 
-def _subscribe(client: Any, headers: dict[str, str], url: str, types: list[str] | None = None) -> dict[str, Any]:
+def _subscribe(
+    client: Any, headers: dict[str, str], url: str, types: list[str] | None = None
+) -> dict[str, Any]:
     r = client.post(
-        "/api/v1/webhooks", json={"url": url, "event_types": types or ["member.*"], "description": "t"}, headers=headers
+        "/api/v1/webhooks",
+        json={"url": url, "event_types": types or ["member.*"], "description": "t"},
+        headers=headers,
     )
     assert r.status_code == 201, r.text
     return dict(r.json())
@@ -61,12 +65,22 @@ def test_signed_delivery_to_a_real_local_server(
     assert req.path == "/hooks"
     body = json.loads(req.body)
     assert body["type"] == "member.enrolled" and body["brand_id"] == alpha.id
-    assert body["data"]["member_id"] == member["id"] and set(body) == {"id", "type", "occurred_at", "brand_id", "data"}
+    assert body["data"]["member_id"] == member["id"] and set(body) == {
+        "id",
+        "type",
+        "occurred_at",
+        "brand_id",
+        "data",
+    }
     assert req.headers["x-huiyuan-event"] == "member.enrolled"
     d = _delivery(world.db)
     assert req.headers["x-huiyuan-delivery"] == str(d.id)
-    assert verify_signature(secret, req.headers["x-huiyuan-timestamp"], req.body, req.headers["x-huiyuan-signature"])
-    assert not verify_signature("whsec_wrong", req.headers["x-huiyuan-timestamp"], req.body, req.headers["x-huiyuan-signature"])
+    assert verify_signature(
+        secret, req.headers["x-huiyuan-timestamp"], req.body, req.headers["x-huiyuan-signature"]
+    )
+    assert not verify_signature(
+        "whsec_wrong", req.headers["x-huiyuan-timestamp"], req.body, req.headers["x-huiyuan-signature"]
+    )
     assert d.status == "delivered" and d.attempts == 1 and d.last_status_code == 200
     assert deliver_due(world.db).attempted == 0  # delivered once
 
@@ -91,7 +105,9 @@ def test_failures_retry_with_backoff_then_die(
     assert d.status == "pending" and d.attempts == 1 and d.last_status_code == 500
     assert "HTTP 500" in (d.last_error or "")
     assert d.next_attempt_at is not None
-    assert t0 + timedelta(seconds=5) <= d.next_attempt_at <= t0 + timedelta(seconds=10)  # jitter in [base/2, base]
+    assert (
+        t0 + timedelta(seconds=5) <= d.next_attempt_at <= t0 + timedelta(seconds=10)
+    )  # jitter in [base/2, base]
     assert deliver_due(world.db, now=t0 + timedelta(seconds=4)).attempted == 0  # not due yet
 
     t1 = t0 + timedelta(seconds=10)
@@ -139,7 +155,9 @@ def test_connection_error_counts_as_a_failed_attempt(
     ],
 )
 def test_unsafe_targets_are_refused_at_creation(client: Any, world: World, url: str) -> None:
-    r = client.post("/api/v1/webhooks", json={"url": url, "event_types": ["*"]}, headers=world.brands[0].headers)
+    r = client.post(
+        "/api/v1/webhooks", json={"url": url, "event_types": ["*"]}, headers=world.brands[0].headers
+    )
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "url" and r.json()["errors"][0]["code"] == "unsafe-target"
     with world.db.unit_of_work(write=False) as s:
@@ -191,7 +209,10 @@ def test_brand_isolation_of_subscriptions_and_deliveries(
     assert client.post(f"{base}/deliveries/{d.id}/redeliver", headers=h).status_code == 404
     assert client.post(f"{base}/ping", headers=h).status_code == 404
     # beta's own subscription cannot reach alpha's delivery either
-    assert client.post(f"/api/v1/webhooks/{beta_sub['id']}/deliveries/{d.id}/redeliver", headers=h).status_code == 404
+    assert (
+        client.post(f"/api/v1/webhooks/{beta_sub['id']}/deliveries/{d.id}/redeliver", headers=h).status_code
+        == 404
+    )
     assert [x["id"] for x in client.get("/api/v1/webhooks", headers=h).json()["items"]] == [beta_sub["id"]]
     assert client.get(f"/api/v1/webhooks/{beta_sub['id']}/deliveries", headers=h).json()["items"] == []
     # the platform narrowed to beta does not see it either; narrowed to alpha it does
@@ -228,7 +249,9 @@ def test_update_deactivate_ping_and_audit(
         actions = [
             a.action
             for a in s.scalars(
-                select(AuditEntry).where(AuditEntry.entity_type == "webhook_subscription").order_by(AuditEntry.id)
+                select(AuditEntry)
+                .where(AuditEntry.entity_type == "webhook_subscription")
+                .order_by(AuditEntry.id)
             )
         ]
     assert actions == ["webhook.created", "webhook.updated", "webhook.pinged", "webhook.deactivated"]
