@@ -312,3 +312,105 @@ def test_tenancy_rows_go_to_the_actors_brand(world: World, tmp_path: Path) -> No
         assert len(MemberRepository(s).list(MemberFilter(), after_id=None, limit=10)) == 2
         assert importer.list_runs(s, after_id=None, limit=10)[0].id == summary.run_id
         assert len(importer.list_runs(s, after_id=None, limit=10)) == 1
+
+
+# -- API -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from huiyuan.settings import reset_settings_cache
+
+    monkeypatch.setenv("HUIYUAN_DATA_DIR", str(tmp_path / "var"))
+    reset_settings_cache()
+    yield tmp_path / "var"
+    monkeypatch.undo()
+    reset_settings_cache()
+
+
+def csv_bytes(rows: list[list[Any]], header: list[str] = HEADER) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return ("\ufeff" + buffer.getvalue()).encode()
+
+
+def upload(client: Any, headers: dict[str, str], body: bytes, name: str = "m.csv", **form: str) -> Any:
+    return client.post(
+        "/api/v1/imports/members", files={"file": (name, body, "text/csv")}, data=form, headers=headers
+    )
+
+
+def test_api_upload_runs_as_job_and_reports_errors(client: Any, world: World, data_dir: Path) -> None:
+    a, b = world.brands
+    body = csv_bytes([*people(3), ["坏", "123", "", "", "", "", "", ""]])
+    r = upload(client, a.headers, body)
+    assert r.status_code == 202, r.text
+    run = r.json()
+    assert run["job_id"] and run["errors_url"] == f"/api/v1/imports/{run['id']}/errors.csv"
+    stored = list((data_dir / "imports").iterdir())
+    assert len(stored) == 1 and stored[0].suffix == ".csv" and "m.csv" not in stored[0].name
+    status = client.get(f"/api/v1/imports/{run['id']}", headers=a.headers).json()
+    assert (status["status"], status["created"], status["failed"], status["processed_rows"]) == (
+        "succeeded",
+        3,
+        1,
+        4,
+    )
+    assert status["percent"] == 100.0
+    job = client.get(f"/api/v1/jobs/{run['job_id']}", headers=a.headers).json()
+    assert job["status"] == "succeeded" and job["result"]["created"] == 3 and job["progress_done"] == 4
+    report = client.get(status["errors_url"], headers=a.headers)
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
+    lines = list(csv.DictReader(io.StringIO(report.content.decode("utf-8-sig"))))
+    assert [(x["row_number"], x["column"]) for x in lines] == [("5", "手机")]
+    listed = client.get("/api/v1/imports", headers=a.headers).json()
+    assert [i["id"] for i in listed["items"]] == [run["id"]]
+    assert len(client.get("/api/v1/members", headers=a.headers).json()["items"]) == 3
+    # another brand sees none of it
+    assert client.get(f"/api/v1/imports/{run['id']}", headers=b.headers).status_code == 404
+    assert client.get(status["errors_url"], headers=b.headers).status_code == 404
+    assert client.get("/api/v1/imports", headers=b.headers).json()["items"] == []
+
+
+def test_api_dry_run_update_and_rerun(client: Any, world: World, data_dir: Path) -> None:
+    a = world.brands[0]
+    body = csv_bytes(people(2))
+    dry = upload(client, a.headers, body, dry_run="true").json()
+    dry = client.get(f"/api/v1/imports/{dry['id']}", headers=a.headers).json()
+    assert (dry["dry_run"], dry["created"], dry["status"]) == (True, 2, "succeeded")
+    assert client.get("/api/v1/members", headers=a.headers).json()["items"] == []
+    first = upload(client, a.headers, body, default_status="active").json()
+    again = upload(client, a.headers, body, on_duplicate="update").json()
+    first = client.get(f"/api/v1/imports/{first['id']}", headers=a.headers).json()
+    again = client.get(f"/api/v1/imports/{again['id']}", headers=a.headers).json()
+    assert (first["created"], again["created"], again["skipped"]) == (2, 0, 2)
+    members = client.get("/api/v1/members", headers=a.headers).json()["items"]
+    assert [m["status"] for m in members] == ["active", "active"]
+
+
+def test_api_refuses_bad_files_at_once(client: Any, world: World, data_dir: Path) -> None:
+    a = world.brands[0]
+    r = upload(client, a.headers, csv_bytes(people(1), header=[*HEADER[:-1], "nickname"]))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "nickname"
+    r = upload(client, a.headers, b"%PDF-1.4 ...", name="m.pdf")
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "unsupported-format"
+    r = upload(client, a.headers, csv_bytes(people(1)), on_duplicate="overwrite")
+    assert r.status_code == 422
+    assert client.get("/api/v1/imports", headers=a.headers).json()["items"] == []
+    assert not (data_dir / "imports").exists() or list((data_dir / "imports").iterdir()) == []
+
+
+def test_api_permissions(client: Any, world: World, data_dir: Path) -> None:
+    from tests.factories import make_key
+
+    a = world.brands[0]
+    key = make_key(world.db, a.id, ["members:read", "members:write"])
+    r = upload(client, {"Authorization": f"Bearer {key}"}, csv_bytes(people(1)))
+    assert r.status_code == 403
+    # a platform key must choose a brand
+    r = upload(client, world.platform_headers, csv_bytes(people(1)))
+    assert r.status_code == 422 and r.json()["code"] == "brand-required"
+    r = upload(client, {**world.platform_headers, "X-Huiyuan-Brand": "alpha"}, csv_bytes(people(1)))
+    assert r.status_code == 202
