@@ -1,14 +1,23 @@
 from __future__ import annotations
 
+import uuid
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from huiyuan.audit.models import AuditEntry
 from huiyuan.kit.clock import FrozenClock, get_clock, set_clock
+from huiyuan.kit.errors import NotFound
+from huiyuan.kit.scope import system_for_brand
+from huiyuan.members import identity
 from huiyuan.members.models import MemberCard, MemberIdentifier
+from huiyuan.members.repository import MemberRepository
+from huiyuan.members.schemas import MemberEnroll
+from huiyuan.members.service import enroll_member
 from huiyuan.outbox.models import OutboxEvent
 from tests.conftest import World
 from tests.factories import enroll, make_key
@@ -246,3 +255,50 @@ def test_other_brand_gets_404_on_every_identity_route(client, world: World) -> N
         assert client.get(f"{M}/lookup", params={"type": t, "value": v}, headers=b.headers).status_code == 404
     # nothing changed in alpha
     assert client.get(f"{M}/{mid}/cards", headers=a.headers).json()["items"][0]["status"] == "active"
+
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["add", "remove"]), st.integers(0, 2), st.integers(0, 3)),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=ops)
+def test_identifier_ownership_invariant(world: World, steps: list[tuple[str, int, int]]) -> None:
+    """Whatever the order of adds and removes, a value has at most one owner and lookup finds it."""
+    brand = world.brands[0]
+    actor = system_for_brand(brand.id)
+    prefix = uuid.uuid4().hex[:8]  # examples share the database: each works on its own values
+    with world.db.unit_of_work(actor.scope) as s:
+        member_ids = [
+            enroll_member(s, actor=actor, data=MemberEnroll(enroll_channel="store")).id for _ in range(3)
+        ]
+    owner: dict[int, int] = {}
+    with world.db.unit_of_work(actor.scope) as s:
+        for op, who, which in steps:
+            value = f"{prefix}-{which}"
+            if op == "add":
+                try:
+                    _, created = identity.add_identifier(
+                        s, actor=actor, member_id=member_ids[who], type_="device_id", value=value, source=None
+                    )
+                except identity.IdentifierTaken:
+                    assert owner.get(which) not in (None, member_ids[who])
+                    continue
+                assert created == (which not in owner)
+                owner[which] = member_ids[who]
+            elif which in owner and owner[which] == member_ids[who]:
+                ident = MemberRepository(s).identifier_owner(brand.id, "device_id", value)
+                assert ident is not None
+                identity.remove_identifier(s, actor=actor, member_id=member_ids[who], identifier_id=ident.id)
+                del owner[which]
+            for w in range(4):
+                try:
+                    found = identity.lookup_member(
+                        s, actor=actor, type_="device_id", value=f"{prefix}-{w}"
+                    ).id
+                except NotFound:
+                    found = None
+                assert found == owner.get(w)
