@@ -68,7 +68,7 @@ def _paid_events(plans: Sequence[planning.OrderPlan], brand_id: int) -> list[dic
 def _write(session: Session, plans: Sequence[planning.OrderPlan], brand_id: int) -> None:
     planning.write_plans(session, plans)
     # The same row ``outbox.service.emit`` adds, written as one executemany for the whole batch.
-    session.execute(insert(OutboxEvent), _paid_events(plans, brand_id))
+    session.execute(insert(planning.table(OutboxEvent)), _paid_events(plans, brand_id))
 
 
 def record_orders_bulk(

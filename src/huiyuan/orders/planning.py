@@ -16,14 +16,13 @@ Rules (documented for clients in ``OrderIn``):
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from huiyuan.kit import pii
@@ -60,6 +59,11 @@ class OrderPlan:
     payments: list[dict[str, Any]]
 
 
+def table(model: type[Any]) -> Table:
+    """The Core table of a model: bulk writes skip the ORM's per-row bookkeeping."""
+    return cast(Table, model.__table__)
+
+
 def load_context(session: Session, brand_id: int, orders: Sequence[OrderIn]) -> Context:
     """Pre-load the stores, products and members that ``orders`` refer to (four queries at most)."""
     repo = OrderRepository(session)
@@ -76,30 +80,16 @@ def load_context(session: Session, brand_id: int, orders: Sequence[OrderIn]) -> 
     )
 
 
-def _canon(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(to_money(value))
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, dict):
-        return {k: _canon(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_canon(v) for v in value]
-    return value
-
-
-def fingerprint(body: dict[str, Any]) -> str:
-    """sha256 of a canonical JSON form: equal requests give equal hashes whatever their formatting."""
-    text = json.dumps(_canon(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+def fingerprint(body: str) -> str:
+    """sha256 of a request's canonical JSON (amounts to the fen and times in UTC by the schemas)."""
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def request_hash(data: OrderIn) -> str:
     """Fingerprint of an order request; identifier values enter only as blind indexes (no PII)."""
-    body = data.model_dump()
-    body["identifiers"] = [
-        {"type": i.type, "bidx": pii.blind_index(i.type, i.value)} for i in data.identifiers
-    ]
+    body = data.model_dump_json(exclude={"identifiers"})
+    for ident in data.identifiers:
+        body += f"|{ident.type}:{pii.blind_index(ident.type, ident.value)}"
     return fingerprint(body)
 
 
@@ -121,7 +111,8 @@ def allocate(total: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:
 
 def build_plan(data: OrderIn, ctx: Context, digest: str | None = None) -> OrderPlan:
     """Check ``data`` against the brand and compute the order's rows; ``ValidationFailed`` lists every
-    problem found (with field paths such as ``items.0.deal_price``)."""
+    problem found (with field paths such as ``items.0.deal_price``). Amounts in ``data`` are already
+    exact to the fen (the schema quantizes them), so sums and products here stay exact."""
     errors: list[dict[str, Any]] = []
     store_id = None
     if data.store_code:
@@ -155,9 +146,9 @@ def build_plan(data: OrderIn, ctx: Context, digest: str | None = None) -> OrderP
                     f"items.{n}.name", "the SKU is not in the catalogue: give the item's name", "unknown-sku"
                 )
             )
-        deal = to_money(line.deal_price)
+        deal = line.deal_price
         if line.list_price is not None:
-            list_price = to_money(line.list_price)
+            list_price = line.list_price
         else:
             list_price = product.list_price if product is not None else deal
         if deal > list_price:
@@ -185,7 +176,7 @@ def build_plan(data: OrderIn, ctx: Context, digest: str | None = None) -> OrderP
 
     list_amount = sum((i["list_price"] * i["quantity"] for i in items), ZERO)
     deal_amount = sum((i["amount"] for i in items), ZERO)
-    discount_amount = sum((to_money(d.amount) for d in data.discounts), ZERO)
+    discount_amount = sum((d.amount for d in data.discounts), ZERO)
     paid_amount = deal_amount - discount_amount
     if discount_amount > deal_amount:
         errors.append(
@@ -193,7 +184,7 @@ def build_plan(data: OrderIn, ctx: Context, digest: str | None = None) -> OrderP
                 "discounts", f"discounts {discount_amount} exceed the deal amount {deal_amount}", "too-large"
             )
         )
-    paid = sum((to_money(p.amount) for p in data.payments), ZERO)
+    paid = sum((p.amount for p in data.payments), ZERO)
     if discount_amount <= deal_amount and paid != paid_amount:
         errors.append(
             field_error(
@@ -235,24 +226,28 @@ def build_plan(data: OrderIn, ctx: Context, digest: str | None = None) -> OrderP
             "brand_id": ctx.brand_id,
             "kind": d.kind,
             "code": d.code,
-            "amount": to_money(d.amount),
+            "amount": d.amount,
             "funded_by": d.funded_by,
         }
         for d in data.discounts
     ]
     payments = [
-        {"brand_id": ctx.brand_id, "method": p.method, "amount": to_money(p.amount), "reference": p.reference}
+        {"brand_id": ctx.brand_id, "method": p.method, "amount": p.amount, "reference": p.reference}
         for p in data.payments
     ]
     return OrderPlan(data, order["request_hash"], order, items, discounts, payments)
 
 
 def write_plans(session: Session, plans: Sequence[OrderPlan]) -> list[int]:
-    """Insert the orders and their lines, discounts and payments: one executemany per table."""
+    """Insert the orders and their lines, discounts and payments: one executemany per table.
+    The plans' order numbers must be distinct."""
     if not plans:
         return []
-    stmt = insert(Order).returning(Order.id, sort_by_parameter_order=True)
-    ids = list(session.scalars(stmt, [p.order for p in plans]))
+    # Rows come back matched by order number (unique within a batch) rather than by position: asking
+    # for parameter order makes SQLite fall back to one INSERT per row.
+    stmt = insert(table(Order)).returning(Order.order_number, Order.id)
+    by_number = {number: oid for number, oid in session.execute(stmt, [p.order for p in plans])}
+    ids = [by_number[p.order["order_number"]] for p in plans]
     items: list[dict[str, Any]] = []
     discounts: list[dict[str, Any]] = []
     payments: list[dict[str, Any]] = []
@@ -262,11 +257,11 @@ def write_plans(session: Session, plans: Sequence[OrderPlan]) -> list[int]:
             for row in rows:
                 row["order_id"] = order_id
                 into.append(row)
-    session.execute(insert(OrderItem), items)
+    session.execute(insert(table(OrderItem)), items)
     if discounts:
-        session.execute(insert(OrderDiscount), discounts)
+        session.execute(insert(table(OrderDiscount)), discounts)
     if payments:
-        session.execute(insert(OrderPayment), payments)
+        session.execute(insert(table(OrderPayment)), payments)
     return ids
 
 

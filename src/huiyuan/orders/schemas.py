@@ -8,11 +8,11 @@ as strings.
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from huiyuan.members.schemas import IdentifierType
 
@@ -23,8 +23,23 @@ PaymentMethod = Literal["wechat_pay", "alipay", "card", "cash", "points", "store
 FundedBy = Literal["brand", "store", "platform", "partner"]
 ProductStatus = Literal["active", "retired"]
 
-Price = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, examples=["199.00"])]
-PositiveMoney = Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2, examples=["20.00"])]
+
+def _cents(value: Decimal) -> Decimal:
+    # One spelling per amount ("20" → "20.00") so equal requests fingerprint alike.
+    return value.quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+Price = Annotated[
+    Decimal, Field(ge=0, max_digits=14, decimal_places=2, examples=["199.00"]), AfterValidator(_cents)
+]
+PositiveMoney = Annotated[
+    Decimal, Field(gt=0, max_digits=14, decimal_places=2, examples=["20.00"]), AfterValidator(_cents)
+]
+UTCTime = Annotated[AwareDatetime, AfterValidator(_utc)]
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
 Number = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
 
@@ -167,7 +182,7 @@ class OrderIn(BaseModel):
     member_number: str | None = Field(default=None, max_length=32)
     identifiers: list[AnonymousIdentifierIn] = Field(default_factory=list, max_length=10)
     currency: Literal["CNY"] = "CNY"
-    paid_at: AwareDatetime | None = Field(default=None, description="Defaults to now")
+    paid_at: UTCTime | None = Field(default=None, description="Defaults to now")
     items: list[OrderItemIn] = Field(min_length=1, max_length=500)
     discounts: list[DiscountIn] = Field(default_factory=list, max_length=50)
     payments: list[PaymentIn] = Field(default_factory=list, max_length=20)
@@ -279,7 +294,7 @@ class RefundIn(BaseModel):
     items: list[RefundItemIn] = Field(default_factory=list, max_length=500)
     full: bool = False
     reason: str | None = Field(default=None, max_length=200)
-    refunded_at: AwareDatetime | None = Field(default=None, description="Defaults to now")
+    refunded_at: UTCTime | None = Field(default=None, description="Defaults to now")
 
 
 # -- bulk ------------------------------------------------------------------------------------------

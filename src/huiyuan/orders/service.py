@@ -293,7 +293,7 @@ def list_orders(session: Session, *, filters: OrderFilter, after_id: int | None,
 
 
 def _refund_hash(order_id: int, data: RefundIn) -> str:
-    return planning.fingerprint({"order_id": order_id, **data.model_dump()})
+    return planning.fingerprint(f"{order_id}|{data.model_dump_json()}")
 
 
 def _refund_line_amount(item: OrderItem, quantity: int) -> Decimal:
