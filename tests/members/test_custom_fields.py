@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -9,11 +11,15 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from huiyuan.audit.models import AuditEntry
+from huiyuan.kit.errors import Conflict
+from huiyuan.kit.scope import system_for_brand
+from huiyuan.members import service
 from huiyuan.members.custom_fields import InvalidValue, canonical_decimal, coerce_value
 from huiyuan.members.models import CustomFieldDefinition, CustomFieldUniqueValue
+from huiyuan.members.schemas import MemberUpdate
 from huiyuan.outbox.models import OutboxEvent
 from tests.conftest import World
-from tests.factories import make_key
+from tests.factories import enroll, make_key
 
 URL = "/api/v1/custom-fields"
 
@@ -460,3 +466,37 @@ def test_enum_and_multi_enum_property(options: list[str], picked: list[str]) -> 
         assert not valid
         return
     assert valid and sorted(stored, key=options.index) == stored and set(stored) == set(picked)
+
+
+def test_concurrent_writers_of_one_unique_value(client, world: World, db) -> None:
+    """The second writer cannot see the first's uncommitted row; the unique constraint (PostgreSQL)
+    or the write lock (SQLite) still turns the race into a 409."""
+
+    a = world.brands[0]
+    define(client, a.headers, "staff_no", "string", unique=True)
+    m1, m2 = enroll(client, a.headers)["id"], enroll(client, a.headers)["id"]
+    actor = system_for_brand(a.id)
+    outcome: list[BaseException | None] = []
+
+    def second_writer() -> None:
+        try:
+            with db.unit_of_work(actor.scope) as s:
+                service.update_member(
+                    s, actor=actor, member_id=m2, data=MemberUpdate(custom={"staff_no": "X"})
+                )
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with db.unit_of_work(actor.scope) as s:
+        service.update_member(s, actor=actor, member_id=m1, data=MemberUpdate(custom={"staff_no": "X"}))
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        time.sleep(0.5)  # let the second writer reach its insert (PG) or its BEGIN IMMEDIATE (SQLite)
+    thread.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], Conflict), outcome
+    # PostgreSQL: the pre-check saw nothing, the constraint decided; SQLite: the writer waited its turn
+    assert ("concurrently" in outcome[0].detail) is (not db.is_sqlite)
+    with db.unit_of_work(None, write=False) as s:
+        rows = s.scalars(select(CustomFieldUniqueValue)).all()
+    assert [(r.value, r.member_id) for r in rows] == [("X", m1)]
