@@ -63,3 +63,11 @@ def signed_in(client: Any, username: str) -> SignedIn:
     page = client.get("/console")
     assert page.status_code == 200, page.text
     return SignedIn(client=client, csrf=csrf_of(page.text))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    # Lets fixtures see whether the test body failed (browser tests save a screenshot then).
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,220 @@
+"""Browser tests: Debian's Chromium (headless, through Playwright) drives the console served by a real
+uvicorn on a temporary, migrated SQLite database seeded through the services.
+
+Flow, in Chinese and then in English: sign in → search by name → search by exact phone → member detail.
+A failing test leaves a screenshot in ``test-artifacts/``. With ``HUIYUAN_CONSOLE_SCREENSHOTS=<dir>``
+the test also saves the member list and member detail (for the README) into that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed"
+    ),
+]
+ARTIFACTS = Path("test-artifacts")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "browser-test-password"
+MEMBERS = [
+    ("王小明", "13800138000", "mini_program", 0),
+    ("李华", "13911112222", "store", 1),
+    ("张伟", "13722223333", "store", 2),
+    ("王芳", "13633334444", "app", 3),
+    ("陈静", "13544445555", "douyin", 5),
+    ("刘洋", "13355556666", "mini_program", 8),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _seed(url: str) -> None:
+    from huiyuan.auth import service as auth
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.scope import SYSTEM, system_for_brand
+    from huiyuan.members import service as members
+    from huiyuan.members.schemas import MemberEnroll
+    from huiyuan.tenancy import service as tenancy
+
+    db = Database(url)
+    now = datetime.now(UTC)
+    with db.unit_of_work() as s:
+        brand = tenancy.create_brand(s, actor=SYSTEM, code="lx", name="乐享百货", member_number_prefix="LX")
+        auth.create_user(
+            s, actor=SYSTEM, username="manager", password=PASSWORD, role="brand_admin", brand_id=brand.id
+        )
+        actor = system_for_brand(brand.id)
+        for name, phone, channel, months_ago in MEMBERS:
+            members.enroll_member(
+                s,
+                actor=actor,
+                data=MemberEnroll(
+                    name=name,
+                    phone=phone,
+                    enroll_channel=channel,  # type: ignore[arg-type]
+                    gender="female" if name.endswith(("芳", "静", "华")) else "male",
+                    province="浙江省",
+                    city="杭州市",
+                    enrolled_at=now - timedelta(days=30 * months_ago),
+                ),
+            )
+    db.dispose()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import uvicorn
+
+    from huiyuan.app import create_app
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.migrate import upgrade
+    from huiyuan.settings import get_settings
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('browser') / 'console.db'}"
+    upgrade(url)
+    _seed(url)
+    db = Database(url)
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(get_settings(), db, start_worker=False),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(timeout=10)
+    db.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    from huiyuan.auth.deps import rate_limiter
+
+    rate_limiter().storage.reset()
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="zh-CN")
+    context.set_default_timeout(10_000)
+    pg = context.new_page()
+    yield pg
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def _screenshot_dir() -> Path | None:
+    target = os.environ.get("HUIYUAN_CONSOLE_SCREENSHOTS")
+    return Path(target) if target else None
+
+
+def _search(page: Any, field: str, value: str, expect: str) -> None:
+    box = page.locator(f'#member-filters input[name="{field}"]')
+    box.fill(value)
+    page.wait_for_function(
+        "([sel, text]) => (document.querySelector(sel)?.innerText || '').includes(text)",
+        arg=["#results", expect],
+    )
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_login_search_and_member_detail(server: str, page: Any, lang: str) -> None:
+    labels = {
+        "zh": {"login": "登录控制台", "members": "会员", "record": "会员资料", "count": "共 {} 位会员"},
+        "en": {
+            "login": "Sign in to the console",
+            "members": "Members",
+            "record": "Member record",
+            "count": "Matching members: {}",
+        },
+    }[lang]
+    page.goto(server + "/console/members")
+    assert "/console/login" in page.url
+    if lang == "en":
+        page.get_by_role("link", name="English").click()
+        page.wait_for_url("**/console/login**")
+    assert page.locator("h1").inner_text() == labels["login"]
+    page.fill('input[name="username"]', "manager")
+    page.fill('input[name="password"]', PASSWORD)
+    page.locator('button[type="submit"]').click()
+    page.wait_for_url("**/console/members")
+    assert page.locator("h1").inner_text() == labels["members"]
+
+    # Search as you type: name prefix, then exact phone (blind index) with the name cleared.
+    _search(page, "q", "王", labels["count"].format(2))
+    results = page.locator("#results").inner_text()
+    assert "王小明" in results and "王芳" in results and "李华" not in results
+    page.locator('#member-filters input[name="q"]').fill("")
+    _search(page, "phone", "138 0013 8000", labels["count"].format(1))
+    results = page.locator("#results").inner_text()
+    assert "王小明" in results and "王芳" not in results
+    if lang == "zh" and (shots := _screenshot_dir()):
+        page.locator('#member-filters input[name="phone"]').fill("")
+        _search(page, "q", "", labels["count"].format(len(MEMBERS)))
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "console-members.png"))
+        _search(page, "phone", "13800138000", labels["count"].format(1))
+
+    page.get_by_role("link", name="王小明").first.click()
+    page.wait_for_url("**/console/members/*")
+    assert page.locator("#record h2").inner_text() == labels["record"]
+    assert page.locator("h1").inner_text().startswith("王小明")
+    assert page.locator("#member-phone").inner_text() == "13800138000"  # brand admin: unmasked
+    assert "杭州市" in page.locator("#record").inner_text()
+    if lang == "zh" and (shots := _screenshot_dir()):
+        page.screenshot(path=str(shots / "console-member-detail.png"), full_page=True)
+
+
+def test_dashboard_draws_the_enrollment_chart(server: str, page: Any) -> None:
+    page.goto(server + "/console/login")
+    page.fill('input[name="username"]', "manager")
+    page.fill('input[name="password"]', PASSWORD)
+    page.locator('button[type="submit"]').click()
+    page.wait_for_url(server + "/console")
+    page.wait_for_selector("#enrollments-chart canvas")
+    assert "6" in page.locator(".stats").inner_text()
