@@ -9,7 +9,7 @@ import re
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 ConsentPurpose = Literal["marketing", "profiling", "partner_sharing"]
 ConsentChannel = Literal["sms", "email", "wechat", "app_push", "phone", "all"]
@@ -56,7 +56,7 @@ class ConsentIn(BaseModel):
 
     purpose: ConsentPurpose
     channel: ConsentChannel
-    granted: bool
+    granted: StrictBool
     source: str | None = Field(
         default=None, min_length=1, max_length=60, description="Where it was given or withdrawn"
     )
