@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
@@ -414,3 +416,50 @@ def test_api_permissions(client: Any, world: World, data_dir: Path) -> None:
     assert r.status_code == 422 and r.json()["code"] == "brand-required"
     r = upload(client, {**world.platform_headers, "X-Huiyuan-Brand": "alpha"}, csv_bytes(people(1)))
     assert r.status_code == 202
+
+
+def test_api_upload_limits(
+    client: Any, world: World, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huiyuan.settings import reset_settings_cache
+
+    a = world.brands[0]
+    # a workbook uploaded under a .csv name is read as a workbook
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(["姓名", "手机"])
+    ws.append(["张三", "13900000001"])
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    run = upload(client, a.headers, buffer.getvalue(), name="really.csv").json()
+    assert (
+        run["format"],
+        client.get(f"/api/v1/imports/{run['id']}", headers=a.headers).json()["created"],
+    ) == (
+        "xlsx",
+        1,
+    )
+    monkeypatch.setenv("HUIYUAN_MAX_BODY_BYTES", "64")
+    reset_settings_cache()
+    r = upload(client, a.headers, csv_bytes(people(5)))
+    assert r.status_code == 413 and r.json()["code"] == "payload-too-large"
+
+
+_batch = iter(range(1, 10_000))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picks=st.lists(st.integers(min_value=0, max_value=4), min_size=1, max_size=8))
+def test_property_in_file_duplicates_and_rerun(world: World, tmp_path: Path, picks: list[int]) -> None:
+    """Whatever the repeats in a file: one member per distinct phone, one error per repeat, and
+    importing the file again creates nothing."""
+    a = world.brands[0]
+    batch = next(_batch)
+    rows = [[f"p{p}", f"13{batch:04d}{p:05d}", "", "", "", "", "", ""] for p in picks]
+    path = write_csv(tmp_path / f"p{batch}.csv", rows)
+    actor = system_for_brand(a.id)
+    first = import_members(world.db, actor=actor, path=path, fmt="csv")
+    assert (first.created, first.failed) == (len(set(picks)), len(picks) - len(set(picks)))
+    again = import_members(world.db, actor=actor, path=path, fmt="csv", on_duplicate="update")
+    assert (again.created, again.updated, again.skipped) == (0, 0, len(set(picks)))

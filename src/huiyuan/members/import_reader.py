@@ -202,11 +202,11 @@ def cell_text(value: Any) -> str | None:
 def detect_format(filename: str, head: bytes = b"") -> str:
     """``csv`` or ``xlsx`` from the file name, else from the first bytes (XLSX is a zip)."""
     suffix = Path(filename).suffix.lower()
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"  # a workbook saved under a .csv name is still a workbook
     if suffix in (".csv", ".txt", ".tsv"):
         return "csv"
     if suffix in (".xlsx", ".xlsm"):
-        return "xlsx"
-    if head.startswith(b"PK\x03\x04"):
         return "xlsx"
     if suffix in ("", ".dat") and head:
         return "csv"

@@ -547,7 +547,7 @@ class _ChunkWriter:
     def dedupe_in_file(self, row: PreparedRow, mapper: _Mapper) -> PreparedRow:
         if row.errors or row.data is None:
             return row
-        short = [(kind, key[:20]) for kind, key in row.keys]
+        short = [(kind, key if kind == "member_number" else key[:20]) for kind, key in row.keys]
         for (kind, _), skey in zip(row.keys, short, strict=True):
             first = self.seen.get(skey)
             if first is not None:
