@@ -143,6 +143,8 @@ def test_consent_input_checks_and_closed_member(client, world: World) -> None:
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "evidence"
     r = client.post(url, json={"purpose": "marketing", "channel": "sms"}, headers=h)
     assert r.status_code == 422
+    r = client.post(url, json={"purpose": "marketing", "channel": "sms", "granted": "yes"}, headers=h)
+    assert r.status_code == 422  # consent is never inferred from a loose value
     give(client, h, m["id"], purpose="marketing", channel="sms", granted=True)
     client.post(f"/api/v1/members/{m['id']}/close", json={"reason": "requested"}, headers=h)
     r = client.post(url, json={"purpose": "marketing", "channel": "email", "granted": True}, headers=h)

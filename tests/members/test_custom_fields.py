@@ -382,6 +382,8 @@ def test_filters_on_both_databases(client, world: World) -> None:
     assert find(drinks="coffee,tea") == [ids[1]]
     assert find(drinks="tea") == [ids[0]]
     assert find(nick="d") == [ids[3]]
+    define(client, h, "a__b", "integer")  # "__" inside a key is not an operator
+    assert find(a__b="1") == [] and find(a__b__gte="1") == []
 
 
 def test_filter_errors(client, world: World) -> None:

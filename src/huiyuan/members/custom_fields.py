@@ -416,8 +416,10 @@ def parse_filters(session: Session, actor: Principal, raw: dict[str, str]) -> di
     out: dict[str, Any] = {}
     errors = []
     for name, text in raw.items():
-        key, _, op = name.partition("__")
-        op = op or "eq"
+        # Keys may hold "__" themselves, so only a known operator suffix is split off.
+        key, sep, op = name.rpartition("__")
+        if not sep or op not in FILTER_OPS:
+            key, op = name, "eq"
         field = f"custom.{name}"
         defn = defs.get(key)
         if defn is None:
