@@ -34,6 +34,13 @@ def serve(
     worker: Annotated[bool, typer.Option(help="Run the background worker in this process")] = True,
 ) -> None:
     """Run the API and console (and, by default, the background worker)."""
+    run_server(host=host, port=port, db=db, worker=worker)
+
+
+def run_server(
+    *, host: str | None = None, port: int | None = None, db: str | None = None, worker: bool = True
+) -> None:
+    """Migrate and serve the app with uvicorn; shared by ``serve`` and ``demo``."""
     import uvicorn
 
     from huiyuan.app import create_app

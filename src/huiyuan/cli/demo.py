@@ -1,0 +1,177 @@
+"""``huiyuan demo``: migrate, build the demo world (``huiyuan.demo``), write the credentials file, print
+the logins and keys, then serve the API and console. Thin: options, progress bars and output only."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.engine import make_url
+
+from huiyuan.cli.common import console, db_url
+from huiyuan.demo.world import DemoWorld, Reporter, build_world
+from huiyuan.kit.db import Database
+from huiyuan.kit.errors import AppError
+
+PHASES = {"members": "会员 members", "orders": "订单 orders", "refunds": "退款 refunds"}
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed or not task.completed:
+            return Text("", style="progress.data.speed")
+        return Text(f"{task.completed / elapsed:,.0f} rows/s", style="progress.data.speed")
+
+
+class RichReporter(Reporter):
+    """One Rich progress bar per phase, with rows per second."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, object] = {}
+
+    def start(self, phase: str, total: int) -> None:
+        self.tasks[phase] = self.progress.add_task(PHASES.get(phase, phase), total=max(total, 1))
+
+    def advance(self, phase: str, rows: int) -> None:
+        self.progress.advance(self.tasks[phase], rows)  # type: ignore[arg-type]
+
+    def finish(self, phase: str) -> None:
+        task_id = self.tasks[phase]
+        task = next(t for t in self.progress.tasks if t.id == task_id)
+        self.progress.update(task_id, total=max(task.completed, 1))  # type: ignore[arg-type]
+        self.progress.stop_task(task_id)  # type: ignore[arg-type]
+
+
+def _reset_sqlite(url: str) -> None:
+    path = make_url(url).database
+    if not path or path == ":memory:":
+        return
+    for suffix in ("", "-wal", "-shm"):
+        Path(path + suffix).unlink(missing_ok=True)
+
+
+def _print_logins(world: DemoWorld, url: str, out: Path, base_url: str) -> None:
+    table = Table(title=f"huiyuan demo — console logins ({base_url})")
+    for col in ("brand", "user", "password", "role"):
+        table.add_column(col)
+    table.add_row("platform", world.platform_user.username, world.platform_user.password, "platform_admin")
+    for b in world.brands:
+        for n, user in enumerate(b.users):
+            table.add_row(f"{b.code} {b.name}" if n == 0 else "", user.username, user.password, user.role)
+    console.print(table)
+    # Keys on lines of their own so they can be copied whole whatever the terminal's width.
+    console.print("API keys (Authorization: Bearer <key>):", style="bold")
+    console.print(f"  platform  {world.platform_api_key}", soft_wrap=True)
+    for b in world.brands:
+        console.print(f"  {b.code:<9} {b.api_key}", soft_wrap=True)
+    counts = Table(title="demo world")
+    for col in ("brand", "stores", "products", "members", "orders", "refunds"):
+        counts.add_column(col, justify="right" if col != "brand" else "left")
+    for b in world.brands:
+        c = b.counts
+        counts.add_row(
+            b.code,
+            str(len(b.stores)),
+            f"{c.get('products', 0):,}",
+            f"{c.get('members', 0):,}",
+            f"{c.get('orders', 0):,}",
+            f"{c.get('refunds', 0):,}",
+        )
+    console.print(counts)
+    console.print(f"credentials written to [bold]{out}[/bold]; database {url}")
+
+
+def demo(
+    members: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Members across the three brands")
+    ] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed builds the same world")] = 7,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (default: HUIYUAN_DATABASE_URL)")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the API and console afterwards")
+    ] = True,
+    credentials_out: Annotated[
+        Path, typer.Option("--credentials-out", help="Where to write logins and API keys (JSON)")
+    ] = Path("demo-credentials.json"),
+    reset: Annotated[
+        bool, typer.Option("--reset/--no-reset", help="Delete an existing SQLite file first")
+    ] = True,
+    months: Annotated[int, typer.Option(min=1, max=60, help="Months of order history")] = 24,
+    end: Annotated[
+        str | None,
+        typer.Option(help="When the history ends, ISO 8601 (default: now); for reproducible builds"),
+    ] = None,
+) -> None:
+    """Build a realistic demo retail world (3 brands, stores, members, 2 years of orders) and serve it."""
+    from huiyuan.kit.migrate import upgrade
+    from huiyuan.settings import get_settings
+
+    url = db_url(db)
+    until = None
+    if end:
+        until = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        until = until if until.tzinfo else until.replace(tzinfo=UTC)
+    if url.startswith("sqlite") and reset:
+        _reset_sqlite(url)
+    started = time.perf_counter()
+    with console.status("migrating the database…"):
+        upgrade(url)
+    database = Database(url)
+    try:
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            world = build_world(
+                database,
+                members=members,
+                seed=seed,
+                months=months,
+                end=until,
+                reporter=RichReporter(progress),
+            )
+    except AppError as exc:
+        console.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1)
+    finally:
+        database.dispose()
+    settings = get_settings()
+    base_url = f"http://{settings.host}:{settings.port}"
+    credentials = world.credentials(base_url)
+    credentials["database_url"] = url
+    credentials_out.write_text(json.dumps(credentials, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    _print_logins(world, url, credentials_out, base_url)
+    console.print(f"built in {time.perf_counter() - started:,.1f} s")
+    if serve:
+        from huiyuan.cli.main import run_server
+
+        console.print(f"serving on [bold]{base_url}[/bold] (API docs at {base_url}/docs); Ctrl-C stops")
+        run_server(db=url)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``demo`` command to the ``huiyuan`` CLI."""
+    app.command("demo")(demo)
