@@ -104,6 +104,14 @@ def test_bulk_is_a_few_statements_and_fast(world: World) -> None:
             s.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.type == "order.paid"))
             == 300
         )
-        # The second run is all duplicates and writes nothing but its audit row.
-        again = record_orders_bulk(s, actor=system_for_brand(a.id), orders=orders[:10])
+    # A second run is all duplicates and writes nothing but its audit row.
+    statements.clear()
+    event.listen(world.db.engine, "before_cursor_execute", count)
+    try:
+        with world.db.unit_of_work() as s:
+            again = record_orders_bulk(s, actor=system_for_brand(a.id), orders=orders[:10])
+    finally:
+        event.remove(world.db.engine, "before_cursor_execute", count)
     assert {r.status for r in again} == {"duplicate"}
+    inserts = [q.split("(")[0].strip() for q in statements if q.startswith("INSERT")]
+    assert inserts == ["INSERT INTO audit_log"], statements

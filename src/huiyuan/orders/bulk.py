@@ -66,6 +66,8 @@ def _paid_events(plans: Sequence[planning.OrderPlan], brand_id: int) -> list[dic
 
 
 def _write(session: Session, plans: Sequence[planning.OrderPlan], brand_id: int) -> None:
+    if not plans:
+        return
     planning.write_plans(session, plans)
     # The same row ``outbox.service.emit`` adds, written as one executemany for the whole batch.
     session.execute(insert(planning.table(OutboxEvent)), _paid_events(plans, brand_id))
