@@ -162,6 +162,20 @@ def test_resume_continues_from_the_checkpoint(world: World) -> None:
         service.resume(s, actor=SYSTEM, run_id=run_id)
 
 
+def test_a_stale_running_run_resumes_only_when_forced(world: World) -> None:
+    run_id = _enqueue(world.db, "test.boom")
+    with world.db.unit_of_work() as s:  # as if its worker died mid-run
+        run = s.get(JobRun, run_id)
+        assert run is not None
+        run.status = "running"
+    with world.db.unit_of_work() as s, pytest.raises(Conflict):
+        service.resume(s, actor=SYSTEM, run_id=run_id)
+    with world.db.unit_of_work() as s:
+        service.resume(s, actor=SYSTEM, run_id=run_id, force=True)
+    run = _run(world.db, run_id)
+    assert run.status == "failed" and run.attempts == 2
+
+
 def test_cancelled_run_stops_at_next_progress(world: World) -> None:
     GATE.clear()
     ENTERED.clear()

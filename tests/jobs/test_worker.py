@@ -130,8 +130,11 @@ def test_redis_huey_round_trip(world: World, settings_env: Callable[..., Setting
         queue.huey.flush()
 
 
-def test_jobs_list_cli(world: World) -> None:
+def test_jobs_list_cli(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huiyuan.cli.common import console
     from huiyuan.cli.main import app
+
+    monkeypatch.setattr(console, "width", 200)  # the console was sized when the CLI was imported
 
     with world.db.unit_of_work() as s:
         service.enqueue(s, actor=SYSTEM, kind="test.sum", params={"numbers": [1, 2]})

@@ -242,6 +242,10 @@ def test_update_deactivate_ping_and_audit(
     r = client.delete(base, headers=alpha.headers)
     assert r.status_code == 200 and r.json()["active"] is False
     assert client.delete(base, headers=alpha.headers).status_code == 200  # idempotent
+    assert client.post(f"{base}/ping", headers=alpha.headers).status_code == 409
+    delivery_id = _delivery(world.db).id
+    r = client.post(f"{base}/deliveries/{delivery_id}/redeliver", headers=alpha.headers)
+    assert r.status_code == 409
     enroll(client, alpha.headers)
     assert dispatch_pending(world.db).deliveries == 0  # inactive subscriptions get nothing
 

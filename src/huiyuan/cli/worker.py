@@ -117,13 +117,19 @@ def list_jobs(
 
 
 @jobs_app.command("resume")
-def resume_job(run_id: int, db: DbOption = None) -> None:
+def resume_job(
+    run_id: int,
+    db: DbOption = None,
+    force: Annotated[
+        bool, typer.Option(help="Also resume a 'running' run whose worker died (make sure it is not running)")
+    ] = False,
+) -> None:
     """Queue a failed or cancelled run again; it continues from its last checkpoint."""
     from huiyuan.jobs import service
     from huiyuan.kit.scope import SYSTEM
 
     with database(db).unit_of_work() as s:
-        run = service.resume(s, actor=SYSTEM, run_id=run_id)
+        run = service.resume(s, actor=SYSTEM, run_id=run_id, force=force)
         console.print(f"run {run.id} ({run.kind}) is {run.status}")
 
 

@@ -77,15 +77,17 @@ def enqueue(session: Session, *, actor: Principal, kind: str, params: dict[str, 
     return run
 
 
-def resume(session: Session, *, actor: Principal, run_id: int) -> JobRun:
-    """Queue a failed or cancelled run again; it resumes from its last checkpoint."""
+def resume(session: Session, *, actor: Principal, run_id: int, force: bool = False) -> JobRun:
+    """Queue a failed or cancelled run again (``force``: also a "running" run whose worker died);
+    it resumes from its last checkpoint."""
     run = JobRepository(session).get_for_update(run_id)
     if run is None:
         raise NotFound(f"Job run {run_id} was not found.")
     if run.status == "queued":  # sending again is harmless: a run only starts from "queued"
         _send_after_commit(session, run.id)
         return run
-    if run.status not in ("failed", "cancelled"):
+    resumable = ("failed", "cancelled", "running") if force else ("failed", "cancelled")
+    if run.status not in resumable:
         raise Conflict(f"A {run.status} run cannot be resumed.")
     before = {"status": run.status}
     run.status = "queued"

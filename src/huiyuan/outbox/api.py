@@ -26,6 +26,16 @@ DeliveryStatus = Literal["pending", "delivered", "dead"]
 
 @router.post("", response_model=WebhookCreated, status_code=201, summary="Subscribe a URL to events")
 def create_webhook(data: WebhookCreate, session: SessionDep, actor: Manager) -> WebhookCreated:
+    """Subscribe a URL; the response carries the signing ``secret``, shown this once.
+
+    Each event is POSTed as JSON ``{id, type, occurred_at, brand_id, data}`` with the headers
+    ``X-Huiyuan-Event``, ``X-Huiyuan-Delivery``, ``X-Huiyuan-Timestamp`` (unix seconds) and
+    ``X-Huiyuan-Signature: v1=<hex>``, where ``<hex>`` is HMAC-SHA256 with the secret over
+    ``f"{timestamp}.{raw body}"``. Verify it in constant time, refuse timestamps more than five
+    minutes away, answer 2xx quickly, and de-duplicate on ``id`` (delivery is at-least-once).
+    Failures are retried with exponential backoff; redirects are not followed. The URL must be
+    http(s) on a public address (private, loopback and link-local targets are refused).
+    """
     sub, secret = service.create_subscription(session, actor=actor, data=data)
     return WebhookCreated(**WebhookOut.model_validate(sub).model_dump(), secret=secret)
 

@@ -18,6 +18,7 @@ import json
 import random
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +31,7 @@ from huiyuan.audit import service as audit
 from huiyuan.kit import pii
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.db import Database
-from huiyuan.kit.errors import NotFound, ValidationFailed, field_error
+from huiyuan.kit.errors import Conflict, NotFound, ValidationFailed, field_error
 from huiyuan.kit.scope import Principal
 from huiyuan.outbox.models import OutboxEvent, WebhookDelivery, WebhookSubscription
 from huiyuan.outbox.repository import OutboxRepository
@@ -41,6 +42,7 @@ from huiyuan.settings import get_settings
 EVENT_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\.\*)?)$")
 PING_TYPE = "webhook.ping"
 LEASE_SECONDS = 60
+SEND_CONCURRENCY = 8
 
 
 # -- subscription verbs ----------------------------------------------------------------------------
@@ -72,6 +74,11 @@ def _view(sub: WebhookSubscription) -> dict[str, Any]:
         "active": sub.active,
         "description": sub.description,
     }
+
+
+def _require_active(sub: WebhookSubscription) -> None:
+    if not sub.active:
+        raise Conflict("This webhook is deactivated; switch it on (PATCH active=true) first.")
 
 
 def get_subscription(session: Session, subscription_id: int) -> WebhookSubscription:
@@ -186,6 +193,7 @@ def redeliver(
     delivery = OutboxRepository(session).delivery(delivery_id)
     if delivery is None or delivery.subscription_id != sub.id:
         raise NotFound(f"Delivery {delivery_id} was not found.")
+    _require_active(sub)
     before = {"status": delivery.status, "attempts": delivery.attempts}
     delivery.status = "pending"
     delivery.attempts = 0
@@ -208,6 +216,7 @@ def redeliver(
 def ping(session: Session, *, actor: Principal, subscription_id: int) -> WebhookDelivery:
     """Queue a ``webhook.ping`` test event for this subscription only (sent by the worker)."""
     sub = get_subscription(session, subscription_id)
+    _require_active(sub)
     now = utcnow()
     # Born dispatched: the dispatcher must not fan a test event out to other subscriptions.
     event = OutboxEvent(
@@ -307,7 +316,10 @@ def deliver_due(
         headers={"User-Agent": f"huiyuan-webhooks/{__version__}"},
     )
     try:
-        outcomes = [(item, _send(http, item, now)) for item in outgoing]
+        # Sends run side by side so one slow receiver does not hold up every other one.
+        with ThreadPoolExecutor(max_workers=min(SEND_CONCURRENCY, len(outgoing))) as pool:
+            results = list(pool.map(lambda item: _send(http, item, now), outgoing))
+        outcomes = list(zip(outgoing, results, strict=True))
     finally:
         if own:
             http.close()
@@ -325,7 +337,7 @@ def _claim(db: Database, now: datetime, limit: int) -> list[_Outgoing]:
         events = repo.events(sorted({d.event_id for d in due}))
         for delivery in due:
             sub = subs[delivery.subscription_id]
-            if not sub.active and events[delivery.event_id].type != PING_TYPE:
+            if not sub.active:
                 delivery.status = "dead"
                 delivery.last_error = "the subscription is inactive"
                 delivery.next_attempt_at = None
