@@ -181,3 +181,29 @@ def test_my_qr_verifies_at_the_till(client, world: World) -> None:
     assert r.status_code == 422 and r.json()["code"] == "qr-invalid"
     # a member cannot verify codes (a staff action)
     assert client.post("/api/v1/members/qr/verify", json={"token": token}, headers=hb).status_code == 403
+
+
+def test_my_consents(client, world: World) -> None:
+    a = world.brands[0]
+    me = enroll(client, a.headers, name="甲")
+    other = enroll(client, a.headers, name="乙")
+    hb = _bearer(_token(client, a.headers, member_id=me["id"]))
+    r = client.get("/api/v1/me/consents", headers=hb)
+    assert r.status_code == 200 and r.json()["history"] == [] and r.json()["member_id"] == me["id"]
+    give = {"purpose": "marketing", "channel": "sms", "granted": True}
+    r = client.post("/api/v1/me/consents", json=give, headers=hb)
+    assert r.status_code == 200, r.text
+    assert r.json()["changed"] is True and r.json()["effective"]["marketing"]["sms"] is True
+    assert r.json()["history"][0]["source"] == "self_service"
+    assert client.post("/api/v1/me/consents", json=give, headers=hb).json()["changed"] is False
+    withdraw = {"purpose": "marketing", "channel": "all", "granted": False, "source": "app:settings"}
+    r = client.post("/api/v1/me/consents", json=withdraw, headers=hb)
+    assert r.json()["effective"]["marketing"]["sms"] is False and len(r.json()["history"]) == 2
+    assert client.post("/api/v1/me/consents", json={**give, "purpose": "x"}, headers=hb).status_code == 422
+    # only the member's own consents changed, and the member is the recorded actor
+    staff = client.get(f"/api/v1/members/{other['id']}/consents", headers=a.headers)
+    if staff.status_code == 200:
+        assert staff.json()["history"] == []
+    with world.db.unit_of_work() as s:
+        rows = s.scalars(select(AuditEntry).where(AuditEntry.action.like("consent.%"))).all()
+    assert {(e.actor_kind, e.entity_id) for e in rows} == {("member", str(me["id"]))}

@@ -26,6 +26,7 @@ from huiyuan.auth.deps import MemberPrincipalDep, require
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
 from huiyuan.members import identity
+from huiyuan.members.consent_schemas import ConsentIn, ConsentsOut
 from huiyuan.members.models import Member
 from huiyuan.selfservice import service
 from huiyuan.selfservice.schemas import MemberTokenOut, MemberTokenRequest, MeOut, MeUpdate
@@ -74,3 +75,13 @@ def update_me(data: MeUpdate, session: SessionDep, principal: MemberPrincipalDep
 def my_qr(session: SessionDep, principal: MemberPrincipalDep, format: identity.QrFormat = "png") -> Response:
     content, media_type = identity.qr_document(service.my_qr(session, actor=principal), format)
     return Response(content, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/api/v1/me/consents", response_model=ConsentsOut, summary="My consents and their history")
+def my_consents(session: SessionDep, principal: MemberPrincipalDep) -> ConsentsOut:
+    return service.my_consents(session, actor=principal)
+
+
+@router.post("/api/v1/me/consents", response_model=ConsentsOut, summary="Give or withdraw a consent")
+def change_my_consent(data: ConsentIn, session: SessionDep, principal: MemberPrincipalDep) -> ConsentsOut:
+    return service.change_my_consent(session, actor=principal, data=data)

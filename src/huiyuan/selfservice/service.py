@@ -17,14 +17,16 @@ from huiyuan.auth.service import issue_member_token
 from huiyuan.kit import pii
 from huiyuan.kit.errors import Conflict, NotFound, Unauthenticated
 from huiyuan.kit.scope import Principal
-from huiyuan.members import identity
+from huiyuan.members import consent, identity
 from huiyuan.members import service as members
+from huiyuan.members.consent_schemas import ConsentIn, ConsentsOut
 from huiyuan.members.models import Member
 from huiyuan.members.repository import MemberRepository
 from huiyuan.members.schemas import MemberUpdate
 from huiyuan.selfservice.schemas import MemberTokenRequest, MeOut, MeUpdate
 
 TOKEN_STATUSES = ("active", "prospect")
+SELF_SERVICE_SOURCE = "self_service"
 
 
 class MemberNotActive(Conflict):
@@ -108,3 +110,24 @@ def update_me(session: Session, *, actor: Principal, data: MeUpdate) -> Member:
 def my_qr(session: Session, *, actor: Principal) -> identity.MemberQr:
     """A fresh member code for the signed-in member."""
     return identity.issue_member_qr(current_member(session, actor))
+
+
+def my_consents(session: Session, *, actor: Principal) -> ConsentsOut:
+    """The member's consents in force, their meaning per channel, and the history."""
+    return consent.consents_of(session, current_member(session, actor).id)
+
+
+def change_my_consent(session: Session, *, actor: Principal, data: ConsentIn) -> ConsentsOut:
+    """Give or withdraw one of the member's own consents (a repeat of the current state adds nothing)."""
+    member = current_member(session, actor)
+    row = consent.record_consent(
+        session,
+        actor=actor,
+        member_id=member.id,
+        purpose=data.purpose,
+        channel=data.channel,
+        granted=data.granted,
+        source=data.source or SELF_SERVICE_SOURCE,
+        evidence=data.evidence,
+    )
+    return consent.consents_of(session, member.id, changed=row is not None)
