@@ -13,7 +13,7 @@ from huiyuan.jobs.context import JobContext
 from huiyuan.jobs.registry import job
 from huiyuan.members import importer
 
-KIND = "members.import"
+KIND = importer.JOB_KIND
 
 
 @job(KIND)
