@@ -21,7 +21,7 @@ os.environ["HUIYUAN_LOG_LEVEL"] = "WARNING"
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 
 from huiyuan.kit.db import Database
 from huiyuan.kit.migrate import upgrade
@@ -61,10 +61,13 @@ def pg_database(pg_server: PgServer) -> Iterator[str]:
 
 
 def _empty_pg(db: Database) -> None:
+    # DELETE, not TRUNCATE: TRUNCATE rewrites every table's files and costs ~1.5 s per test on a
+    # shared server, while a test leaves only a handful of rows behind.
     existing = set(inspect(db.engine).get_table_names())
-    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables if t.name in existing)
     with db.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for table in reversed(metadata.sorted_tables):
+            if table.name in existing:
+                conn.execute(table.delete())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
