@@ -247,6 +247,10 @@ def test_rotate_refuses_tokens_no_key_opens(world: World, client, pii_keys) -> N
     pii_keys(Fernet.generate_key().decode())
     with pytest.raises(privacy.UndecryptableToken):
         privacy.rotate_pii_tokens(world.db)
+    from huiyuan.cli.main import app
+
+    result = CliRunner().invoke(app, ["keys", "rotate-pii", "--db", world.db.url])
+    assert result.exit_code == 1 and "HUIYUAN_PII_KEYS" in result.output
 
 
 def test_keys_cli(world: World, client, pii_keys) -> None:  # type: ignore[no-untyped-def]

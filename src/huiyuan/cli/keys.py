@@ -79,7 +79,7 @@ def rotate_pii(db: DbOption = None) -> None:
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-    from huiyuan.members.privacy import rotate_pii_tokens
+    from huiyuan.members.privacy import UndecryptableToken, rotate_pii_tokens
     from huiyuan.settings import get_settings
 
     if len(get_settings().fernet_keys()) < 2:
@@ -94,7 +94,12 @@ def rotate_pii(db: DbOption = None) -> None:
                 tasks[table] = bar.add_task(table, total=total)
             bar.advance(tasks[table], done)
 
-        rewritten = rotate_pii_tokens(database(db), progress)
+        try:
+            rewritten = rotate_pii_tokens(database(db), progress)
+        except UndecryptableToken as exc:
+            # Chunks done so far are committed; with the missing key put back, a rerun continues.
+            console.print(f"[red]{exc}[/red]: put the missing key back into HUIYUAN_PII_KEYS and rerun")
+            raise typer.Exit(1)
     table = Table("table", "rows re-encrypted")
     for name, count in rewritten.items():
         table.add_row(name, str(count))
