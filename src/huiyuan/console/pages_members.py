@@ -1,8 +1,9 @@
 """Console pages for members: the searchable list and the member detail.
 
 Searches go through ``members.service.list_members`` (name prefix, member number, exact phone via the
-blind index, any identifier), details through the members, identity, orders and audit services and
-repositories; PII is masked unless the user holds ``members:pii`` (``members.service.to_out``).
+blind index, any identifier), details through the members, identity, consent, custom-field, orders
+and audit services and repositories; PII is masked unless the user holds ``members:pii``
+(``members.service.to_out``).
 Searches that may carry PII (phone, identifier) are POSTed so the values never land in URLs, browser
 history or access logs. No queries or business rules of its own.
 """
@@ -19,8 +20,9 @@ from huiyuan.audit import repository as audit_repository
 from huiyuan.console.deps import Console, requires
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
 from huiyuan.kit.pagination import decode_cursor, encode_cursor
-from huiyuan.members import identity
+from huiyuan.members import consent, identity
 from huiyuan.members import service as members
+from huiyuan.members.custom_fields import CustomFieldRepository
 from huiyuan.members.models import ENROLL_CHANNELS, MEMBER_STATUSES
 from huiyuan.members.repository import MemberFilter, MemberRepository
 from huiyuan.orders.repository import orders_for_member
@@ -102,11 +104,14 @@ def member_detail(request: Request, member_id: int, console: Reader) -> Response
     member = members.get_member(session, member_id)  # 404 page for other brands' members
     show_pii = console.can("members:pii")
     record = members.to_out(session, [member], show_pii=show_pii)[0]
-    definitions = MemberRepository(session).custom_definitions(member.brand_id, include_retired=True)
+    definitions = CustomFieldRepository(session).definitions(member.brand_id, include_retired=True)
     labelled = {d.key: (d.label_en if console.lang == "en" else d.label_zh) for d in definitions}
     custom = [(labelled.get(key, key), value) for key, value in sorted(record.custom.items())]
+    consents = consent.consents_of(session, member.id)
     context: dict[str, Any] = {
         "member": record,
+        "consents": consents.current,
+        "consent_history": consents.history,
         "custom": custom,
         "cards": [identity.card_out(c, show_pii=show_pii) for c in identity.list_cards(session, member.id)],
         "orders": orders_for_member(session, member.id, limit=DETAIL_ORDERS)
