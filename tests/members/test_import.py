@@ -463,3 +463,35 @@ def test_property_in_file_duplicates_and_rerun(world: World, tmp_path: Path, pic
     assert (first.created, first.failed) == (len(set(picks)), len(picks) - len(set(picks)))
     again = import_members(world.db, actor=actor, path=path, fmt="csv", on_duplicate="update")
     assert (again.created, again.updated, again.skipped) == (0, 0, len(set(picks)))
+
+
+def test_run_pending_is_idempotent_and_fails_cleanly(world: World, data_dir: Path) -> None:
+    a = world.brands[0]
+    actor = system_for_brand(a.id)
+
+    def start() -> tuple[int, str]:
+        with world.db.unit_of_work(actor.scope) as s:
+            run = importer.start_upload(
+                s,
+                actor=actor,
+                stream=io.BytesIO(csv_bytes(people(2))),
+                filename="m.csv",
+                dry_run=False,
+                on_duplicate="skip",
+                default_status="prospect",
+            )
+            assert run.status == "pending" and run.stored_path
+            return run.id, run.stored_path
+
+    run_id, _ = start()
+    first = importer.run_pending(world.db, actor=actor, run_id=run_id)
+    again = importer.run_pending(world.db, actor=actor, run_id=run_id)  # a redelivered job
+    assert (first.created, again.created, again.status) == (2, 2, "succeeded")
+    assert len(members_of(world.db, a.id)) == 2 and count(world.db, ImportRun) == 1
+    run_id, stored = start()
+    Path(stored).unlink()
+    with pytest.raises(FileNotFoundError):
+        importer.run_pending(world.db, actor=actor, run_id=run_id)
+    with world.db.unit_of_work(write=False) as s:
+        run = s.get(ImportRun, run_id)
+        assert run is not None and run.status == "failed" and "FileNotFoundError" in (run.error or "")

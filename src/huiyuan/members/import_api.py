@@ -66,7 +66,7 @@ class ImportRunOut(BaseModel):
     kind: str
     filename: str
     format: str
-    status: str = Field(description="pending, running, succeeded or failed")
+    status: str = Field(description="pending, running, succeeded, failed or cancelled")
     dry_run: bool
     on_duplicate: str
     default_status: str

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from huiyuan.audit import service as audit
+from huiyuan.jobs.context import JobCancelled
 from huiyuan.jobs.service import enqueue
 from huiyuan.kit import pii
 from huiyuan.kit.clock import utcnow
@@ -174,7 +175,8 @@ def import_members(
             summary.total_rows = summary.processed_rows
             _report(progress, summary, started)
         except BaseException as exc:
-            summary.status = "failed"
+            # Chunks already committed stay (re-running the file is safe); the run says where it ended.
+            summary.status = "cancelled" if isinstance(exc, JobCancelled) else "failed"
             summary.error = exc.detail if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
             _finish(db, actor, summary)
             raise

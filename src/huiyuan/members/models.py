@@ -184,7 +184,7 @@ class CustomFieldUniqueValue(BrandOwned, Base):
     member_id: Mapped[int] = mapped_column(IdType, ForeignKey("members.id"), index=True, nullable=False)
 
 
-IMPORT_STATUSES = ("pending", "running", "succeeded", "failed")
+IMPORT_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 
 
 class ImportRun(TimestampMixin, BrandOwned, Base):
