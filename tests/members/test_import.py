@@ -495,3 +495,26 @@ def test_run_pending_is_idempotent_and_fails_cleanly(world: World, data_dir: Pat
     with world.db.unit_of_work(write=False) as s:
         run = s.get(ImportRun, run_id)
         assert run is not None and run.status == "failed" and "FileNotFoundError" in (run.error or "")
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_long_chunks_commit_in_parts(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dry_run: bool
+) -> None:
+    from huiyuan.members import import_writer
+
+    monkeypatch.setattr(import_writer, "TRANSACTION_SECONDS", 0.0)  # every row its own transaction
+    a = world.brands[0]
+    rows = [
+        *people(3),
+        ["坏", "123", "", "", "", "", "", ""],
+        ["重复", "13900000001", "", "", "", "", "", ""],
+    ]
+    path = write_csv(tmp_path / "m.csv", rows)
+    summary = import_members(world.db, actor=system_for_brand(a.id), path=path, fmt="csv", dry_run=dry_run)
+    assert (summary.processed_rows, summary.created, summary.failed) == (5, 3, 2)
+    assert len(members_of(world.db, a.id)) == (0 if dry_run else 3)
+    with world.db.unit_of_work(write=False) as s:
+        run = s.get(ImportRun, summary.run_id)
+        assert run is not None and (run.processed_rows, run.created, run.failed) == (5, 3, 2)
+        assert sorted(s.scalars(select(ImportRowError.row_number))) == [5, 6]

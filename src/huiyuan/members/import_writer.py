@@ -9,6 +9,7 @@ fills or is skipped, never how a member is validated or stored.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from huiyuan.members.import_rows import PreparedRow, RowError, RowMapper
 from huiyuan.members.models import ImportRowError, ImportRun
 from huiyuan.members.schemas import MemberEnroll, MemberUpdate
 
+TRANSACTION_SECONDS = 2.0
 _FILL_FIELDS = ("name", "birthday", "province", "city", "occupation", "education", "income_band")
 
 
@@ -104,22 +106,35 @@ class ChunkWriter:
         return row
 
     def write(self, rows: list[PreparedRow], mapper: RowMapper) -> None:
+        """Write a chunk; a chunk that takes longer than ``TRANSACTION_SECONDS`` is committed in
+        parts, because on SQLite an open write transaction makes every other writer wait."""
+        done = 0
+        while done < len(rows):
+            done = self._write_part(rows, done, mapper)
+
+    def _write_part(self, rows: list[PreparedRow], start: int, mapper: RowMapper) -> int:
         errors: list[ImportRowError] = []
         session = self.db.session(self.actor.scope, write=True)
+        began = time.monotonic()
         try:
             repo = ImportRepository(session)
-            keys = [k for r in rows if not r.errors for k in r.keys]
+            keys = [k for r in rows[start:] if not r.errors for k in r.keys]
             owners = repo.owners_by_bidx(self.brand_id, [k for k in keys if k[0] != "member_number"])
             numbers = repo.members_by_number(
                 self.brand_id, [v for kind, v in keys if kind == "member_number"]
             )
-            for row in rows:
+            index = start
+            while index < len(rows):
+                row = rows[index]
+                index += 1
                 if not row.errors:
                     self._write_row(session, row, mapper, owners, numbers)
                 self.summary.processed_rows += 1
                 if row.errors:
                     self.summary.failed += 1
                     errors += self._error_rows(row)
+                if time.monotonic() - began > TRANSACTION_SECONDS:
+                    break
             if self.summary.dry_run:
                 session.rollback()
                 with self.db.unit_of_work(self.actor.scope) as record:
@@ -127,6 +142,7 @@ class ChunkWriter:
             else:
                 self._record(session, errors)
                 session.commit()
+            return index
         except BaseException:
             session.rollback()
             raise
