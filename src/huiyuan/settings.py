@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     login_rate_limit: str = "10/minute"
     rate_limit_storage: str = "memory://"
 
+    idempotency_ttl_hours: int = 24
     session_max_age_seconds: int = 12 * 3600
     member_token_ttl_seconds: int = 900
     member_qr_ttl_seconds: int = 300

@@ -100,3 +100,22 @@ def test_oversized_body_and_page_refused(client, world: World) -> None:
     assert r.status_code == 413 and r.json()["code"] == "payload-too-large"
     r = client.get("/api/v1/members", params={"limit": 100000}, headers=a.headers)
     assert r.status_code == 422
+
+
+def test_idempotent_response_is_encrypted_and_forgotten_on_erasure(client, world: World, db) -> None:
+    from sqlalchemy import select
+
+    from huiyuan.kit.idempotency import IdempotencyRecord
+
+    a = world.brands[0]
+    h = {**a.headers, "Idempotency-Key": "enroll-pii-0001"}
+    m = client.post(
+        "/api/v1/members", json={"enroll_channel": "app", "phone": "13911112222"}, headers=h
+    ).json()
+    with db.unit_of_work(write=False) as s:
+        record = s.scalars(select(IdempotencyRecord)).one()
+        assert "13911112222" not in record.response_enc
+    r = client.post(f"/api/v1/members/{m['id']}/erase", json={"reason": "request"}, headers=a.headers)
+    assert r.status_code == 200, r.text
+    with db.unit_of_work(write=False) as s:
+        assert s.scalars(select(IdempotencyRecord)).all() == []

@@ -106,6 +106,7 @@ def enroll(
         payload=payload,
         status_code=201,
         body=out.model_dump(mode="json"),
+        resource=("member", member.id),
     )
     return out
 

@@ -21,7 +21,7 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy.orm import Session
 
 from huiyuan.audit import service as audit
-from huiyuan.kit import pii
+from huiyuan.kit import idempotency, pii
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.db import Database
 from huiyuan.kit.errors import NotFound
@@ -58,6 +58,14 @@ def register_exporter(name: str, fn: Exporter) -> None:
 def register_eraser(name: str, fn: Eraser) -> None:
     """Let a domain remove the PII it holds about a member when the member is erased."""
     _erasers[name] = fn
+
+
+def _forget_idempotent_responses(session: Session, member_id: int) -> None:
+    # Stored first responses of retried enrollments are encrypted copies of the member record.
+    idempotency.forget(session, resource_type="member", resource_id=member_id)
+
+
+register_eraser("idempotency", _forget_idempotent_responses)
 
 
 def exporters() -> dict[str, Exporter]:

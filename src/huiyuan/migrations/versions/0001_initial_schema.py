@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 11:03:51.063999
+Create Date: 2026-11-22 11:23:21.651834
 """
 
 from collections.abc import Sequence
@@ -150,11 +150,9 @@ def upgrade() -> None:
         sa.Column("operation", sa.String(length=80), nullable=False),
         sa.Column("request_hash", sa.String(length=64), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=False),
-        sa.Column(
-            "response",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("response_enc", sa.Text(), nullable=False),
+        sa.Column("resource_type", sa.String(length=40), nullable=True),
+        sa.Column("resource_id", sa.String(length=64), nullable=True),
         sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.ForeignKeyConstraint(
@@ -165,6 +163,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_idempotency_keys_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_idempotency_keys_created_at"), ["created_at"], unique=False)
+        batch_op.create_index("ix_idempotency_keys_resource", ["resource_type", "resource_id"], unique=False)
 
     op.create_table(
         "import_runs",
@@ -898,6 +898,8 @@ def downgrade() -> None:
 
     op.drop_table("import_runs")
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.drop_index("ix_idempotency_keys_resource")
+        batch_op.drop_index(batch_op.f("ix_idempotency_keys_created_at"))
         batch_op.drop_index(batch_op.f("ix_idempotency_keys_brand_id"))
 
     op.drop_table("idempotency_keys")
