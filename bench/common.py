@@ -1,0 +1,231 @@
+"""What every benchmark shares: the JSON-lines output with the machine's context, a fresh temporary
+database holding a small demo world, the real server in a subprocess, and a threaded HTTP load
+generator that records every latency."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# The benchmarks configure huiyuan like an operator would: through its environment variables, set
+# before anything reads the settings. The API rate limit would otherwise cap the load at 600/minute.
+BENCH_ENV = {
+    "HUIYUAN_ENV": "development",
+    "HUIYUAN_LOG_LEVEL": "WARNING",
+    "HUIYUAN_JOBS_BACKEND": "memory",
+    "HUIYUAN_RUN_WORKER_IN_PROCESS": "false",
+    "HUIYUAN_API_RATE_LIMIT": "100000000/minute",
+}
+os.environ.update(BENCH_ENV)
+
+
+def machine() -> dict[str, Any]:
+    load1, _load5, _load15 = os.getloadavg()
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(terse=True),
+        "load1": round(load1, 2),
+    }
+
+
+def emit(name: str, value: float, unit: str, **context: Any) -> dict[str, Any]:
+    """Print one figure as a JSON line (and return it)."""
+    figure = {
+        "name": name,
+        "value": round(value, 3 if value < 10 else 1),
+        "unit": unit,
+        **context,
+        **machine(),
+    }
+    print(json.dumps(figure, ensure_ascii=False), flush=True)
+    return figure
+
+
+@dataclass
+class BenchWorld:
+    """A small demo world in a temporary SQLite file, and what requests against it need."""
+
+    dir: Path
+    url: str
+    brand_id: int
+    brand_code: str
+    api_key: str
+    store_codes: list[str]
+    member_numbers: list[str]
+    skus: list[tuple[str, int]]  # (sku, list price in fen)
+
+    def order(self, rng: random.Random, number: str) -> dict[str, Any]:
+        """A valid order body for POST /api/v1/orders: 1–3 lines, maybe a member, one payment."""
+        lines = []
+        total = 0
+        for sku, list_fen in rng.sample(self.skus, rng.randint(1, 3)):
+            qty = rng.randint(1, 2)
+            deal = list_fen if rng.random() < 0.7 else list_fen * 9 // 10
+            total += deal * qty
+            lines.append(
+                {"sku": sku, "quantity": qty, "list_price": _yuan(list_fen), "deal_price": _yuan(deal)}
+            )
+        body: dict[str, Any] = {
+            "order_number": number,
+            "store_code": rng.choice(self.store_codes),
+            "channel": "store",
+            "items": lines,
+            "payments": [{"method": "wechat_pay", "amount": _yuan(total)}],
+        }
+        if rng.random() < 0.9:
+            body["member_number"] = rng.choice(self.member_numbers)
+        return body
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def make_world(members: int) -> BenchWorld:
+    """Migrate a fresh temporary SQLite database and build a demo world of ``members`` into it."""
+    from sqlalchemy import select
+
+    from huiyuan.demo.world import build_world
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.migrate import upgrade
+    from huiyuan.members.models import Member
+    from huiyuan.orders.models import Product
+    from huiyuan.tenancy.models import Store
+
+    folder = Path(tempfile.mkdtemp(prefix="huiyuan-bench-"))
+    url = f"sqlite:///{folder / 'bench.db'}"
+    upgrade(url)
+    db = Database(url)
+    world = build_world(db, members=members, seed=1, months=1)
+    brand = world.brands[0]
+    with db.unit_of_work(write=False) as s:
+        numbers = list(s.scalars(select(Member.member_number).where(Member.brand_id == brand.id)))
+        skus = [
+            (sku, int(price * 100))
+            for sku, price in s.execute(
+                select(Product.sku, Product.list_price).where(Product.brand_id == brand.id)
+            ).tuples()
+        ]
+        stores = list(s.scalars(select(Store.code).where(Store.brand_id == brand.id)))
+    db.dispose()
+    return BenchWorld(folder, url, brand.id, brand.code, brand.api_key, stores, numbers, skus)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(url: str) -> Iterator[str]:
+    """``huiyuan serve --no-worker`` (one uvicorn worker) on a free port; yields its base URL."""
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "huiyuan", "serve", "--no-worker", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--db", url]
+    proc = subprocess.Popen(cmd, env={**os.environ, **BENCH_ENV}, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/ping", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start (exit code {proc.poll()})")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class LoadResult:
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        """Latency percentile in milliseconds (nearest rank)."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+Request = Callable[[int, int], tuple[str, str, bytes | None]]
+
+
+def hammer(base: str, headers: dict[str, str], make: Request, *, clients: int, seconds: float) -> LoadResult:
+    """``clients`` threads, each with its own keep-alive connection, send ``make(client, n)`` requests
+    back to back for ``seconds``; every latency and non-2xx status is kept."""
+    import httpx
+
+    result = LoadResult(seconds=seconds)
+    lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def run(client_no: int) -> None:
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+            start.wait()
+            n = 0
+            while time.perf_counter() < deadline[0]:
+                method, path, body = make(client_no, n)
+                n += 1
+                t0 = time.perf_counter()
+                r = http.request(method, path, content=body)
+                latencies.append(time.perf_counter() - t0)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        with lock:
+            result.latencies.extend(latencies)
+            for code, count in statuses.items():
+                result.statuses[code] = result.statuses.get(code, 0) + count
+                if code >= 300:
+                    result.errors += count
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    deadline[0] = time.perf_counter() + seconds
+    began = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    result.seconds = time.perf_counter() - began
+    return result

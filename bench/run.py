@@ -1,0 +1,57 @@
+"""``python -m bench.run [--quick] [--only NAME ...]``: run the benchmarks, one JSON line per figure.
+
+(a) order_ingest — one order per request through the real server vs ``GET /ping`` of the same server;
+(b) bulk_orders — orders/s through ``/api/v1/orders/batch`` and through ``record_orders_bulk``;
+(c) member_import — rows/s of the member importer on a generated CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+
+from bench import bulk_orders, member_import, order_ingest
+from bench.common import emit, make_world, server
+
+ALL = ("order_ingest", "bulk_orders", "member_import")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, noisier figures)")
+    parser.add_argument("--only", nargs="+", choices=ALL, default=list(ALL))
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients for order_ingest")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary database")
+    args = parser.parse_args(argv)
+    seconds = 5.0 if args.quick else 20.0
+    batches = 2 if args.quick else 10
+    rows = 5_000 if args.quick else 20_000
+
+    started = time.perf_counter()
+    world = make_world(members=1_000 if args.quick else 5_000)
+    emit(
+        "setup.world",
+        time.perf_counter() - started,
+        "s",
+        members=len(world.member_numbers),
+        skus=len(world.skus),
+    )
+    try:
+        if "order_ingest" in args.only or "bulk_orders" in args.only:
+            with server(world.url) as base:
+                if "order_ingest" in args.only:
+                    order_ingest.run(world, base, clients=args.clients, seconds=seconds)
+                if "bulk_orders" in args.only:
+                    bulk_orders.run_api(world, base, batches=batches)
+        if "bulk_orders" in args.only:
+            bulk_orders.run_service(world, batches=batches)
+        if "member_import" in args.only:
+            member_import.run(world, rows=rows)
+    finally:
+        if not args.keep:
+            shutil.rmtree(world.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
