@@ -42,6 +42,8 @@ BrandOption = Annotated[
 class RowsPerSecond(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if not speed and task.elapsed:  # fewer than two progress reports: the overall rate
+            speed = task.completed / task.elapsed
         return Text(f"{speed:,.0f} rows/s" if speed else "– rows/s", style="progress.data.speed")
 
 

@@ -88,7 +88,11 @@ class RowMapper:
             data = MemberEnroll.model_validate(payload)
         except ValidationError as exc:
             for e in exc.errors():
-                row.errors.append(RowError(self._column(e["loc"], identifiers), e["type"], e["msg"]))
+                row.errors.append(
+                    RowError(
+                        self._column(e["loc"], identifiers), e["type"], e["msg"].removeprefix("Value error, ")
+                    )
+                )
             return row
         if data.enrolled_at is not None and data.enrolled_at.tzinfo is None:
             data.enrolled_at = data.enrolled_at.replace(tzinfo=self.tz)  # the brand's business time
