@@ -45,6 +45,17 @@ MEMBERS = [
     ("陈静", "13544445555", "douyin", 5),
     ("刘洋", "13355556666", "mini_program", 8),
 ]
+# More members over the year so the dashboard chart has something to show (no 王, no 138…).
+EXTRA = [
+    (
+        "赵孙周吴郑冯陈褚卫蒋"[i % 10] + "嘉怡子涵浩然欣悦"[i % 8] + "一二三四五六七八九十"[i // 10],
+        f"150{i:08d}",
+        ("store", "mini_program", "app", "web", "douyin")[(i * 7) % 5],
+        (i * 5) % 12,
+    )
+    for i in range(30)
+]
+ALL_MEMBERS = MEMBERS + EXTRA
 
 
 def _free_port() -> int:
@@ -69,7 +80,7 @@ def _seed(url: str) -> None:
             s, actor=SYSTEM, username="manager", password=PASSWORD, role="brand_admin", brand_id=brand.id
         )
         actor = system_for_brand(brand.id)
-        for name, phone, channel, months_ago in MEMBERS:
+        for name, phone, channel, months_ago in ALL_MEMBERS:
             members.enroll_member(
                 s,
                 actor=actor,
@@ -195,7 +206,7 @@ def test_login_search_and_member_detail(server: str, page: Any, lang: str) -> No
     assert "王小明" in results and "王芳" not in results
     if lang == "zh" and (shots := _screenshot_dir()):
         page.locator('#member-filters input[name="phone"]').fill("")
-        _search(page, "q", "", labels["count"].format(len(MEMBERS)))
+        _search(page, "q", "", labels["count"].format(len(ALL_MEMBERS)))
         shots.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shots / "console-members.png"))
         _search(page, "phone", "13800138000", labels["count"].format(1))
@@ -217,4 +228,8 @@ def test_dashboard_draws_the_enrollment_chart(server: str, page: Any) -> None:
     page.locator('button[type="submit"]').click()
     page.wait_for_url(server + "/console")
     page.wait_for_selector("#enrollments-chart canvas")
-    assert "6" in page.locator(".stats").inner_text()
+    assert str(len(ALL_MEMBERS)) in page.locator(".stats").inner_text()
+    if shots := _screenshot_dir():
+        shots.mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(800)  # let the bars finish their entry animation
+        page.screenshot(path=str(shots / "console-dashboard.png"))

@@ -194,3 +194,46 @@ def test_catalogs_have_the_same_keys_and_cover_every_template_label() -> None:
     source = "".join(p.read_text(encoding="utf-8") for p in TEMPLATES.parent.glob("*.py"))
     used |= set(re.findall(r'translate\([^,]+, "([^"]+)"', source))
     assert used and used <= set(zh), sorted(used - set(zh))
+
+
+def test_pages_work_without_vendor_assets(client, world: World, monkeypatch) -> None:
+    from huiyuan.console import web
+
+    monkeypatch.setattr(web, "vendor_dir", lambda: None)
+    make_user(world.db, "alice", "brand_admin", world.brands[0].id)
+    signed_in(client, "alice")
+    page = client.get("/console")
+    assert page.status_code == 200 and "/static/vendor/" not in page.text and "make assets" in page.text
+    assert client.get("/console/members").status_code == 200
+    assert client.get("/static/vendor/htmx.min.js").status_code == 404
+
+
+def test_vendor_assets_resolution_order(tmp_path: Path, monkeypatch) -> None:
+    from huiyuan.console import web
+
+    def install(root: Path) -> Path:
+        for rel in web.VENDOR_FILES.values():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text("/* vendor */")
+        return root
+
+    monkeypatch.chdir(tmp_path)
+    web._vendor_dir.cache_clear()
+    try:
+        assert web._vendor_dir(str(tmp_path / "missing"), str(tmp_path / "no-project")) is None
+        configured = install(tmp_path / "assets")
+        project = install(tmp_path / "project" / "node_modules")
+        assert web._vendor_dir(str(configured), str(tmp_path / "project")) == configured.resolve()
+        assert web._vendor_dir("", str(tmp_path / "project")) == project.resolve()
+        local = install(tmp_path / "node_modules")
+        assert web._vendor_dir("", str(tmp_path / "no-project")) == local.resolve()
+    finally:
+        web._vendor_dir.cache_clear()
+
+
+def test_times_are_shown_in_the_brand_time_zone(client, world: World) -> None:
+    a = world.brands[0]
+    enroll(client, a.headers, name="王小明", enrolled_at="2026-03-01T17:30:00Z")
+    make_user(world.db, "alice", "brand_admin", a.id)
+    signed_in(client, "alice")
+    assert "2026-03-02 01:30" in client.get("/console/members").text  # Asia/Shanghai, UTC+8

@@ -23,6 +23,7 @@ from huiyuan.console.web import LoginRequired
 from huiyuan.kit.errors import Unauthenticated
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
+from huiyuan.settings import get_settings
 from huiyuan.tenancy.models import Brand
 from huiyuan.tenancy.repository import TenancyRepository
 
@@ -75,6 +76,11 @@ class Console:
         if self._brands is None:
             self._brands = TenancyRepository(self.session).brands()
         return self._brands
+
+    def timezone(self) -> str:
+        """Business time zone for showing times: the brand's, or the platform default."""
+        brand = next((b for b in self.brands() if b.id == self.brand_id), None)
+        return brand.timezone if brand is not None else get_settings().default_timezone
 
     def brand_name(self) -> str | None:
         if self.brand_id is None:

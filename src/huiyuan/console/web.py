@@ -10,16 +10,19 @@ or queries.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 
 from huiyuan.console.i18n import LANG_COOKIE, choose_language, t, t_opt, translate
 from huiyuan.kit.errors import AppError
@@ -83,6 +86,16 @@ def _static_version() -> str:
     return str(max(stamps, default=0))
 
 
+@pass_context
+def local_time(context: Context, value: datetime | None) -> str:
+    """Jinja filter: a stored UTC time shown in the business time zone of the brand being viewed."""
+    if value is None:
+        return "—"
+    console = context.get("console")
+    zone = console.timezone() if console is not None else get_settings().default_timezone
+    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
 @lru_cache
 def environment() -> Environment:
     env = Environment(
@@ -95,7 +108,7 @@ def environment() -> Environment:
     env.globals["t_opt"] = t_opt
     env.globals["static_version"] = _static_version()
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
-    env.filters["dt"] = lambda v: v.strftime("%Y-%m-%d %H:%M") if v else "—"
+    env.filters["dt"] = local_time
     env.filters["d"] = lambda v: v.isoformat() if v else "—"
     return env
 
