@@ -233,3 +233,17 @@ def test_dashboard_draws_the_enrollment_chart(server: str, page: Any) -> None:
         shots.mkdir(parents=True, exist_ok=True)
         page.wait_for_timeout(800)  # let the bars finish their entry animation
         page.screenshot(path=str(shots / "console-dashboard.png"))
+
+
+def test_member_list_loads_more_rows_in_place(server: str, page: Any) -> None:
+    page.goto(server + "/console/login?next=/console/members")
+    page.fill('input[name="username"]', "manager")
+    page.fill('input[name="password"]', PASSWORD)
+    page.locator('button[type="submit"]').click()
+    page.wait_for_url("**/console/members")
+    rows = page.locator("#member-rows tr:not(#more-row)")
+    assert rows.count() == 20
+    page.locator("#more-row button").click()
+    page.wait_for_function(f"document.querySelectorAll('#member-rows tr').length === {len(ALL_MEMBERS)}")
+    assert page.locator("#more-row").count() == 0
+    assert page.url.endswith("/console/members")  # appended by HTMX, no navigation
