@@ -161,9 +161,10 @@ def demo(
     settings = get_settings()
     base_url = f"http://{settings.host}:{settings.port}"
     credentials = world.credentials(base_url)
-    credentials["database_url"] = url
+    shown_url = make_url(url).render_as_string(hide_password=True)
+    credentials["database_url"] = shown_url
     credentials_out.write_text(json.dumps(credentials, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    _print_logins(world, url, credentials_out, base_url)
+    _print_logins(world, shown_url, credentials_out, base_url)
     console.print(f"built in {time.perf_counter() - started:,.1f} s")
     if serve:
         from huiyuan.cli.main import run_server

@@ -71,7 +71,9 @@ def _sqlite_bool(v: bool | None) -> int | None:
 
 
 def _json(v: Any) -> str | None:
-    return None if v is None else json.dumps(v)
+    if v is None:
+        return None
+    return "[]" if v == [] else ("{}" if v == {} else json.dumps(v))
 
 
 def _converter(column: Column[Any], sqlite: bool) -> Converter | None:

@@ -50,10 +50,40 @@ def _iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-def request_hash(body: dict[str, Any], identifiers: list[tuple[str, str]]) -> str:
-    """``planning.request_hash`` of the ``OrderIn`` equal to ``body`` (its fields in model order, money
-    as strings to the fen), computed without building the model: ~100 µs saved a million times over."""
-    text = _json(body) + "".join(f"|{kind}:{bidx}" for kind, bidx in identifiers)
+def _q(value: str | None) -> str:
+    # The generator's strings are ASCII codes, numbers and references: nothing needs escaping.
+    return "null" if value is None else f'"{value}"'
+
+
+def request_hash(
+    *,
+    order_number: str,
+    store_code: str | None,
+    channel: str,
+    member_number: str | None,
+    paid_at: datetime,
+    lines: list[tuple[Sku, int, int]],
+    discounts: list[tuple[str, str | None, int]],
+    payments: list[tuple[str, int, str | None]],
+    identifiers: list[tuple[str, str]],
+) -> str:
+    """``planning.request_hash`` of the equivalent ``OrderIn``: its JSON (fields in model order, money
+    as strings to the fen, times as ``…Z``) written directly, ~100 µs cheaper than building the model
+    and ~50 µs cheaper than ``json.dumps``, a million times over. The tests compare both."""
+    items = ",".join(
+        f'{{"sku":"{s.sku}","name":null,"quantity":{q},"list_price":"{yuan(s.list_fen)}","deal_price":"{yuan(p)}"}}'
+        for s, q, p in lines
+    )
+    discs = ",".join(
+        f'{{"kind":"{k}","code":{_q(c)},"amount":"{yuan(a)}","funded_by":"brand"}}' for k, c, a in discounts
+    )
+    pays = ",".join(f'{{"method":"{m}","amount":"{yuan(a)}","reference":{_q(r)}}}' for m, a, r in payments)
+    text = (
+        f'{{"order_number":"{order_number}","store_code":{_q(store_code)},"channel":"{channel}",'
+        f'"member_id":null,"member_number":{_q(member_number)},"currency":"CNY","paid_at":"{_iso(paid_at)}",'
+        f'"items":[{items}],"discounts":[{discs}],"payments":[{pays}]}}'
+    )
+    text += "".join(f"|{kind}:{bidx}" for kind, bidx in identifiers)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -271,32 +301,6 @@ def build_orders(
                     }
                 )
                 item_id += 1
-            body = {
-                "order_number": order_number,
-                "store_code": store_codes.get(store_id) if store_id else None,
-                "channel": channel,
-                "member_id": None,
-                "member_number": member_number,
-                "currency": "CNY",
-                "paid_at": _iso(paid_at),
-                "items": [
-                    {
-                        "sku": s.sku,
-                        "name": None,
-                        "quantity": q,
-                        "list_price": yuan(s.list_fen),
-                        "deal_price": yuan(p),
-                    }
-                    for s, q, p in lines
-                ],
-                "discounts": [
-                    {"kind": k_, "code": c, "amount": yuan(a), "funded_by": "brand"} for k_, c, a in disc
-                ],
-                "payments": [
-                    {"method": m, "amount": yuan(a), "reference": ref}
-                    for (m, a), ref in zip(pays, refs, strict=True)
-                ],
-            }
             order = {
                 "id": oid,
                 "brand_id": brand_id,
@@ -314,7 +318,17 @@ def build_orders(
                 "refunded_amount": 0,
                 "units": sum(q for _s, q, _p in lines),
                 "paid_at": paid_at,
-                "request_hash": request_hash(body, ident_body),
+                "request_hash": request_hash(
+                    order_number=order_number,
+                    store_code=store_codes.get(store_id) if store_id else None,
+                    channel=channel,
+                    member_number=member_number,
+                    paid_at=paid_at,
+                    lines=lines,
+                    discounts=disc,
+                    payments=[(m, a, ref) for (m, a), ref in zip(pays, refs, strict=True)],
+                    identifiers=ident_body,
+                ),
                 "created_at": paid_at,
                 "updated_at": paid_at,
             }
