@@ -5,16 +5,18 @@ conditions here only help the indexes."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from huiyuan.members.models import ImportRowError, ImportRun, Member, MemberIdentifier
 
+T = TypeVar("T")
 _IN_BATCH = 900  # below every driver's bound-parameter limit
 
 
-def _batches(values: list[str]) -> Iterator[list[str]]:
+def _batches(values: list[T]) -> Iterator[list[T]]:
     for start in range(0, len(values), _IN_BATCH):
         yield values[start : start + _IN_BATCH]
 
@@ -62,6 +64,13 @@ class ImportRepository:
                     MemberIdentifier.value_bidx.in_(batch),
                 )
                 out.update({bidx: member_id for bidx, member_id in self.session.execute(stmt)})
+        return out
+
+    def members_by_ids(self, ids: Iterable[int]) -> dict[int, Member]:
+        """The members with these ids (in the caller's scope), by id."""
+        out: dict[int, Member] = {}
+        for batch in _batches(sorted(set(ids))):
+            out.update({m.id: m for m in self.session.scalars(select(Member).where(Member.id.in_(batch)))})
         return out
 
     def members_by_number(self, brand_id: int, numbers: Iterable[str]) -> dict[str, int]:

@@ -24,8 +24,8 @@ from huiyuan.members import identity, service
 from huiyuan.members.import_reader import Column
 from huiyuan.members.import_repository import ImportRepository
 from huiyuan.members.import_rows import PreparedRow, RowError, RowMapper
-from huiyuan.members.models import ImportRowError, ImportRun
-from huiyuan.members.schemas import MemberEnroll, MemberUpdate
+from huiyuan.members.models import ImportRowError, ImportRun, Member
+from huiyuan.members.schemas import IdentifierIn, MemberEnroll, MemberUpdate
 
 TRANSACTION_SECONDS = 2.0
 _FILL_FIELDS = ("name", "birthday", "province", "city", "occupation", "education", "income_band")
@@ -123,12 +123,15 @@ class ChunkWriter:
             numbers = repo.members_by_number(
                 self.brand_id, [v for kind, v in keys if kind == "member_number"]
             )
+            members: dict[int, Member] = {}
+            if self.on_duplicate == "update":  # one statement for the chunk's matched members
+                members = repo.members_by_ids([*owners.values(), *numbers.values()])
             index = start
             while index < len(rows):
                 row = rows[index]
                 index += 1
                 if not row.errors:
-                    self._write_row(session, row, mapper, owners, numbers)
+                    self._write_row(session, row, mapper, owners, numbers, members)
                 self.summary.processed_rows += 1
                 if row.errors:
                     self.summary.failed += 1
@@ -160,6 +163,7 @@ class ChunkWriter:
         mapper: RowMapper,
         owners: dict[str, int],
         numbers: dict[str, int],
+        members: dict[int, Member],
     ) -> None:
         assert row.data is not None
         matches = {numbers.get(v) if kind == "member_number" else owners.get(v) for kind, v in row.keys} - {
@@ -173,19 +177,20 @@ class ChunkWriter:
                 )
             )
             return
-        if matches and self.on_duplicate == "skip":
-            self.summary.skipped += 1
-            return
+        plan: FillPlan | None = None
+        if matches:
+            member = members.get(matches.pop() or 0) if self.on_duplicate == "update" else None
+            plan = plan_fill(member, row.data, owners) if member is not None else None
+            if not plan:  # nothing to add: no savepoint, no statement
+                self.summary.skipped += 1
+                return
         try:
             with session.begin_nested():
-                if not matches:
+                if plan is None:
                     service.enroll_member(session, actor=self.actor, data=row.data)
                     outcome = "created"
                 else:
-                    member_id = matches.pop()
-                    assert member_id is not None
-                    changed = fill_in(session, self.actor, member_id, row.data, owners)
-                    outcome = "updated" if changed else "skipped"
+                    outcome = "updated" if fill_in(session, self.actor, plan) else "skipped"
             # Counted only once the savepoint is released: its final flush may still refuse the row.
             setattr(self.summary, outcome, getattr(self.summary, outcome) + 1)
         except AppError as exc:
@@ -226,13 +231,24 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
-def fill_in(
-    session: Session, actor: Principal, member_id: int, data: MemberEnroll, owners: dict[str, int]
-) -> bool:
-    """Fill the member's empty fields from the row (never overwrite, never blank); True if changed."""
-    member = service.get_member(session, member_id)
+@dataclass
+class FillPlan:
+    """What a row would add to an existing member: attribute values and new identifiers."""
+
+    member_id: int
+    version: int
+    fields: dict[str, Any]
+    identifiers: list[IdentifierIn]
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.identifiers)
+
+
+def plan_fill(member: Member, data: MemberEnroll, owners: dict[str, int]) -> FillPlan:
+    """The member's empty fields the row can fill (never overwrite, never blank) and its
+    identifiers nobody holds yet; nothing for a closed member."""
     if member.status == "closed":
-        return False
+        return FillPlan(member.id, member.version, {}, [])
     fill: dict[str, Any] = {
         f: getattr(data, f)
         for f in _FILL_FIELDS
@@ -249,18 +265,28 @@ def fill_in(
     custom = {k: v for k, v in (data.custom or {}).items() if _empty((member.custom or {}).get(k))}
     if custom:
         fill["custom"] = custom
-    version = member.version
-    if fill:
-        service.update_member(session, actor=actor, member_id=member_id, data=MemberUpdate(**fill))
-    changed = member.version != version
-    for ident in data.identifiers:
-        # Phone and e-mail were filled above; card numbers change only through the card verbs.
-        if ident.type in identity.OWNED_ELSEWHERE or pii.blind_index(ident.type, ident.value) in owners:
-            continue
+    # Phone and e-mail are filled as fields; card numbers change only through the card verbs.
+    idents = [
+        i
+        for i in data.identifiers
+        if i.type not in identity.OWNED_ELSEWHERE and pii.blind_index(i.type, i.value) not in owners
+    ]
+    return FillPlan(member.id, member.version, fill, idents)
+
+
+def fill_in(session: Session, actor: Principal, plan: FillPlan) -> bool:
+    """Apply a fill plan through ``update_member`` and ``add_identifier``; True if anything changed."""
+    changed = False
+    if plan.fields:
+        member = service.update_member(
+            session, actor=actor, member_id=plan.member_id, data=MemberUpdate(**plan.fields)
+        )
+        changed = member.version != plan.version  # update_member bumps it only when something changed
+    for ident in plan.identifiers:
         _ident, created = identity.add_identifier(
             session,
             actor=actor,
-            member_id=member_id,
+            member_id=plan.member_id,
             type_=ident.type,
             value=ident.value,
             source=ident.source,
