@@ -267,3 +267,18 @@ def test_requires_webhooks_permission(client: Any, world: World) -> None:
     key = make_key(world.db, world.brands[0].id, ["members:read"], name="reader")
     r = client.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 403
+
+
+def test_redirects_are_not_followed(
+    world: World, client: Any, receiver: Receiver, settings_env: Callable[..., Settings]
+) -> None:
+    settings_env(webhook_allow_private_targets=True)
+    alpha = world.brands[0]
+    _subscribe(client, alpha.headers, receiver.url)
+    enroll(client, alpha.headers)
+    dispatch_pending(world.db)
+    receiver.statuses = [302]
+    assert deliver_due(world.db).retrying == 1
+    assert len(receiver.requests) == 1
+    d = _delivery(world.db)
+    assert d.last_status_code == 302 and (d.last_error or "").startswith("HTTP 302: receiver says no")

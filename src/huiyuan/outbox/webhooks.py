@@ -43,6 +43,7 @@ EVENT_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\.\*)?)$")
 PING_TYPE = "webhook.ping"
 LEASE_SECONDS = 60
 SEND_CONCURRENCY = 8
+RESPONSE_EXCERPT_BYTES = 500
 
 
 # -- subscription verbs ----------------------------------------------------------------------------
@@ -372,18 +373,28 @@ def _send(client: httpx.Client, item: _Outgoing, now: datetime) -> _Outcome:
         "X-Huiyuan-Signature": sign(item.secret, timestamp, item.body),
     }
     try:
-        response = client.post(
+        # Streamed: only the first bytes of the answer are read, whatever the receiver sends.
+        with client.stream(
+            "POST",
             item.url,
             content=item.body,
             headers=headers,
             timeout=settings.webhook_timeout_seconds,
             follow_redirects=False,
-        )
+        ) as response:
+            status = response.status_code
+            excerpt = b""
+            if not 200 <= status < 300:
+                for chunk in response.iter_raw():
+                    excerpt += chunk
+                    if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
+                        break
     except httpx.HTTPError as exc:
         return _Outcome(False, None, f"{type(exc).__name__}: {exc}"[:1000])
-    if 200 <= response.status_code < 300:
-        return _Outcome(True, response.status_code, None)
-    return _Outcome(False, response.status_code, f"HTTP {response.status_code}: {response.text[:500]}")
+    if 200 <= status < 300:
+        return _Outcome(True, status, None)
+    text = excerpt[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
+    return _Outcome(False, status, f"HTTP {status}: {text}")
 
 
 def _record(
