@@ -194,3 +194,14 @@ def test_worker_command_runs_in_the_foreground_until_interrupted(
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "worker started" in out and "worker stopped" in out
+
+
+def test_sqlite_queue_sits_beside_a_sqlite_database() -> None:
+    from huiyuan.jobs.queue import sqlite_queue_path
+
+    assert sqlite_queue_path(Settings(database_url="sqlite:////data/hy.db")) == "/data/hy-jobs.db"
+    assert (
+        sqlite_queue_path(Settings(database_url="sqlite:////data/hy.db", jobs_sqlite_path="/q.db")) == "/q.db"
+    )
+    pg = Settings(database_url="postgresql://u@h/d")
+    assert sqlite_queue_path(pg) == pg.jobs_sqlite_path

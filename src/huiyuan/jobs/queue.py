@@ -1,6 +1,7 @@
 """The Huey queue behind background jobs, built from settings.
 
-* ``sqlite`` (default): ``SqliteHuey`` on a file next to the database; nothing to install.
+* ``sqlite`` (default): ``SqliteHuey`` on a file next to a SQLite database (``<name>-jobs.db``;
+  ``jobs_sqlite_path`` when set or when the database is PostgreSQL); nothing to install.
 * ``redis`` (production): ``RedisHuey`` on ``settings.redis_url``; any number of workers.
 * ``memory`` (tests): ``MemoryHuey(immediate=True)``; a job runs in the thread that enqueued it,
   right after the enqueuing transaction commits.
@@ -18,11 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import sessionmaker
 
 from huiyuan.kit.db import Database
@@ -64,18 +66,31 @@ def build_queue(settings: Settings) -> JobQueue:
     """A new Huey instance for these settings with the ``run_job`` task registered on it."""
     name = settings.jobs_queue_name
     huey: Huey
+    # No result store: a run's outcome lives in its JobRun row, and unread results would pile up.
     if settings.jobs_backend == "memory":
-        huey = MemoryHuey(name, immediate=True)
+        huey = MemoryHuey(name, results=False, immediate=True)
     elif settings.jobs_backend == "redis":
-        huey = RedisHuey(name, url=settings.redis_url)
+        huey = RedisHuey(name, results=False, url=settings.redis_url)
     else:
-        huey = SqliteHuey(name, filename=settings.jobs_sqlite_path)
+        huey = SqliteHuey(name, results=False, filename=sqlite_queue_path(settings))
     task = huey.task(name=TASK_NAME, retries=0)(_run_job_task)
     return JobQueue(huey=huey, run_job=task)
 
 
+def sqlite_queue_path(settings: Settings) -> str:
+    """The SQLite queue file: as configured, or (by default) beside a SQLite database file, so that
+    ``huiyuan serve`` and ``huiyuan worker`` started from different directories share one queue."""
+    if "jobs_sqlite_path" in settings.model_fields_set:
+        return settings.jobs_sqlite_path
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        db_path = Path(url.database)
+        return str(db_path.with_name(db_path.stem + "-jobs.db"))
+    return settings.jobs_sqlite_path
+
+
 def _key(settings: Settings) -> tuple[str, ...]:
-    return (settings.jobs_backend, settings.jobs_queue_name, settings.jobs_sqlite_path, settings.redis_url)
+    return (settings.jobs_backend, settings.jobs_queue_name, sqlite_queue_path(settings), settings.redis_url)
 
 
 def get_queue(settings: Settings | None = None) -> JobQueue:
