@@ -205,3 +205,27 @@ def test_sqlite_queue_sits_beside_a_sqlite_database() -> None:
     )
     pg = Settings(database_url="postgresql://u@h/d")
     assert sqlite_queue_path(pg) == pg.jobs_sqlite_path
+
+
+def test_app_lifespan_starts_and_stops_the_worker(
+    world: World, receiver: Receiver, settings_env: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from huiyuan.app import create_app
+
+    settings = settings_env(
+        jobs_backend="sqlite",
+        jobs_sqlite_path=str(tmp_path / "app-jobs.db"),
+        outbox_poll_seconds=0.1,
+        webhook_allow_private_targets=True,
+    )
+    app = create_app(settings, world.db, start_worker=True)
+    with TestClient(app) as c:
+        assert "huiyuan-outbox" in {t.name for t in threading.enumerate()}
+        h = world.brands[0].headers
+        r = c.post("/api/v1/webhooks", json={"url": receiver.url, "event_types": ["member.*"]}, headers=h)
+        assert r.status_code == 201
+        enroll(c, h, name="生命周期")
+        assert receiver.arrived.wait(15), "the in-process worker never delivered the webhook"
+    assert "huiyuan-outbox" not in {t.name for t in threading.enumerate()}
