@@ -1,7 +1,8 @@
 """Browser tests: Debian's Chromium (headless, through Playwright) drives the console served by a real
 uvicorn on a temporary, migrated SQLite database seeded through the services.
 
-Flow, in Chinese and then in English: sign in → search by name → search by exact phone → member detail.
+Flow, in Chinese and then in English: sign in → search by name → search by exact phone → member detail;
+plus the dashboard chart, "load more" on the member list and an import with its progress and report.
 A failing test leaves a screenshot in ``test-artifacts/``. With ``HUIYUAN_CONSOLE_SCREENSHOTS=<dir>``
 the test also saves the member list and member detail (for the README) into that folder.
 """
@@ -247,3 +248,23 @@ def test_member_list_loads_more_rows_in_place(server: str, page: Any) -> None:
     page.wait_for_function(f"document.querySelectorAll('#member-rows tr').length === {len(ALL_MEMBERS)}")
     assert page.locator("#more-row").count() == 0
     assert page.url.endswith("/console/members")  # appended by HTMX, no navigation
+
+
+def test_import_upload_shows_progress_and_error_report(server: str, page: Any, tmp_path: Path) -> None:
+    upload = tmp_path / "新会员.csv"
+    upload.write_text("姓名,手机\n钱多多,15912345678\n孙小美,not-a-phone\n", encoding="utf-8")
+    page.goto(server + "/console/login?next=/console/imports")
+    page.fill('input[name="username"]', "manager")
+    page.fill('input[name="password"]', PASSWORD)
+    page.locator('button[type="submit"]').click()
+    page.wait_for_url("**/console/imports")
+    page.set_input_files('input[name="file"]', str(upload))
+    page.locator('form[action="/console/imports"] button[type="submit"]').click()
+    page.wait_for_url("**/console/imports/*")
+    page.wait_for_selector('#import-progress[data-status="succeeded"]')
+    progress = page.locator("#import-progress").inner_text()
+    assert "100.0%" in progress
+    with page.expect_download() as download:
+        page.locator("#error-report").click()
+    report = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
+    assert len(report) == 2 and report[1].startswith("3,手机,") and "孙小美" in report[1]
