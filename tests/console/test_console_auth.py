@@ -72,6 +72,10 @@ def test_csrf_is_required_on_console_writes(client, world: World) -> None:
     assert r.status_code == 403
     r = client.post("/console/keys", data={"name": "x", "scopes": ["members:read"], "csrf_token": "nope"})
     assert r.status_code == 403
+    r = client.post(
+        "/console/members", data={"q": ""}, headers={"X-CSRF-Token": "nope", "HX-Request": "true"}
+    )
+    assert r.status_code == 403 and r.headers["HX-Reswap"] == "innerHTML" and "<html" not in r.text
     # HTMX sends the token as a header instead of a form field.
     r = client.post(
         "/console/members", data={"q": ""}, headers={"X-CSRF-Token": s.csrf, "HX-Request": "true"}

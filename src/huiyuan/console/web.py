@@ -166,7 +166,10 @@ def error_page(request: Request, status: int, detail: str, code: str) -> HTMLRes
     title_key = {403: "error.403", 404: "error.404", 422: "error.422", 429: "error.429"}.get(
         status, "error.generic"
     )
-    template = "_error_fragment.html" if is_htmx(request) else "error.html"
+    htmx = is_htmx(request)
+    template = "_error_fragment.html" if htmx else "error.html"
+    # Inside the target, not over it: the element stays for the next request (search, polling).
+    headers = {"HX-Reswap": "innerHTML"} if htmx else None
     return render(
         request,
         template,
@@ -179,6 +182,7 @@ def error_page(request: Request, status: int, detail: str, code: str) -> HTMLRes
             "console": None,
         },
         status=status,
+        headers=headers,
     )
 
 
