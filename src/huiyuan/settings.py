@@ -68,7 +68,11 @@ class Settings(BaseSettings):
     webhook_signature_tolerance_seconds: int = 300
 
     default_timezone: str = "Asia/Shanghai"
-    console_assets_dir: str = Field(default="", description="Where npm installed the console's vendor assets")
+    console_assets_dir: str = Field(
+        default="",
+        description="node_modules folder holding the console's vendor assets (htmx.org, echarts); "
+        "empty: <project root>/node_modules, then ./node_modules",
+    )
 
     # Test harness.
     test_pg_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
