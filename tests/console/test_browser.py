@@ -107,7 +107,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from huiyuan.kit.migrate import upgrade
     from huiyuan.settings import get_settings
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('browser') / 'console.db'}"
+    workdir = tmp_path_factory.mktemp("browser")
+    url = f"sqlite:///{workdir / 'console.db'}"
+    settings = get_settings()
+    saved_data_dir = settings.data_dir
+    settings.data_dir = str(workdir / "var")  # uploaded import files stay out of the working tree
     upgrade(url)
     _seed(url)
     db = Database(url)
@@ -132,6 +136,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     uv.should_exit = True
     thread.join(timeout=10)
     db.dispose()
+    settings.data_dir = saved_data_dir
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import pytest
+
+from huiyuan.settings import get_settings
 from tests.conftest import World
 from tests.console.conftest import make_user, signed_in
 from tests.factories import enroll
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Uploaded import files go to a temporary folder, not the working tree."""
+    monkeypatch.setattr(get_settings(), "data_dir", str(tmp_path / "var"))
+    return tmp_path / "var"
+
 
 SHOE = {"key": "shoe_size", "label_zh": "鞋码", "label_en": "Shoe size", "type": "integer", "min": "30"}
 
@@ -82,7 +94,7 @@ def test_member_detail_shows_consents_orders_cards_and_audit(client, world: Worl
     assert "撤回授权" in page[page.index('id="audit"') :]
 
 
-def test_import_upload_progress_and_error_report(client, world: World) -> None:
+def test_import_upload_progress_and_error_report(client, world: World, data_dir: Path) -> None:
     a = world.brands[0]
     make_user(world.db, "boss", "brand_admin", a.id)
     s = signed_in(client, "boss")
@@ -105,13 +117,14 @@ def test_import_upload_progress_and_error_report(client, world: World) -> None:
     assert report and report.group(1) == f"/api/v1/imports/{run_id}/errors.csv"
     csv_report = client.get(report.group(1))  # the console cookie authenticates the download
     assert csv_report.status_code == 200 and "phone" in csv_report.text.lower()
+    assert len(list((data_dir / "imports").iterdir())) == 1
     listing = client.get("/console/imports")
     assert f'href="/console/imports/{run_id}"' in listing.text
     found = s.post("/console/members", {"q": "张三"}, headers={"HX-Request": "true"})
     assert "张三" in found.text
 
 
-def test_import_refuses_csrf_less_uploads_and_other_brands_runs(client, world: World) -> None:
+def test_import_refuses_csrf_less_uploads_and_other_brands_runs(client, world: World, data_dir: Path) -> None:
     a, b = world.brands
     make_user(world.db, "boss", "brand_admin", a.id)
     make_user(world.db, "other", "brand_admin", b.id)
