@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,6 +49,22 @@ class InvalidValue(Exception):
         self.message = message
 
 
+_DEFS_CACHE = "custom_field_definitions"
+
+
+@event.listens_for(Session, "before_flush")
+def _forget_cached_definitions(session: Session, _ctx: Any, _instances: Any) -> None:
+    touched = (*session.new, *session.dirty, *session.deleted)
+    if any(isinstance(obj, CustomFieldDefinition) for obj in touched):
+        session.info.pop(_DEFS_CACHE, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_cached_definitions_at_end(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # savepoints (one per imported row) keep the cache
+        session.info.pop(_DEFS_CACHE, None)
+
+
 class CustomFieldRepository:
     """Queries on definitions and unique-value rows (tenancy applies through the session)."""
 
@@ -56,11 +72,18 @@ class CustomFieldRepository:
         self.session = session
 
     def definitions(self, brand_id: int, *, include_retired: bool = True) -> list[CustomFieldDefinition]:
-        stmt = select(CustomFieldDefinition).where(CustomFieldDefinition.brand_id == brand_id)
-        if not include_retired:
-            stmt = stmt.where(CustomFieldDefinition.status == "active")
-        order = (CustomFieldDefinition.position, CustomFieldDefinition.id)
-        return list(self.session.scalars(stmt.order_by(*order)))
+        # Cached for the transaction: every member write validates against the definitions, and an
+        # import writes thousands of members per transaction. Any flush of a definition clears it.
+        cache: dict[tuple[int, bool], list[CustomFieldDefinition]] = self.session.info.setdefault(
+            _DEFS_CACHE, {}
+        )
+        if (brand_id, include_retired) not in cache:
+            stmt = select(CustomFieldDefinition).where(CustomFieldDefinition.brand_id == brand_id)
+            if not include_retired:
+                stmt = stmt.where(CustomFieldDefinition.status == "active")
+            order = (CustomFieldDefinition.position, CustomFieldDefinition.id)
+            cache[(brand_id, include_retired)] = list(self.session.scalars(stmt.order_by(*order)))
+        return list(cache[(brand_id, include_retired)])
 
     def definition(self, brand_id: int, key: str) -> CustomFieldDefinition | None:
         stmt = select(CustomFieldDefinition).where(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ColumnElement, Numeric, and_, cast, func, literal, select
+from sqlalchemy import BigInteger, Boolean, ColumnElement, Numeric, and_, cast, func, literal, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -16,6 +16,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from huiyuan.kit import pii
 from huiyuan.members.models import CustomFieldDefinition, Member, MemberIdentifier
+from huiyuan.tenancy.models import Brand
 
 
 @dataclass
@@ -69,11 +70,30 @@ class MemberRepository:
             out.setdefault(ident.member_id, []).append(ident)
         return out
 
-    def next_member_seq(self, brand_id: int) -> int:
-        count = self.session.scalar(
-            select(func.count()).select_from(Member).where(Member.brand_id == brand_id)
+    def identifier_owners(self, brand_id: int, pairs: Sequence[tuple[str, str]]) -> dict[str, int]:
+        """``{type: member_id}`` for those of the given (type, value) pairs that a member holds."""
+        if not pairs:
+            return {}
+        # A blind index is keyed by type, so one index value can only ever match its own type.
+        by_bidx = {pii.blind_index(t, v): t for t, v in pairs}
+        stmt = select(MemberIdentifier.value_bidx, MemberIdentifier.member_id).where(
+            MemberIdentifier.brand_id == brand_id, MemberIdentifier.value_bidx.in_(list(by_bidx))
         )
-        return int(count or 0) + 1
+        return {by_bidx[bidx]: member_id for bidx, member_id in self.session.execute(stmt)}
+
+    def next_member_number(self, brand: Brand) -> str:
+        """The brand's next free member number (a counter on the brand row, skipping imported ones)."""
+        while True:
+            stmt = (
+                update(Brand)
+                .where(Brand.id == brand.id)
+                .values(member_seq=Brand.member_seq + 1)
+                .returning(Brand.member_seq)
+            )
+            seq = self.session.execute(stmt, execution_options={"synchronize_session": False}).scalar_one()
+            number = f"{brand.member_number_prefix}{seq:08d}"
+            if self.by_number(brand.id, number) is None:
+                return number
 
     def custom_definitions(
         self, brand_id: int, *, include_retired: bool = False

@@ -54,10 +54,6 @@ def get_member(session: Session, member_id: int) -> Member:
     return member
 
 
-def _format_number(prefix: str, seq: int) -> str:
-    return f"{prefix}{seq:08d}"
-
-
 def attach_identifier(
     session: Session, member: Member, type_: str, value: str, source: str | None, repo: MemberRepository
 ) -> MemberIdentifier:
@@ -102,44 +98,71 @@ def _set_contact(
         attach_identifier(session, member, kind, value, "profile", repo)
 
 
+def _wanted_identifiers(data: MemberEnroll) -> list[tuple[str, str, str | None]]:
+    """Every identifier an enrollment asks for, phone and e-mail included, without repeats."""
+    wanted: dict[tuple[str, str], tuple[str, str, str | None]] = {}
+    if data.phone:
+        wanted[("phone", pii.blind_index("phone", data.phone))] = ("phone", data.phone, "profile")
+    if data.email:
+        wanted[("email", pii.blind_index("email", data.email))] = ("email", data.email, "profile")
+    for ident in data.identifiers:
+        if ident.type in ("phone", "email"):
+            continue  # contact identifiers come from the phone/email fields only
+        wanted.setdefault(
+            (ident.type, pii.blind_index(ident.type, ident.value)), (ident.type, ident.value, ident.source)
+        )
+    return list(wanted.values())
+
+
 def enroll_member(session: Session, *, actor: Principal, data: MemberEnroll) -> Member:
     """Create a member (or prospect) with identifiers, custom values and the enrollment source."""
     brand_id = actor.scope.require_brand()
     repo = MemberRepository(session)
     tenancy = TenancyRepository(session)
-    brand = tenancy.brand(brand_id)
+    wanted = _wanted_identifiers(data)
 
-    # A retried create with the same natural key returns a conflict naming the first result.
-    for kind, value in (("phone", data.phone), ("email", data.email)):
-        if value and (owner := repo.identifier_owner(brand_id, kind, value)) is not None:
+    # Checks read only; keeping autoflush off saves a flush before every lookup (the import path
+    # enrolls thousands of members in one transaction).
+    with session.no_autoflush:
+        brand = tenancy.brand(brand_id)
+        # A retried create with the same natural key returns a conflict naming the first result.
+        owners = repo.identifier_owners(brand_id, [(t, v) for t, v, _ in wanted])
+        for type_, _value, _source in wanted:
+            if type_ in owners:
+                field = type_ if type_ in ("phone", "email") else f"identifiers.{type_}"
+                raise Conflict(
+                    f"A member with this {type_} already exists.",
+                    errors=[field_error(field, "already in use", "identifier-taken")],
+                    existing_member_id=owners[type_],
+                )
+        store_id = None
+        if data.enroll_store_code:
+            store = tenancy.store_by_code(brand_id, data.enroll_store_code)
+            if store is None:
+                raise ValidationFailed(
+                    "Unknown store.",
+                    errors=[field_error("enroll_store_code", "no such store", "unknown-store")],
+                )
+            store_id = store.id
+        referrer_id = None
+        if data.referrer_member_number:
+            referrer = repo.by_number(brand_id, data.referrer_member_number)
+            if referrer is None:
+                raise ValidationFailed(
+                    "Unknown referrer.",
+                    errors=[field_error("referrer_member_number", "no such member", "unknown-member")],
+                )
+            referrer_id = referrer.id
+        if data.member_number and repo.by_number(brand_id, data.member_number) is not None:
             raise Conflict(
-                f"A member with this {kind} already exists.",
-                errors=[field_error(kind, "already in use", "identifier-taken")],
-                existing_member_id=owner.member_id,
+                "This member number is taken.",
+                errors=[field_error("member_number", "already in use", "taken")],
             )
-    store_id = None
-    if data.enroll_store_code:
-        store = tenancy.store_by_code(brand_id, data.enroll_store_code)
-        if store is None:
-            raise ValidationFailed(
-                "Unknown store.", errors=[field_error("enroll_store_code", "no such store", "unknown-store")]
-            )
-        store_id = store.id
-    referrer_id = None
-    if data.referrer_member_number:
-        referrer = repo.by_number(brand_id, data.referrer_member_number)
-        if referrer is None:
-            raise ValidationFailed(
-                "Unknown referrer.",
-                errors=[field_error("referrer_member_number", "no such member", "unknown-member")],
-            )
-        referrer_id = referrer.id
-
-    number = data.member_number or _format_number(brand.member_number_prefix, repo.next_member_seq(brand_id))
-    if data.member_number and repo.by_number(brand_id, number) is not None:
-        raise Conflict(
-            "This member number is taken.", errors=[field_error("member_number", "already in use", "taken")]
+        custom = custom_fields.validate_values(
+            session, brand_id, data.custom or {}, existing={}, member=None, creating=True
         )
+        number = data.member_number or repo.next_member_number(brand)
+
     member = Member(
         brand_id=brand_id,
         member_number=number,
@@ -147,6 +170,10 @@ def enroll_member(session: Session, *, actor: Principal, data: MemberEnroll) -> 
         name=data.name,
         gender=data.gender or "unknown",
         birthday=data.birthday,
+        phone_enc=pii.encrypt(data.phone) if data.phone else None,
+        phone_bidx=pii.blind_index("phone", data.phone) if data.phone else None,
+        email_enc=pii.encrypt(pii.normalise("email", data.email)) if data.email else None,
+        email_bidx=pii.blind_index("email", data.email) if data.email else None,
         province=data.province,
         city=data.city,
         occupation=data.occupation,
@@ -159,24 +186,27 @@ def enroll_member(session: Session, *, actor: Principal, data: MemberEnroll) -> 
         referrer_member_id=referrer_id,
         join_condition=data.join_condition,
         enrolled_at=data.enrolled_at or utcnow(),
-        custom={},
+        custom=custom,
     )
     session.add(member)
-    member.custom = custom_fields.validate_values(
-        session, brand_id, data.custom or {}, existing={}, member=member, creating=True
-    )
     try:
         session.flush()
+        session.add_all(
+            MemberIdentifier(
+                brand_id=brand_id,
+                member_id=member.id,
+                type=type_,
+                value_enc=pii.encrypt(pii.normalise(type_, value)),
+                value_bidx=pii.blind_index(type_, value),
+                source=source,
+            )
+            for type_, value, source in wanted
+        )
+        custom_fields.sync_unique_values(session, member)
+        session.flush()
     except IntegrityError:
-        raise Conflict("The member number was taken concurrently; retry.")
-    _set_contact(session, member, "phone", data.phone, repo)
-    _set_contact(session, member, "email", data.email, repo)
-    for ident in data.identifiers:
-        if ident.type in ("phone", "email"):
-            continue
-        attach_identifier(session, member, ident.type, ident.value, ident.source, repo)
-    custom_fields.sync_unique_values(session, member)
-    session.flush()
+        # Another writer took an identifier or the number between our check and our insert.
+        raise Conflict("An identifier or the member number was taken concurrently; retry.")
 
     audit.record(
         session,

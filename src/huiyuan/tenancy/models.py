@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import BigInteger, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from huiyuan.kit.db import Base, BrandOwned, TimestampMixin
@@ -20,6 +20,8 @@ class Brand(TimestampMixin, Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai", nullable=False)
     # Prefix of generated member numbers, e.g. "LX" → LX00001234.
     member_number_prefix: Mapped[str] = mapped_column(String(8), default="M", nullable=False)
+    # Last member number handed out (``members.repository.next_member_number``).
+    member_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0", nullable=False)
     status: Mapped[str] = mapped_column(String(16), default="active", nullable=False)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

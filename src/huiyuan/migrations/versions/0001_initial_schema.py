@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 11:23:21.651834
+Create Date: 2026-11-22 11:43:45.262326
 """
 
 from collections.abc import Sequence
@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("timezone", sa.String(length=64), nullable=False),
         sa.Column("member_number_prefix", sa.String(length=8), nullable=False),
+        sa.Column("member_seq", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("closed_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
