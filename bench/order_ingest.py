@@ -9,7 +9,7 @@ import json
 import os
 import random
 
-from bench.common import BenchWorld, LoadResult, emit, hammer
+from bench.common import BenchWorld, LoadResult, Request, emit, hammer
 
 
 def _figure(name: str, r: LoadResult, **context: object) -> dict[str, object]:
@@ -34,23 +34,35 @@ def run(world: BenchWorld, base: str, *, clients: int, seconds: float) -> None:
     def ping(_client: int, _n: int) -> tuple[str, str, bytes | None]:
         return "GET", "/ping", None
 
-    def order(client: int, n: int) -> tuple[str, str, bytes | None]:
-        body = world.order(rngs[client], f"BENCH-{pid}-{client}-{n}")
-        return "POST", "/api/v1/orders", json.dumps(body).encode()
+    def orders_tagged(tag: str) -> Request:
+        def order(client: int, n: int) -> tuple[str, str, bytes | None]:
+            body = world.order(rngs[client], f"BENCH-{pid}-{tag}-{client}-{n}")
+            return "POST", "/api/v1/orders", json.dumps(body).encode()
 
-    context = {"clients": clients, "server": "huiyuan serve --no-worker (1 uvicorn worker)", "db": "sqlite"}
+        return order
+
+    context: dict[str, object] = {
+        "clients": clients,
+        "server": "huiyuan serve --no-worker (1 uvicorn worker)",
+        "db": "sqlite",
+    }
     before = hammer(base, headers, ping, clients=clients, seconds=seconds)
-    orders = hammer(base, headers, order, clients=clients, seconds=seconds)
+    orders = hammer(base, headers, orders_tagged("many"), clients=clients, seconds=seconds)
     after = hammer(base, headers, ping, clients=clients, seconds=seconds)
     # One client alone shows the cost of an order without write-lock contention between requests.
-    single = hammer(base, headers, order, clients=1, seconds=seconds)
+    single = hammer(base, headers, orders_tagged("one"), clients=1, seconds=seconds)
     ping_rate = (before.rate + after.rate) / 2
     _figure("order_ingest.ping", before, phase="before", **context)
     _figure(
         "order_ingest.orders", orders, statuses={str(k): v for k, v in orders.statuses.items()}, **context
     )
     _figure("order_ingest.ping", after, phase="after", **context)
-    _figure("order_ingest.orders_one_client", single, **{**context, "clients": 1})
+    _figure(
+        "order_ingest.orders_one_client",
+        single,
+        statuses={str(k): v for k, v in single.statuses.items()},
+        **{**context, "clients": 1},
+    )
     emit(
         "order_ingest.ratio",
         orders.rate / ping_rate if ping_rate else 0.0,

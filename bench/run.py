@@ -22,11 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, noisier figures)")
     parser.add_argument("--only", nargs="+", choices=ALL, default=list(ALL))
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients for order_ingest")
+    parser.add_argument("--import-rows", type=int, default=None, help="rows of the member import CSV")
     parser.add_argument("--keep", action="store_true", help="keep the temporary database")
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else 20.0
     batches = 2 if args.quick else 10
-    rows = 5_000 if args.quick else 20_000
+    rows = args.import_rows or (5_000 if args.quick else 20_000)
 
     started = time.perf_counter()
     world = make_world(members=1_000 if args.quick else 5_000)
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         "setup.world",
         time.perf_counter() - started,
         "s",
-        members=len(world.member_numbers),
+        brand_members=len(world.member_numbers),
         skus=len(world.skus),
     )
     try:
