@@ -253,3 +253,22 @@ def _check_request_hashes(s) -> None:  # type: ignore[no-untyped-def]
         assert planning.request_hash(data) == o.request_hash
         checked += 1
     assert checked > 10
+
+
+def test_retail_calendar() -> None:
+    from datetime import date
+
+    from huiyuan.demo.seasons import day_factor, is_promotion
+
+    tuesday = date(2026, 4, 14)
+    assert day_factor(date(2026, 11, 11), "apparel") > 3 * day_factor(date(2026, 11, 18), "apparel")
+    assert day_factor(date(2026, 6, 18), "beauty") > 2 * day_factor(date(2026, 6, 25), "beauty")
+    # Spring Festival 2026 is 17 February: shopping before it, empty streets during it.
+    assert (
+        day_factor(date(2026, 2, 3), "apparel")
+        > day_factor(tuesday, "apparel")
+        > day_factor(date(2026, 2, 17), "apparel")
+    )
+    assert day_factor(date(2026, 4, 18), "coffee") < day_factor(tuesday, "coffee")  # offices closed
+    assert day_factor(date(2026, 4, 18), "apparel") > day_factor(tuesday, "apparel")  # malls busy
+    assert is_promotion(date(2026, 11, 11), "coffee") and not is_promotion(tuesday, "apparel")

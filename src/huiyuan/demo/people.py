@@ -13,6 +13,7 @@ import base64
 import bisect
 import itertools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -163,7 +164,7 @@ def build_members(
     start: datetime,
     end: datetime,
     day_weights: list[float],
-    advance: Any = None,
+    advance: Callable[[int], None] | None = None,
 ) -> tuple[Buyers, dict[str, int]]:
     """Write ``count`` members with identifiers and consents; returns the buyers and row counts.
 
@@ -296,7 +297,7 @@ def _flush(
     idents: list[dict[str, Any]],
     consents: list[dict[str, Any]],
     counts: dict[str, int],
-    advance: Any,
+    advance: Callable[[int], None] | None,
 ) -> None:
     counts["members"] += len(members)
     counts["identifiers"] += len(idents)
