@@ -16,6 +16,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -44,19 +45,19 @@ class RichReporter(Reporter):
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.tasks: dict[str, object] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def start(self, phase: str, total: int) -> None:
         self.tasks[phase] = self.progress.add_task(PHASES.get(phase, phase), total=max(total, 1))
 
     def advance(self, phase: str, rows: int) -> None:
-        self.progress.advance(self.tasks[phase], rows)  # type: ignore[arg-type]
+        self.progress.advance(self.tasks[phase], rows)
 
     def finish(self, phase: str) -> None:
         task_id = self.tasks[phase]
         task = next(t for t in self.progress.tasks if t.id == task_id)
-        self.progress.update(task_id, total=max(task.completed, 1))  # type: ignore[arg-type]
-        self.progress.stop_task(task_id)  # type: ignore[arg-type]
+        self.progress.update(task_id, total=max(task.completed, 1))
+        self.progress.stop_task(task_id)
 
 
 def _reset_sqlite(url: str) -> None:
@@ -128,7 +129,10 @@ def demo(
     url = db_url(db)
     until = None
     if end:
-        until = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        try:
+            until = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        except ValueError:
+            raise typer.BadParameter("not an ISO 8601 time, e.g. 2026-06-30T16:00:00Z", param_hint="--end")
         until = until if until.tzinfo else until.replace(tzinfo=UTC)
     if url.startswith("sqlite") and reset:
         _reset_sqlite(url)
@@ -164,6 +168,7 @@ def demo(
     shown_url = make_url(url).render_as_string(hide_password=True)
     credentials["database_url"] = shown_url
     credentials_out.write_text(json.dumps(credentials, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    credentials_out.chmod(0o600)  # it holds passwords and API keys
     _print_logins(world, shown_url, credentials_out, base_url)
     console.print(f"built in {time.perf_counter() - started:,.1f} s")
     if serve:
