@@ -80,12 +80,14 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
             key = service.authenticate_key(session, credential)
             check_rate(f"key:{key.prefix}", key.rate_limit or settings.api_rate_limit)
             now = utcnow()
-            if request.method not in SAFE_METHODS:
-                service.touch_key(session, key.id, now)
-            elif key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
-                # Reads stay read-only: record use in a short transaction of its own.
-                with get_db(request).unit_of_work() as s:
-                    service.touch_key(s, key.id, now)
+            # Last use is kept to the minute: writing it on every request would add a statement
+            # to every write and turn every read into a write.
+            if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
+                if request.method not in SAFE_METHODS:
+                    service.touch_key(session, key.id, now)
+                else:
+                    with get_db(request).unit_of_work() as s:
+                        service.touch_key(s, key.id, now)
             principal = service.key_principal(key)
     else:
         token = request.cookies.get(SESSION_COOKIE)

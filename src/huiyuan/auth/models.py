@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from huiyuan.kit.db import Base, BrandOptional, TimestampMixin
@@ -54,4 +54,3 @@ class ApiKey(TimestampMixin, BrandOptional, Base):
     created_by: Mapped[str | None] = mapped_column(String(200))
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    use_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)

@@ -297,9 +297,7 @@ def key_principal(key: ApiKey) -> Principal:
 
 def touch_key(session: Session, key_id: int, now: datetime) -> None:
     """Record use; called in a short write of its own so read requests stay read-only."""
-    session.execute(
-        update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now, use_count=ApiKey.use_count + 1)
-    )
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
 
 
 # -- member tokens ---------------------------------------------------------------------------------

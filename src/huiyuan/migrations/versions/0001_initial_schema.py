@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 11:43:45.262326
+Create Date: 2026-11-22 11:57:26.491623
 """
 
 from collections.abc import Sequence
@@ -51,7 +51,6 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(length=200), nullable=True),
         sa.Column("last_used_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("use_count", sa.Integer(), nullable=False),
         sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
