@@ -127,6 +127,7 @@ def test_demo_world(db: Database, client, reference: Reference) -> None:
         for code, bid in brands.items():
             n_orders = s.scalar(select(func.count()).select_from(Order).where(Order.brand_id == bid))
             assert n_orders == counts[code]["orders"] > 0
+        assert s.scalar(select(Brand.member_seq).where(Brand.id == brands["lanxi"])) == 80
         numbers = s.scalars(select(Member.member_number).where(Member.brand_id == brands["lanxi"])).all()
         assert sorted(numbers) == [f"LX{n:08d}" for n in range(1, 81)]
         phone_idents = s.scalar(

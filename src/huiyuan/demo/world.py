@@ -33,6 +33,7 @@ from huiyuan.kit.errors import Conflict
 from huiyuan.kit.scope import SYSTEM, system_for_brand
 from huiyuan.tenancy import service as tenancy
 from huiyuan.tenancy.models import Brand
+from huiyuan.tenancy.repository import TenancyRepository
 
 BRAND_ROLES = (("admin", "brand_admin"), ("ops", "operator"), ("analyst", "analyst"))
 
@@ -294,7 +295,10 @@ def build_world(
         writer.sync_sequences()
 
     with db.unit_of_work() as s:
+        tenancy_repo = TenancyRepository(s)
         for brand in brands:
+            # The service's member-number counter continues after the backfilled numbers.
+            tenancy_repo.brand(brand.id).member_seq = brand.counts["members"]
             audit.record(
                 s,
                 actor=SYSTEM,
