@@ -134,10 +134,10 @@ def list_orders(
     responses={200: {"description": "A replay of an order already recorded: the first result"}},
 )
 def record_order(data: OrderIn, response: Response, session: SessionDep, actor: Writer) -> OrderOut:
-    order, created = service.record_order(session, actor=actor, data=data)
-    if not created:
+    result = service.record(session, actor=actor, data=data)
+    if not result.created:
         response.status_code = 200
-    return views.order_out(session, order)
+    return views.order_out(session, result.order, result.plan)
 
 
 @router.post("/orders/batch", response_model=OrderBatchOut, summary="Record up to 1,000 orders")

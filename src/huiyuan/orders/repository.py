@@ -7,10 +7,25 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    String,
+    bindparam,
+    cast,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
+from huiyuan.kit.types import IdType
 from huiyuan.members.models import Member
 from huiyuan.orders.models import (
     Category,
@@ -126,6 +141,30 @@ class OrderRepository:
         )
         return {number: (oid, h) for number, oid, h in self.session.execute(stmt)}
 
+    def lookup_for_order(
+        self,
+        brand_id: int,
+        *,
+        order_number: str,
+        skus: Collection[str],
+        store_code: str | None,
+        member_id: int | None,
+        member_number: str | None,
+    ) -> list[tuple[Any, ...]]:
+        """Everything one order's checks need, in one statement (a single order pays per round trip):
+        rows ``(kind, id, key, name, category_id, list_price)`` where kind is ``product`` (key = SKU),
+        ``store`` (key = code), ``member`` (key = member number, or null when found by id) or
+        ``order`` (an order already recorded under ``order_number``; ``name`` holds its hash)."""
+        params = {
+            "brand_id": brand_id,
+            "order_number": order_number,
+            "skus": list(skus),
+            "store_code": store_code,
+            "member_id": member_id,
+            "member_number": member_number,
+        }
+        return [tuple(row) for row in self.session.execute(_order_lookup(), params)]
+
     # -- orders ----------------------------------------------------------------------------------
 
     def get(self, order_id: int, *, for_update: bool = False) -> Order | None:
@@ -209,3 +248,40 @@ def orders_for_member(session: Session, member_id: int, limit: int = 50) -> list
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+@cache
+def _order_lookup() -> CompoundSelect:
+    # Built once: the statement's shape never changes (absent values are bound as NULL, which matches
+    # nothing), so each order only binds parameters.
+    brand = bindparam("brand_id", type_=IdType)
+
+    def part(kind: str, id_: Any, *cols: Any) -> Select[Any]:
+        # Typed NULLs for the columns a kind lacks, so PostgreSQL can match the UNION ALL's columns.
+        padded = [*cols, *[None] * (4 - len(cols))]
+        types = (String, String, BigInteger, BigInteger)
+        return select(
+            literal(kind, String).label("kind"),
+            id_.label("id"),
+            *[
+                (cast(null(), t) if c is None else c).label(n)
+                for c, t, n in zip(padded, types, ("key", "name", "category_id", "list_price"), strict=True)
+            ],
+        )
+
+    # Products first: the first SELECT of a UNION types its columns (``Money`` for list_price).
+    return union_all(
+        part("product", Product.id, Product.sku, Product.name, Product.category_id, Product.list_price).where(
+            Product.brand_id == brand, Product.sku.in_(bindparam("skus", expanding=True))
+        ),
+        part("order", Order.id, Order.order_number, Order.request_hash).where(
+            Order.brand_id == brand, Order.order_number == bindparam("order_number")
+        ),
+        part("store", Store.id, Store.code).where(
+            Store.brand_id == brand, Store.code == bindparam("store_code")
+        ),
+        part("member", Member.id).where(Member.brand_id == brand, Member.id == bindparam("member_id")),
+        part("member", Member.id, Member.member_number).where(
+            Member.brand_id == brand, Member.member_number == bindparam("member_number")
+        ),
+    )

@@ -4,11 +4,12 @@ that make an order valid live in ``planning`` (shared by both)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from huiyuan.audit import service as audit
 from huiyuan.kit.clock import utcnow
@@ -220,35 +221,59 @@ def update_product_price(
 # -- orders ----------------------------------------------------------------------------------------
 
 
-def _replay(existing: Order, digest: str) -> tuple[Order, bool]:
-    if existing.request_hash != digest:
+def _replay(repo: OrderRepository, number: str, existing: tuple[int, str], digest: str) -> RecordedOrder:
+    order_id, request_hash = existing
+    if request_hash != digest:
         raise IdempotencyMismatch(
-            f"Order number {existing.order_number} was already recorded with a different body.",
+            f"Order number {number} was already recorded with a different body.",
             errors=[field_error("order_number", "already used for another order", "idempotency-key-reused")],
-            existing_order_id=existing.id,
+            existing_order_id=order_id,
         )
-    return existing, False
+    order = repo.get(order_id)
+    assert order is not None  # orders are never deleted
+    return RecordedOrder(order, False)
 
 
-def record_order(session: Session, *, actor: Principal, data: OrderIn) -> tuple[Order, bool]:
-    """Record a paid order; returns ``(order, created)``. A replay of the same request under the
-    same order number returns the first order with ``created=False``; another body is refused."""
+@dataclass
+class RecordedOrder:
+    """The outcome of ``record``: the order, whether this call created it, and for a new order the
+    rows just written (``plan``), so the response needs no read-back."""
+
+    order: Order
+    created: bool
+    plan: planning.OrderPlan | None = None
+
+
+def _attached(session: Session, plan: planning.OrderPlan) -> Order:
+    # The row was inserted through Core; an instance with every column set, attached as persistent,
+    # is what a SELECT would have returned, without the SELECT.
+    order = Order(**{k: v for k, v in plan.order.items()})
+    make_transient_to_detached(order)
+    session.add(order)
+    return order
+
+
+def record(session: Session, *, actor: Principal, data: OrderIn) -> RecordedOrder:
+    """Record a paid order. A replay of the same request under the same order number returns the
+    first order with ``created=False``; another body is refused."""
     brand_id = actor.scope.require_brand()
     repo = OrderRepository(session)
     digest = planning.request_hash(data)
-    existing = repo.by_number(brand_id, data.order_number)
-    if existing is not None:
-        return _replay(existing, digest)
-    plan = planning.build_plan(data, planning.load_context(session, brand_id, [data]), digest)
-    try:
-        with session.begin_nested():
-            (order_id,) = planning.write_plans(session, [plan])
-    except IntegrityError:
-        # Another request recorded the same number between our look-up and our insert.
-        existing = repo.by_number(brand_id, data.order_number)
-        if existing is None:
-            raise Conflict("The order could not be recorded because of a concurrent change; retry.")
-        return _replay(existing, digest)
+    # Nothing is pending in the session yet: an autoflush before each statement would be wasted work.
+    with session.no_autoflush:
+        ctx, existing = planning.load_single(session, brand_id, data)
+        if existing is not None:
+            return _replay(repo, data.order_number, existing, digest)
+        plan = planning.build_plan(data, ctx, digest)
+        try:
+            with session.begin_nested():
+                (order_id,) = planning.write_plans(session, [plan], item_ids=True)
+        except IntegrityError:
+            # Another request recorded the same number between our look-up and our insert.
+            again = repo.existing_orders(brand_id, [data.order_number]).get(data.order_number)
+            if again is None:
+                raise Conflict("The order could not be recorded because of a concurrent change; retry.")
+            return _replay(repo, data.order_number, again, digest)
     audit.record(
         session,
         actor=actor,
@@ -271,9 +296,13 @@ def record_order(session: Session, *, actor: Principal, data: OrderIn) -> tuple[
         aggregate_id=order_id,
         payload=planning.paid_event_payload(plan),
     )
-    order = repo.get(order_id)
-    assert order is not None
-    return order, True
+    return RecordedOrder(_attached(session, plan), True, plan)
+
+
+def record_order(session: Session, *, actor: Principal, data: OrderIn) -> tuple[Order, bool]:
+    """Record a paid order; returns ``(order, created)`` (see ``record``)."""
+    result = record(session, actor=actor, data=data)
+    return result.order, result.created
 
 
 def get_order(session: Session, order_id: int) -> Order:

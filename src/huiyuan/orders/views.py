@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from huiyuan.orders.models import Category, Order, Product, Refund
+from huiyuan.orders.planning import OrderPlan
 from huiyuan.orders.repository import OrderRepository
 from huiyuan.orders.schemas import (
     AnonymousIdentifierOut,
@@ -50,25 +52,29 @@ def product_out(p: Product) -> ProductOut:
     )
 
 
+def _summary_fields(o: Order) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "order_number": o.order_number,
+        "member_id": o.member_id,
+        "store_id": o.store_id,
+        "channel": o.channel,
+        "status": o.status,
+        "currency": o.currency,
+        "list_amount": o.list_amount,
+        "deal_amount": o.deal_amount,
+        "discount_amount": o.discount_amount,
+        "paid_amount": o.paid_amount,
+        "refunded_amount": o.refunded_amount,
+        "units": o.units,
+        "discount_rate": discount_rate(o.list_amount, o.deal_amount),
+        "paid_at": o.paid_at,
+        "created_at": o.created_at,
+    }
+
+
 def order_summary(o: Order) -> OrderSummary:
-    return OrderSummary(
-        id=o.id,
-        order_number=o.order_number,
-        member_id=o.member_id,
-        store_id=o.store_id,
-        channel=o.channel,
-        status=o.status,
-        currency=o.currency,
-        list_amount=o.list_amount,
-        deal_amount=o.deal_amount,
-        discount_amount=o.discount_amount,
-        paid_amount=o.paid_amount,
-        refunded_amount=o.refunded_amount,
-        units=o.units,
-        discount_rate=discount_rate(o.list_amount, o.deal_amount),
-        paid_at=o.paid_at,
-        created_at=o.created_at,
-    )
+    return OrderSummary(**_summary_fields(o))
 
 
 def refunds_out(session: Session, refunds: list[Refund]) -> list[RefundOut]:
@@ -99,10 +105,14 @@ def refunds_out(session: Session, refunds: list[Refund]) -> list[RefundOut]:
     ]
 
 
-def order_out(session: Session, o: Order) -> OrderOut:
+def order_out(session: Session, o: Order, written: OrderPlan | None = None) -> OrderOut:
+    """The order with its lines, discounts, payments and refunds. ``written``: the plan the order was
+    just recorded from (``service.record``), whose rows are what a read-back would return."""
+    if written is not None:
+        return _written_order_out(o, written)
     repo = OrderRepository(session)
     return OrderOut(
-        **order_summary(o).model_dump(),
+        **_summary_fields(o),
         anonymous_identifiers=[
             AnonymousIdentifierOut(type=i["type"], masked=i.get("masked") or "")
             for i in (o.anonymous_identifiers or [])
@@ -134,3 +144,27 @@ def order_out(session: Session, o: Order) -> OrderOut:
         ],
         refunds=refunds_out(session, repo.refunds(o.id)),
     )
+
+
+def _written_order_out(o: Order, plan: OrderPlan) -> OrderOut:
+    # A new order has no refunds; its lines carry the ids ``write_plans(item_ids=True)`` stored.
+    return OrderOut(
+        **_summary_fields(o),
+        anonymous_identifiers=[
+            AnonymousIdentifierOut(type=i["type"], masked=i.get("masked") or "")
+            for i in plan.order["anonymous_identifiers"]
+        ],
+        items=[OrderItemOut(**{f: i[f] for f in _ITEM_FIELDS}) for i in plan.items],
+        discounts=[
+            DiscountOut(kind=d["kind"], code=d["code"], amount=d["amount"], funded_by=d["funded_by"])
+            for d in plan.discounts
+        ],
+        payments=[
+            PaymentOut(method=p["method"], amount=p["amount"], reference=p["reference"])
+            for p in plan.payments
+        ],
+        refunds=[],
+    )
+
+
+_ITEM_FIELDS = tuple(OrderItemOut.model_fields)
