@@ -22,7 +22,9 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Insert, Table, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from huiyuan.kit import pii
@@ -279,17 +281,33 @@ def build_plan(data: OrderIn, ctx: Context, digest: str | None = None) -> OrderP
     return OrderPlan(data, order["request_hash"], order, items, discounts, payments)
 
 
-def write_plans(session: Session, plans: Sequence[OrderPlan], *, item_ids: bool = False) -> list[int]:
+def _insert_orders_skipping_taken(session: Session) -> Insert:
+    # ON CONFLICT DO NOTHING (SQLite and PostgreSQL): a number recorded meanwhile by another
+    # transaction is skipped instead of failing the statement, so no savepoint is needed around it.
+    dialect = session.get_bind().dialect.name
+    stmt = sqlite_insert(table(Order)) if dialect == "sqlite" else pg_insert(table(Order))
+    return stmt.on_conflict_do_nothing(index_elements=["brand_id", "order_number"])
+
+
+def write_plans(
+    session: Session, plans: Sequence[OrderPlan], *, item_ids: bool = False, skip_taken: bool = False
+) -> list[int]:
     """Insert the orders and their lines, discounts and payments: one executemany per table.
     The plans' order numbers must be distinct. ``item_ids`` also stores each line's new id in its
-    row (``"id"``), for a caller that renders the order from its plan."""
+    row (``"id"``), for a caller that renders the order from its plan. ``skip_taken``: an order whose
+    number the brand already has is not written (nor its lines); only written plans get an id and
+    only their ids are returned."""
     if not plans:
         return []
     # Rows come back matched by order number (unique within a batch) rather than by position: asking
     # for parameter order makes SQLite fall back to one INSERT per row.
-    stmt = insert(table(Order)).returning(Order.order_number, Order.id)
+    base = _insert_orders_skipping_taken(session) if skip_taken else insert(table(Order))
+    stmt = base.returning(Order.order_number, Order.id)
     by_number = {number: oid for number, oid in session.execute(stmt, [p.order for p in plans])}
+    plans = [p for p in plans if p.order["order_number"] in by_number]
     ids = [by_number[p.order["order_number"]] for p in plans]
+    if not plans:
+        return []
     items: list[dict[str, Any]] = []
     discounts: list[dict[str, Any]] = []
     payments: list[dict[str, Any]] = []

@@ -266,14 +266,17 @@ def record(session: Session, *, actor: Principal, data: OrderIn) -> RecordedOrde
             return _replay(repo, data.order_number, existing, digest)
         plan = planning.build_plan(data, ctx, digest)
         try:
-            with session.begin_nested():
-                (order_id,) = planning.write_plans(session, [plan], item_ids=True)
+            written = planning.write_plans(session, [plan], item_ids=True, skip_taken=True)
         except IntegrityError:
+            # A row it refers to changed meanwhile; the caller's transaction is rolled back.
+            raise Conflict("The order could not be recorded because of a concurrent change; retry.")
+        if not written:
             # Another request recorded the same number between our look-up and our insert.
             again = repo.existing_orders(brand_id, [data.order_number]).get(data.order_number)
             if again is None:
                 raise Conflict("The order could not be recorded because of a concurrent change; retry.")
             return _replay(repo, data.order_number, again, digest)
+        (order_id,) = written
     audit.record(
         session,
         actor=actor,
