@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect, select
 
 from huiyuan.kit.scope import system_for_brand
 from huiyuan.orders import service, views
+from huiyuan.orders.models import Order
 from huiyuan.orders.schemas import OrderIn
 from tests.conftest import World
 from tests.factories import enroll
@@ -46,7 +48,7 @@ def test_one_order_is_one_look_up_and_one_insert_per_table(client, world: World)
     actor = system_for_brand(a.id)
     with statements(world) as seen, world.db.unit_of_work(actor.scope) as s:
         result = service.record(s, actor=actor, data=data)
-        out = views.order_out(s, result.order, result.plan)
+        out = views.recorded_order_out(s, result)
     kinds = [k for k in _kinds(seen) if k not in ("BEGIN", "COMMIT")]
     # Store, products, member and the idempotency check share one SELECT; a number taken meanwhile
     # is skipped by the INSERT itself (no savepoint); nothing is read back.
@@ -64,8 +66,23 @@ def test_one_order_is_one_look_up_and_one_insert_per_table(client, world: World)
     # A replay writes nothing and answers the first order.
     with statements(world) as seen, world.db.unit_of_work(actor.scope) as s:
         again = service.record(s, actor=actor, data=data)
-        assert views.order_out(s, again.order, again.plan) == out
+        assert views.recorded_order_out(s, again) == out
     assert not again.created and not [k for k in _kinds(seen) if k.startswith("INSERT")]
+
+
+def test_record_order_returns_a_persistent_order_without_reading_it(world: World) -> None:
+    a = world.brands[0]
+    actor = system_for_brand(a.id)
+    with world.db.unit_of_work(actor.scope) as s:
+        order, created = service.record_order(s, actor=actor, data=OrderIn.model_validate(order_body()))
+        with statements(world) as seen:
+            assert inspect(order).persistent and s.get(Order, order.id) is order
+            assert (order.paid_amount, order.units, order.status) == (Decimal("180.00"), 3, "paid")
+            assert order.created_at == order.updated_at and order.paid_at.tzinfo is not None
+        assert created and seen == []
+        order.status = "refunded"  # changes made through it are tracked like any loaded row
+    with world.db.unit_of_work(actor.scope) as s:
+        assert s.scalars(select(Order.status)).one() == "refunded"
 
 
 def test_response_of_a_new_order_equals_the_order_read_back(client, world: World) -> None:

@@ -137,7 +137,7 @@ def record_order(data: OrderIn, response: Response, session: SessionDep, actor: 
     result = service.record(session, actor=actor, data=data)
     if not result.created:
         response.status_code = 200
-    return views.order_out(session, result.order, result.plan)
+    return views.recorded_order_out(session, result)
 
 
 @router.post("/orders/batch", response_model=OrderBatchOut, summary="Record up to 1,000 orders")

@@ -4,7 +4,6 @@ that make an order valid live in ``planning`` (shared by both)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -231,26 +230,37 @@ def _replay(repo: OrderRepository, number: str, existing: tuple[int, str], diges
         )
     order = repo.get(order_id)
     assert order is not None  # orders are never deleted
-    return RecordedOrder(order, False)
+    return RecordedOrder(repo.session, False, order=order)
 
 
-@dataclass
 class RecordedOrder:
     """The outcome of ``record``: the order, whether this call created it, and for a new order the
-    rows just written (``plan``), so the response needs no read-back."""
+    rows just written (``plan``), from which a response can be built without reading them back."""
 
-    order: Order
-    created: bool
-    plan: planning.OrderPlan | None = None
+    def __init__(
+        self,
+        session: Session,
+        created: bool,
+        *,
+        order: Order | None = None,
+        plan: planning.OrderPlan | None = None,
+    ) -> None:
+        self._session = session
+        self._order = order
+        self.created = created
+        self.plan = plan
 
-
-def _attached(session: Session, plan: planning.OrderPlan) -> Order:
-    # The row was inserted through Core; an instance with every column set, attached as persistent,
-    # is what a SELECT would have returned, without the SELECT.
-    order = Order(**{k: v for k, v in plan.order.items()})
-    make_transient_to_detached(order)
-    session.add(order)
-    return order
+    @property
+    def order(self) -> Order:
+        """The order as a persistent instance; for a new order it is built on first use from the
+        plan (every column is known) and attached to the session, with no SELECT."""
+        if self._order is None:
+            assert self.plan is not None
+            order = Order(**self.plan.order)
+            make_transient_to_detached(order)
+            self._session.add(order)
+            self._order = order
+        return self._order
 
 
 def record(session: Session, *, actor: Principal, data: OrderIn) -> RecordedOrder:
@@ -299,7 +309,7 @@ def record(session: Session, *, actor: Principal, data: OrderIn) -> RecordedOrde
         aggregate_id=order_id,
         payload=planning.paid_event_payload(plan),
     )
-    return RecordedOrder(_attached(session, plan), True, plan)
+    return RecordedOrder(session, True, plan=plan)
 
 
 def record_order(session: Session, *, actor: Principal, data: OrderIn) -> tuple[Order, bool]:

@@ -23,6 +23,7 @@ from huiyuan.orders.schemas import (
     RefundItemOut,
     RefundOut,
 )
+from huiyuan.orders.service import RecordedOrder
 
 RATE_PLACES = Decimal("0.0001")
 
@@ -105,11 +106,16 @@ def refunds_out(session: Session, refunds: list[Refund]) -> list[RefundOut]:
     ]
 
 
-def order_out(session: Session, o: Order, written: OrderPlan | None = None) -> OrderOut:
-    """The order with its lines, discounts, payments and refunds. ``written``: the plan the order was
-    just recorded from (``service.record``), whose rows are what a read-back would return."""
-    if written is not None:
-        return _written_order_out(o, written)
+def recorded_order_out(session: Session, result: RecordedOrder) -> OrderOut:
+    """The response to ``service.record``: a new order is rendered from the rows just written (what a
+    read-back would return, without the queries); a replay reads the first order."""
+    if result.plan is not None:
+        return _written_order_out(result.plan)
+    return order_out(session, result.order)
+
+
+def order_out(session: Session, o: Order) -> OrderOut:
+    """The order with its lines, discounts, payments and refunds."""
     repo = OrderRepository(session)
     return OrderOut(
         **_summary_fields(o),
@@ -146,10 +152,12 @@ def order_out(session: Session, o: Order, written: OrderPlan | None = None) -> O
     )
 
 
-def _written_order_out(o: Order, plan: OrderPlan) -> OrderOut:
+def _written_order_out(plan: OrderPlan) -> OrderOut:
     # A new order has no refunds; its lines carry the ids ``write_plans(item_ids=True)`` stored.
+    o = plan.order
     return OrderOut(
-        **_summary_fields(o),
+        **{f: o[f] for f in _ORDER_COLUMNS},
+        discount_rate=discount_rate(o["list_amount"], o["deal_amount"]),
         anonymous_identifiers=[
             AnonymousIdentifierOut(type=i["type"], masked=i.get("masked") or "")
             for i in plan.order["anonymous_identifiers"]
@@ -168,3 +176,4 @@ def _written_order_out(o: Order, plan: OrderPlan) -> OrderOut:
 
 
 _ITEM_FIELDS = tuple(OrderItemOut.model_fields)
+_ORDER_COLUMNS = tuple(f for f in OrderSummary.model_fields if f != "discount_rate")
