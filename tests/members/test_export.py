@@ -54,7 +54,9 @@ def test_export_is_masked_without_pii_permission(client: Any, world: World) -> N
     assert row["phone"] == "138****8000" and row["email"] == "w***@example.com"
     assert row["wechat_openid"] != "oAbcdef123" and "*" in row["wechat_openid"]
     with world.db.unit_of_work(write=False) as s:
-        audits = s.scalars(select(AuditEntry).where(AuditEntry.action == "members.exported")).all()
+        audits = s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "members.exported").order_by(AuditEntry.id)
+        ).all()
     assert [e.changes["pii"][1] for e in audits] == [True, False]
     nobody = make_key(world.db, a.id, ["orders:read"])
     assert (
