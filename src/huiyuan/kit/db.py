@@ -121,9 +121,9 @@ def _install_sqlite_writer_lock(engine: Engine) -> None:
         if conn.info.pop(_HOLDS_WRITE_LOCK, False):
             lock.release()
 
-    def reset(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
+    def reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
         # A connection returned to the pool without commit/rollback events (e.g. invalidated).
-        if record.info.pop(_HOLDS_WRITE_LOCK, False):
+        if connection_record.info.pop(_HOLDS_WRITE_LOCK, False):
             lock.release()
 
     event.listen(engine, "begin", begin)
