@@ -2,9 +2,9 @@
 catalogue, and writing many such orders with a handful of statements.
 
 Shared by the single-order verb and the bulk import so both apply exactly the same rules. Everything
-the checks need is pre-loaded into a ``Context`` (a few ``IN`` queries per batch), so validating an
-order costs no database round trip. Must not audit, emit events or decide idempotency outcomes: the
-callers in ``service`` and ``bulk`` do that.
+the checks need is pre-loaded into a ``Context`` (a few ``IN`` queries per batch, one statement for a
+single order), so validating an order costs no database round trip. Must not audit, emit events or
+decide idempotency outcomes: the callers in ``service`` and ``bulk`` do that.
 
 Rules (documented for clients in ``OrderIn``):
 - a SKU missing from the catalogue is accepted when the line names it (``name``), so tills can sell

@@ -278,7 +278,9 @@ def record(session: Session, *, actor: Principal, data: OrderIn) -> RecordedOrde
         try:
             written = planning.write_plans(session, [plan], item_ids=True, skip_taken=True)
         except IntegrityError:
-            # A row it refers to changed meanwhile; the caller's transaction is rolled back.
+            # A row it refers to went away meanwhile (PostgreSQL only: SQLite writers are serialized).
+            # No savepoint is needed to leave nothing half-written: PostgreSQL's transaction is now
+            # aborted and can only roll back.
             raise Conflict("The order could not be recorded because of a concurrent change; retry.")
         if not written:
             # Another request recorded the same number between our look-up and our insert.
