@@ -1,0 +1,149 @@
+"""Every id-bearing API route, called by brand beta with brand alpha's ids, answers 404 and changes
+nothing. The route list is checked against the OpenAPI document, so a new id-bearing route fails
+this test until it is added here."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from sqlalchemy import func, select
+
+from huiyuan.audit.models import AuditEntry
+from tests.conftest import World
+from tests.factories import enroll
+
+# (method, path template, body) — ids are filled from the objects brand alpha owns.
+CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("POST", "/api/v1/api-keys/{key_id}/revoke", None),
+    ("GET", "/api/v1/stores/{store_id}", None),
+    ("GET", "/api/v1/members/{member_id}", None),
+    ("PATCH", "/api/v1/members/{member_id}", {"name": "偷改"}),
+    ("POST", "/api/v1/members/{member_id}/close", {"reason": "x"}),
+    ("GET", "/api/v1/custom-fields/{key}", None),
+    ("PATCH", "/api/v1/custom-fields/{key}", {"position": 9}),
+    ("POST", "/api/v1/custom-fields/{key}/retire", None),
+    ("POST", "/api/v1/custom-fields/{key}/reactivate", None),
+    ("POST", "/api/v1/members/{member_id}/identifiers", {"type": "device_id", "value": "dev-x"}),
+    ("DELETE", "/api/v1/members/{member_id}/identifiers/{identifier_id}", None),
+    ("GET", "/api/v1/members/{member_id}/cards", None),
+    ("POST", "/api/v1/members/{member_id}/cards", {"card_number": "C-BETA-1"}),
+    ("POST", "/api/v1/members/{member_id}/cards/{card_id}/lost", {"reason": "x"}),
+    ("POST", "/api/v1/members/{member_id}/cards/{card_id}/replace", {"new_card_number": "C-BETA-2"}),
+    ("GET", "/api/v1/members/{member_id}/qr", None),
+    ("GET", "/api/v1/members/{member_id}/consents", None),
+    (
+        "POST",
+        "/api/v1/members/{member_id}/consents",
+        {"purpose": "marketing", "channel": "sms", "granted": True, "source": "x"},
+    ),
+    ("GET", "/api/v1/members/{member_id}/verifications", None),
+    (
+        "POST",
+        "/api/v1/members/{member_id}/verifications",
+        {"kind": "student", "status": "pending", "evidence": {"document_type": "student_card"}},
+    ),
+    ("GET", "/api/v1/members/{member_id}/export", None),
+    ("POST", "/api/v1/members/{member_id}/erase", {"reason": "x"}),
+    ("GET", "/api/v1/imports/{run_id}", None),
+    ("GET", "/api/v1/imports/{run_id}/errors.csv", None),
+    ("GET", "/api/v1/products/{product_id}", None),
+    ("PATCH", "/api/v1/products/{product_id}", {"list_price": "1.00"}),
+    ("GET", "/api/v1/orders/{order_id}", None),
+    ("GET", "/api/v1/orders/{order_id}/refunds", None),
+    (
+        "POST",
+        "/api/v1/orders/{order_id}/refunds",
+        {"refund_number": "RF-B", "items": [{"line_no": 1, "quantity": 1}], "reason": "x"},
+    ),
+    ("GET", "/api/v1/webhooks/{webhook_id}", None),
+    ("PATCH", "/api/v1/webhooks/{webhook_id}", {"active": False}),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}", None),
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries", None),
+    ("POST", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", None),
+    ("POST", "/api/v1/webhooks/{webhook_id}/ping", None),
+    ("GET", "/api/v1/jobs/{run_id}", None),
+]
+
+
+def _alpha_objects(client: Any, world: World) -> dict[str, Any]:
+    h = world.brands[0].headers
+    ids: dict[str, Any] = {}
+    ids["key_id"] = client.post(
+        "/api/v1/api-keys", json={"name": "k", "scopes": ["members:read"]}, headers=h
+    ).json()["id"]
+    ids["store_id"] = client.get("/api/v1/stores", headers=h).json()[0]["id"]
+    field = {"key": "shoe_size", "labels": {"zh": "鞋码", "en": "Shoe size"}, "type": "integer"}
+    assert client.post("/api/v1/custom-fields", json=field, headers=h).status_code == 201
+    ids["key"] = "shoe_size"
+    member = enroll(
+        client, h, name="甲", phone="13800138000", identifiers=[{"type": "wechat_openid", "value": "oAlpha"}]
+    )
+    ids["member_id"] = member["id"]
+    ids["identifier_id"] = next(i["id"] for i in member["identifiers"] if i["type"] == "wechat_openid")
+    card = client.post(f"/api/v1/members/{member['id']}/cards", json={"card_number": "C-ALPHA-1"}, headers=h)
+    ids["card_id"] = card.json()["id"]
+    product = client.post(
+        "/api/v1/products", json={"sku": "SKU-1", "name": "T恤", "list_price": "99.00"}, headers=h
+    )
+    ids["product_id"] = product.json()["id"]
+    order = client.post(
+        "/api/v1/orders",
+        headers=h,
+        json={
+            "order_number": "A-1",
+            "store_code": "alpha-s1",
+            "channel": "store",
+            "member_id": member["id"],
+            "items": [{"sku": "SKU-1", "quantity": 2, "list_price": "99.00", "deal_price": "90.00"}],
+            "payments": [{"method": "wechat_pay", "amount": "180.00"}],
+        },
+    )
+    assert order.status_code == 201, order.text
+    ids["order_id"] = order.json()["id"]
+    hook = client.post(
+        "/api/v1/webhooks",
+        headers=h,
+        json={"url": "https://93.184.216.34/hook", "event_types": ["order.paid"]},
+    )
+    assert hook.status_code == 201, hook.text
+    ids["webhook_id"] = hook.json()["id"]
+    ids["delivery_id"] = 1  # a delivery id of alpha's webhook; none exists, beta must still get 404
+    upload = client.post(
+        "/api/v1/imports/members",
+        headers=h,
+        data={"dry_run": "true"},
+        files={"file": ("m.csv", io.BytesIO("name,phone\n乙,13900001111\n".encode()), "text/csv")},
+    )
+    assert upload.status_code in (200, 201, 202), upload.text
+    run = upload.json()
+    ids["run_id"] = run["id"]
+    return ids
+
+
+def test_every_id_route_is_404_for_another_brand(client: Any, world: World, db: Any) -> None:
+    documented = {
+        (method.upper(), path)
+        for path, ops in client.app.openapi()["paths"].items()
+        if "{" in path and path.startswith("/api/v1/") and not path.startswith(("/api/v1/me/", "/api/v1/me{"))
+        for method in ops
+    }
+    listed = {(m, p) for m, p, _ in CALLS}
+    assert documented == listed, (sorted(documented - listed), sorted(listed - documented))
+
+    ids = _alpha_objects(client, world)
+    with db.unit_of_work(write=False) as s:
+        audit_before = s.scalar(select(func.count()).select_from(AuditEntry))
+    beta = world.brands[1].headers
+    for method, template, body in CALLS:
+        path = template.format(**ids)
+        r = client.request(method, path, headers=beta, json=body)
+        assert r.status_code == 404, f"{method} {template}: {r.status_code} {r.text[:200]}"
+        assert r.headers["content-type"].startswith("application/problem+json")
+    with db.unit_of_work(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) == audit_before
+    # alpha's objects are untouched
+    a = world.brands[0].headers
+    member = client.get(f"/api/v1/members/{ids['member_id']}", headers=a).json()
+    assert member["name"] == "甲" and member["status"] == "active"
+    assert client.get(f"/api/v1/webhooks/{ids['webhook_id']}", headers=a).json()["active"] is True
