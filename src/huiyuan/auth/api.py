@@ -11,7 +11,7 @@ from huiyuan.auth import service
 from huiyuan.auth.deps import require
 from huiyuan.auth.models import ApiKey, ConsoleUser
 from huiyuan.auth.schemas import ApiKeyCreate, ApiKeyIssued, ApiKeyOut, AuditOut, UserCreate, UserOut
-from huiyuan.kit.pagination import Page, check_limit, decode_cursor, encode_cursor
+from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
 from huiyuan.settings import get_settings
@@ -97,10 +97,6 @@ def audit_log(
         after_id=decode_cursor(cursor),
         limit=limit + 1,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[AuditOut](
-        items=[AuditOut.model_validate(r, from_attributes=True) for r in rows],
-        limit=limit,
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    return cursor_page(
+        rows, limit, lambda shown: [AuditOut.model_validate(r, from_attributes=True) for r in shown]
     )

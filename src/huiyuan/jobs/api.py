@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from huiyuan.auth.deps import require
 from huiyuan.jobs import service
 from huiyuan.jobs.schemas import JobRunOut
-from huiyuan.kit.pagination import Page, check_limit, decode_cursor, encode_cursor
+from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
 from huiyuan.settings import get_settings
@@ -36,13 +36,7 @@ def list_jobs(
     rows = service.list_runs(
         session, status=status, kind=kind, before_id=decode_cursor(cursor), limit=limit + 1
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[JobRunOut](
-        items=[service.to_out(r) for r in rows],
-        limit=limit,
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return cursor_page(rows, limit, lambda shown: [service.to_out(r) for r in shown])
 
 
 @router.get("/{run_id}", response_model=JobRunOut, summary="Get a job run and its progress")

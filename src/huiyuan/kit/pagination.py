@@ -6,7 +6,8 @@ Cursors are opaque base64 of the last seen id, so pages stay stable while rows a
 from __future__ import annotations
 
 import base64
-from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -42,3 +43,20 @@ def check_limit(limit: int, maximum: int) -> int:
             errors=[field_error("limit", f"must be between 1 and {maximum}", "out-of-range")],
         )
     return limit
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+R = TypeVar("R", bound=_HasId)
+
+
+def cursor_page(rows: Sequence[R], limit: int, items: Callable[[Sequence[R]], list[Any]]) -> Page[Any]:
+    """A page from ``limit + 1`` rows fetched in id order: the extra row only says there is more."""
+    more = len(rows) > limit
+    shown = rows[:limit]
+    return Page[Any](
+        items=items(shown), limit=limit, next_cursor=encode_cursor(shown[-1].id) if more else None
+    )

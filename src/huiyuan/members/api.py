@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from huiyuan.auth.deps import require
 from huiyuan.kit import idempotency
 from huiyuan.kit.idempotency import IdempotencyKey
-from huiyuan.kit.pagination import Page, check_limit, decode_cursor, encode_cursor
+from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
 from huiyuan.members import service
@@ -70,10 +70,8 @@ def list_members(
         custom=custom_fields.parse_filters(session, actor, custom_filters(request)),
     )
     rows = service.list_members(session, filters=filters, after_id=decode_cursor(cursor), limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = service.to_out(session, rows, show_pii=actor.has("members:pii"))
-    return Page[MemberOut](items=items, limit=limit, next_cursor=encode_cursor(rows[-1].id) if more else None)
+    show_pii = actor.has("members:pii")
+    return cursor_page(rows, limit, lambda shown: service.to_out(session, list(shown), show_pii=show_pii))
 
 
 @router.post(

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from huiyuan.auth.deps import require
-from huiyuan.kit.pagination import Page, check_limit, decode_cursor, encode_cursor
+from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep, get_db
 from huiyuan.members import export, importer
@@ -137,11 +137,7 @@ def list_imports(
 ) -> Page[ImportRunOut]:
     limit = check_limit(limit, get_settings().max_page_size)
     rows = importer.list_runs(session, after_id=decode_cursor(cursor), limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[ImportRunOut](
-        items=[_out(r) for r in rows], limit=limit, next_cursor=encode_cursor(rows[-1].id) if more else None
-    )
+    return cursor_page(rows, limit, lambda shown: [_out(r) for r in shown])
 
 
 @router.get(

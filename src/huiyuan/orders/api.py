@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from huiyuan.auth.deps import require
-from huiyuan.kit.pagination import Page, check_limit, decode_cursor, encode_cursor
+from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
 from huiyuan.orders import bulk, service, views
@@ -67,13 +67,7 @@ def list_products(
     rows = service.list_products(
         session, sku=sku, category_code=category, q=q, after_id=decode_cursor(cursor), limit=limit + 1
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[ProductOut](
-        items=[views.product_out(p) for p in rows],
-        limit=limit,
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return cursor_page(rows, limit, lambda shown: [views.product_out(p) for p in shown])
 
 
 @router.post("/products", response_model=ProductOut, status_code=201, summary="Add a product")
@@ -117,13 +111,7 @@ def list_orders(
         paid_to=paid_to,
     )
     rows = service.list_orders(session, filters=filters, after_id=decode_cursor(cursor), limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[OrderSummary](
-        items=[views.order_summary(o) for o in rows],
-        limit=limit,
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return cursor_page(rows, limit, lambda shown: [views.order_summary(o) for o in shown])
 
 
 @router.post(

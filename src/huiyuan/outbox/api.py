@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter
 
 from huiyuan.auth.deps import require
-from huiyuan.kit.pagination import Page, check_limit, decode_cursor, encode_cursor
+from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
 from huiyuan.outbox import webhooks as service
@@ -46,13 +46,7 @@ def list_webhooks(
 ) -> Page[WebhookOut]:
     limit = check_limit(limit, get_settings().max_page_size)
     rows = service.list_subscriptions(session, after_id=decode_cursor(cursor), limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[WebhookOut](
-        items=[WebhookOut.model_validate(r) for r in rows],
-        limit=limit,
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return cursor_page(rows, limit, lambda shown: [WebhookOut.model_validate(r) for r in shown])
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut, summary="Get a webhook subscription")
@@ -85,13 +79,7 @@ def list_deliveries(
     rows = service.list_deliveries(
         session, subscription_id=webhook_id, status=status, before_id=decode_cursor(cursor), limit=limit + 1
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[DeliveryOut](
-        items=[DeliveryOut.model_validate(r) for r in rows],
-        limit=limit,
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return cursor_page(rows, limit, lambda shown: [DeliveryOut.model_validate(r) for r in shown])
 
 
 @router.post(
