@@ -1,0 +1,1 @@
+"""Points (A4): point types, lots, the append-only ledger, earn rules, expiry, clearing."""
