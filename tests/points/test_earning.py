@@ -1,0 +1,270 @@
+"""Points earned from paid orders and actions, given back on refunds, activated and expired by jobs;
+end to end through the orders API, the outbox dispatcher and the ledger, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from huiyuan.jobs.context import JobContext
+from huiyuan.jobs.registry import get_job
+from huiyuan.kit.clock import FrozenClock, get_clock, set_clock
+from huiyuan.kit.scope import system_for_brand
+from huiyuan.outbox.dispatcher import dispatch_pending
+from huiyuan.points import earning, ledger
+from huiyuan.points.models import EarnRule, PointAccount, PointLot, PointType
+from huiyuan.points.rules import dump_definition, parse_definition
+from tests.conftest import World
+from tests.factories import enroll
+from tests.orders.helpers import order_body
+
+T0 = datetime(2026, 3, 15, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> Iterator[FrozenClock]:
+    before = get_clock()
+    frozen = FrozenClock(T0)
+    set_clock(frozen)
+    yield frozen
+    set_clock(before)
+
+
+def _setup(world: World, *, pending_days: int = 0, rules: list[dict[str, Any]] | None = None) -> None:
+    a = world.brands[0]
+    with world.db.unit_of_work(system_for_brand(a.id).scope) as s:
+        s.add(
+            PointType(
+                brand_id=a.id,
+                code="points",
+                name="积分",
+                kind="spendable",
+                expiry_policy={"kind": "yearly_clearing", "month": 12, "day": 31, "years_after": 1},
+                pending_days=pending_days,
+            )
+        )
+        s.add(
+            PointType(
+                brand_id=a.id, code="growth", name="成长值", kind="growth", expiry_policy={"kind": "never"}
+            )
+        )
+        for n, definition in enumerate(rules or [], start=1):
+            parsed = parse_definition(definition)
+            trigger = definition["trigger"].get("action", "order")
+            s.add(
+                EarnRule(
+                    brand_id=a.id,
+                    code=f"r{n}",
+                    name=f"rule {n}",
+                    trigger=trigger,
+                    definition=dump_definition(parsed),
+                )
+            )
+
+
+PER_YUAN = {
+    "trigger": {"kind": "order"},
+    "point_type": "points",
+    "formula": {"kind": "per_amount", "per": "1.00", "points": 1},
+}
+GROWTH = {
+    "trigger": {"kind": "order"},
+    "point_type": "growth",
+    "formula": {"kind": "per_amount", "per": "10.00", "points": 1},
+}
+
+
+def _account(world: World, member_id: int, code: str = "points") -> PointAccount | None:
+    a = world.brands[0]
+    with world.db.unit_of_work(system_for_brand(a.id).scope) as s:
+        return s.scalars(
+            select(PointAccount)
+            .join(PointType, PointType.id == PointAccount.point_type_id)
+            .where(PointAccount.member_id == member_id, PointType.code == code)
+        ).one_or_none()
+
+
+def _order(client, world: World, member_id: int, number: str = "POS-1", **kw: Any) -> dict[str, Any]:
+    a = world.brands[0]
+    r = client.post("/api/v1/orders", json=order_body(number, member_id=member_id, **kw), headers=a.headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def test_paid_order_earns_once_per_rule_and_refunds_take_it_back(client, world: World, clock) -> None:
+    _setup(world, rules=[PER_YUAN, GROWTH])
+    a = world.brands[0]
+    m = enroll(client, a.headers)
+    o = _order(client, world, m["id"], paid_at="2026-03-15T06:30:00Z")
+    dispatch_pending(world.db)
+    dispatch_pending(world.db)  # nothing left: the event was handled once
+    points = _account(world, m["id"])
+    growth = _account(world, m["id"], "growth")
+    assert points is not None and points.available == 180  # 180.00 paid, 1 point per yuan
+    assert growth is not None and growth.available == 18
+
+    # Handling the same order again (a redelivery) earns nothing more.
+    with world.db.unit_of_work(system_for_brand(a.id).scope) as s:
+        again = earning.earn_for_order(s, actor=system_for_brand(a.id), order_id=o["id"])
+        assert all(r.replayed for r in again) and len(again) == 2
+
+    # Refund one T-shirt (72.00 of 180.00): 40 % of each lot comes back.
+    r = client.post(
+        f"/api/v1/orders/{o['id']}/refunds",
+        json={"refund_number": "RF-1", "items": [{"line_no": 1, "quantity": 1}]},
+        headers=a.headers,
+    )
+    assert r.status_code == 201, r.text
+    dispatch_pending(world.db)
+    assert _account(world, m["id"]).available == 108  # type: ignore[union-attr]
+    assert _account(world, m["id"], "growth").available == 11  # type: ignore[union-attr]  # 18 - floor(7.2)
+
+    # Refund the rest: everything the order earned is gone, no more.
+    r = client.post(
+        f"/api/v1/orders/{o['id']}/refunds", json={"refund_number": "RF-2", "full": True}, headers=a.headers
+    )
+    assert r.status_code == 201, r.text
+    dispatch_pending(world.db)
+    assert _account(world, m["id"]).available == 0  # type: ignore[union-attr]
+    assert _account(world, m["id"], "growth").available == 0  # type: ignore[union-attr]
+    with world.db.unit_of_work(system_for_brand(a.id).scope) as s:
+        for account in s.scalars(select(PointAccount)):
+            totals = ledger.account_totals(s, account.id)
+            assert totals["entries_available"] == account.available and account.debt == 0
+
+
+def test_refund_after_the_points_were_spent_leaves_a_debt_repaid_by_the_next_order(
+    client, world: World, clock
+) -> None:
+    _setup(world, rules=[PER_YUAN])
+    a = world.brands[0]
+    actor = system_for_brand(a.id)
+    m = enroll(client, a.headers)
+    o = _order(client, world, m["id"])
+    dispatch_pending(world.db)
+    with world.db.unit_of_work(actor.scope) as s:
+        ledger.spend(
+            s,
+            actor=actor,
+            member_id=m["id"],
+            point_type="points",
+            amount=150,
+            key="gift-1",
+            source_type="mall",
+        )
+    client.post(
+        f"/api/v1/orders/{o['id']}/refunds", json={"refund_number": "RF-1", "full": True}, headers=a.headers
+    )
+    dispatch_pending(world.db)
+    account = _account(world, m["id"])
+    assert account is not None and (account.available, account.debt) == (0, 150)
+    _order(client, world, m["id"], "POS-2")
+    dispatch_pending(world.db)
+    account = _account(world, m["id"])
+    assert account is not None and (account.available, account.debt) == (30, 0)
+
+
+def test_points_paid_at_checkout_come_back_on_refund(client, world: World, clock) -> None:
+    _setup(world)
+    a = world.brands[0]
+    actor = system_for_brand(a.id)
+    m = enroll(client, a.headers)
+    with world.db.unit_of_work(actor.scope) as s:
+        ledger.earn(
+            s,
+            actor=actor,
+            member_id=m["id"],
+            point_type="points",
+            amount=1000,
+            key="seed",
+            source_type="adjust",
+        )
+        ledger.reserve(
+            s, actor=actor, member_id=m["id"], point_type="points", amount=500, key="chk-1", order_ref="POS-9"
+        )
+        ledger.confirm(s, actor=actor, reservation_key="chk-1")
+    o = _order(client, world, m["id"], "POS-9")
+    client.post(
+        f"/api/v1/orders/{o['id']}/refunds",
+        json={"refund_number": "RF-9", "items": [{"line_no": 2, "quantity": 1}]},  # 36.00 of 180.00
+        headers=a.headers,
+    )
+    dispatch_pending(world.db)
+    assert _account(world, m["id"]).available == 600  # type: ignore[union-attr]  # 500 + 20 % of 500
+
+
+def test_pending_points_activate_after_the_return_window(client, world: World, clock) -> None:
+    _setup(world, pending_days=7, rules=[PER_YUAN])
+    a = world.brands[0]
+    m = enroll(client, a.headers)
+    _order(client, world, m["id"], paid_at="2026-03-15T06:30:00Z")
+    dispatch_pending(world.db)
+    account = _account(world, m["id"])
+    assert account is not None and (account.available, account.pending) == (0, 180)
+    clock.advance(days=8)
+    result = _run_job(world, "points.activate")
+    assert result["lots"] == 1 and result["points"] == 180
+    assert _run_job(world, "points.activate")["lots"] == 0  # idempotent
+    account = _account(world, m["id"])
+    assert account is not None and (account.available, account.pending) == (180, 0)
+
+
+def test_expiry_job_clears_last_years_points(client, world: World, clock) -> None:
+    _setup(world, rules=[PER_YUAN])
+    a = world.brands[0]
+    m = enroll(client, a.headers)
+    _order(client, world, m["id"], paid_at="2026-03-15T06:30:00Z")
+    _order(client, world, m["id"], "POS-2", paid_at="2027-02-01T06:30:00Z")
+    dispatch_pending(world.db)
+    clock.advance(days=700)  # 2028-02: the 2026 lot expired on 2027-12-31 local
+    result = _run_job(world, "points.expire", chunk=1)
+    assert result["lots"] == 1 and result["points"] == 180
+    account = _account(world, m["id"])
+    assert account is not None and account.available == 180 and account.expired_total == 180
+    with world.db.unit_of_work(system_for_brand(a.id).scope) as s:
+        states = sorted(lot.state for lot in s.scalars(select(PointLot)))
+    assert states == ["active", "expired"]
+
+
+def test_action_rules_grant_once_per_key(client, world: World, clock) -> None:
+    check_in = {
+        "trigger": {"kind": "action", "action": "check_in"},
+        "point_type": "points",
+        "formula": {"kind": "fixed", "points": 5},
+        "caps": {"per_day": 5},
+    }
+    _setup(world, rules=[check_in])
+    a = world.brands[0]
+    actor = system_for_brand(a.id)
+    m = enroll(client, a.headers)
+    with world.db.unit_of_work(actor.scope) as s:
+        first = earning.earn_for_action(
+            s, actor=actor, member_id=m["id"], action="check_in", key="ci-1", occurred_at=clock.now()
+        )
+    with world.db.unit_of_work(actor.scope) as s:
+        again = earning.earn_for_action(
+            s, actor=actor, member_id=m["id"], action="check_in", key="ci-1", occurred_at=clock.now()
+        )
+        second = earning.earn_for_action(
+            s, actor=actor, member_id=m["id"], action="check_in", key="ci-2", occurred_at=clock.now()
+        )
+    assert [r.amount for r in first] == [5] and again[0].replayed
+    assert second == []  # the daily cap of 5 is used up
+    assert _account(world, m["id"]).available == 5  # type: ignore[union-attr]
+
+
+def _run_job(world: World, kind: str, **params: Any) -> dict[str, Any]:
+    a = world.brands[0]
+    fn = get_job(kind)
+    assert fn is not None
+    ctx = JobContext(
+        db=world.db, run_id=0, kind=kind, brand_id=a.id, params=params, actor=system_for_brand(a.id)
+    )
+    ctx.progress = lambda *args, **kw: None  # type: ignore[method-assign]
+    result = fn(ctx)
+    assert result is not None
+    return result
