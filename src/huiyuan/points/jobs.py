@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from huiyuan.jobs.context import JobContext
 from huiyuan.jobs.registry import job
 from huiyuan.kit.clock import utcnow
-from huiyuan.points import ledger
+from huiyuan.points import ledger, sweeps
 from huiyuan.points.models import PointLot
 
 CHUNK = 1000
@@ -50,7 +50,7 @@ def _sweep(ctx: JobContext, kind: str) -> dict[str, Any]:
             or 0
         )
     ctx.progress(done_lots, total, f"{kind}: {done_lots}/{total} lots")
-    sweep = ledger.expire_due if kind == "expire" else ledger.activate_due
+    sweep = sweeps.expire_due_bulk if kind == "expire" else ledger.activate_due
     while True:
         with ctx.unit_of_work() as session:
             lots, points, last = sweep(session, actor=ctx.actor, now=now, after_lot_id=after, limit=chunk)
