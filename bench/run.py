@@ -2,7 +2,9 @@
 
 (a) order_ingest — one order per request through the real server vs ``GET /ping`` of the same server;
 (b) bulk_orders — orders/s through ``/api/v1/orders/batch`` and through ``record_orders_bulk``;
-(c) member_import — rows/s of the member importer on a generated CSV.
+(c) member_import — rows/s of the member importer on a generated CSV;
+(d) points — the expiry job over many lots vs a bare UPDATE, checkout reserve + confirm, earning
+    from bulk-imported orders through the outbox.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import argparse
 import shutil
 import time
 
-from bench import bulk_orders, member_import, order_ingest
+from bench import bulk_orders, member_import, order_ingest, points
 from bench.common import emit, make_world, server
 
-ALL = ("order_ingest", "bulk_orders", "member_import")
+ALL = ("order_ingest", "bulk_orders", "member_import", "points")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", choices=ALL, default=list(ALL))
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients for order_ingest")
     parser.add_argument("--import-rows", type=int, default=None, help="rows of the member import CSV")
+    parser.add_argument("--lots", type=int, default=None, help="due lots for the points expiry figure")
     parser.add_argument("--keep", action="store_true", help="keep the temporary database")
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else 20.0
@@ -49,6 +52,10 @@ def main(argv: list[str] | None = None) -> None:
             bulk_orders.run_service(world, batches=batches)
         if "member_import" in args.only:
             member_import.run(world, rows=rows)
+        if "points" in args.only:
+            points.run_expiry(world, lots=args.lots or (100_000 if args.quick else 1_000_000))
+            points.run_checkout(world, pairs=200 if args.quick else 1_000)
+            points.run_earn_orders(world, batches=2 if args.quick else 10)
     finally:
         if not args.keep:
             shutil.rmtree(world.dir, ignore_errors=True)
