@@ -23,6 +23,7 @@ earning depends on them in this one direction only (they learn about points thro
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -130,6 +131,20 @@ def _local_day(at: datetime, tz: str) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+_parsed_rules: dict[str, rules.RuleDefinition] = {}
+
+
+def _parsed(rule: EarnRule) -> rules.RuleDefinition:
+    """A rule's parsed definition, parsed once per distinct definition in this process."""
+    key = json.dumps(rule.definition, sort_keys=True, default=str)
+    found = _parsed_rules.get(key)
+    if found is None:
+        if len(_parsed_rules) > 10_000:
+            _parsed_rules.clear()
+        found = _parsed_rules[key] = rules.parse_definition(rule.definition)
+    return found
+
+
 def _rule_inputs(
     session: Session, brand_id: int, trigger: str, member_id: int, at: datetime, tz: str
 ) -> list[rules.RuleInput]:
@@ -143,30 +158,33 @@ def _rule_inputs(
     inputs: list[rules.RuleInput] = []
     day_start, day_end = _local_day(at, tz)
     for rule in found:
-        definition = rules.parse_definition(rule.definition)
+        definition = _parsed(rule)
         caps = definition.caps
         if caps is not None and caps.budget is not None:
             # Budgeted rules are locked so concurrent earners read and raise the total in turn.
             session.refresh(rule, with_for_update=True)
-        per_member = (
-            session.scalar(
-                select(func.coalesce(func.sum(PointLot.amount), 0)).where(
-                    PointLot.rule_id == rule.id, PointLot.member_id == member_id
+        per_member = today = 0
+        if caps is not None and caps.per_member is not None:
+            per_member = int(
+                session.scalar(
+                    select(func.coalesce(func.sum(PointLot.amount), 0)).where(
+                        PointLot.rule_id == rule.id, PointLot.member_id == member_id
+                    )
                 )
+                or 0
             )
-            or 0
-        )
-        today = (
-            session.scalar(
-                select(func.coalesce(func.sum(PointLot.amount), 0)).where(
-                    PointLot.rule_id == rule.id,
-                    PointLot.member_id == member_id,
-                    PointLot.earned_at >= day_start,
-                    PointLot.earned_at < day_end,
+        if caps is not None and caps.per_day is not None:
+            today = int(
+                session.scalar(
+                    select(func.coalesce(func.sum(PointLot.amount), 0)).where(
+                        PointLot.rule_id == rule.id,
+                        PointLot.member_id == member_id,
+                        PointLot.earned_at >= day_start,
+                        PointLot.earned_at < day_end,
+                    )
                 )
+                or 0
             )
-            or 0
-        )
         inputs.append(
             rules.RuleInput(
                 rule_id=rule.id,
