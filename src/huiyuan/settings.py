@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     run_worker_in_process: bool = True
     outbox_poll_seconds: float = 1.0
+    # How often the worker looks for scheduled runs that are due (expiry, tier review …).
+    schedule_poll_seconds: float = 60.0
+    run_schedules: bool = True
     # Huey queue name (Redis key prefix); threads of the embedded consumer.
     jobs_queue_name: str = "huiyuan"
     jobs_workers: int = 2

@@ -71,6 +71,7 @@ def test_in_process_worker_delivers_outbox_events_and_runs_jobs(
         jobs_sqlite_path=str(tmp_path / "jobs.db"),
         outbox_poll_seconds=0.1,
         webhook_allow_private_targets=True,
+        run_schedules=False,  # only this test's own job run should be counted
     )
     handle = start_in_process_worker(world.db, settings)
     try:

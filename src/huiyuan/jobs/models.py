@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from huiyuan.kit.clock import utcnow
@@ -39,3 +39,17 @@ class JobRun(BrandOptional, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ScheduleSlot(BrandOptional, Base):
+    """A scheduled run claimed for one slot (a local day, or an interval): the unique key makes
+    two workers that see the same due slot enqueue it once."""
+
+    __tablename__ = "job_schedule_slots"
+    __table_args__ = (UniqueConstraint("kind", "brand_id", "slot"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), nullable=False)
+    slot: Mapped[str] = mapped_column(String(40), nullable=False)
+    run_id: Mapped[int | None] = mapped_column(IdType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,10 +18,46 @@ if TYPE_CHECKING:
 JobFunction = Callable[["JobContext"], "dict[str, Any] | None"]
 
 # Modules whose import registers jobs; add a line when a domain gets background work.
-JOB_MODULES: tuple[str, ...] = ("huiyuan.outbox.dispatcher", "huiyuan.members.import_jobs")
+JOB_MODULES: tuple[str, ...] = (
+    "huiyuan.points.jobs",
+    "huiyuan.outbox.dispatcher",
+    "huiyuan.members.import_jobs",
+    "huiyuan.tiers.jobs",
+    "huiyuan.paid.jobs",
+)
 
 _jobs: dict[str, JobFunction] = {}
 _loaded = False
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Run ``kind`` for every active brand: each ``every_minutes``, or once a day at ``daily_at``
+    (``"HH:MM"`` in the brand's timezone). ``jobs.schedule`` enqueues due runs."""
+
+    kind: str
+    every_minutes: int | None = None
+    daily_at: str | None = None
+
+
+_schedules: dict[str, Schedule] = {}
+
+
+def schedule(kind: str, *, every_minutes: int | None = None, daily_at: str | None = None) -> None:
+    """Declare that the job ``kind`` runs on its own, per brand (one of the two cadences)."""
+    if (every_minutes is None) == (daily_at is None):
+        raise ValueError("a schedule needs exactly one of every_minutes and daily_at")
+    if daily_at is not None:
+        hour, minute = (int(x) for x in daily_at.split(":"))
+        if not (0 <= hour < 24 and 0 <= minute < 60):
+            raise ValueError(f"daily_at must be HH:MM, got {daily_at!r}")
+    _schedules[kind] = Schedule(kind=kind, every_minutes=every_minutes, daily_at=daily_at)
+
+
+def schedules() -> list[Schedule]:
+    """Every declared schedule, by kind."""
+    load_job_modules()
+    return [_schedules[k] for k in sorted(_schedules)]
 
 
 def job(kind: str) -> Callable[[JobFunction], JobFunction]:

@@ -11,6 +11,7 @@ run inline when enqueued, so no consumer is started. Must not hold business logi
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from huiyuan import __version__
 from huiyuan.jobs import queue as job_queue
 from huiyuan.jobs.registry import load_job_modules
 from huiyuan.jobs.repository import JobRepository
+from huiyuan.jobs.schedule import enqueue_due
 from huiyuan.kit.db import Database
 from huiyuan.kit.logging import get_logger
 from huiyuan.outbox.dispatcher import dispatch_pending
@@ -142,8 +144,15 @@ class WorkerHandle:
             follow_redirects=False,
             headers={"User-Agent": f"huiyuan-webhooks/{__version__}"},
         ) as client:
+            next_schedule = 0.0
             while not self._stop.is_set():
                 backlog = False
+                if self.settings.run_schedules and time.monotonic() >= next_schedule:
+                    next_schedule = time.monotonic() + self.settings.schedule_poll_seconds
+                    try:
+                        enqueue_due(self.db)
+                    except Exception:  # the next tick tries again
+                        log.exception("enqueueing scheduled jobs failed")
                 try:
                     backlog = self.run_outbox_once(client)
                 except Exception as exc:  # keep polling: the database may come back

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from huiyuan.jobs.context import JobContext
-from huiyuan.jobs.registry import job
+from huiyuan.jobs.registry import job, schedule
 from huiyuan.kit.clock import utcnow
 from huiyuan.points import ledger, sweeps
 from huiyuan.points.models import PointLot
@@ -88,3 +88,10 @@ def release_reservations(ctx: JobContext) -> dict[str, Any]:
             ctx.checkpoint({"at": ctx.state["at"], "released": released}, session=session)
         ctx.progress(released, None, f"released {released} reservations")
     return {"released": released}
+
+
+# Expiry once a day after local midnight (yearly clearing dates fall at midnight); return windows
+# close at any hour; checkout holds are short.
+schedule("points.expire", daily_at="00:10")
+schedule("points.activate", every_minutes=60)
+schedule("points.release_reservations", every_minutes=5)
