@@ -1,0 +1,1 @@
+"""Member tiers (A5): levels, qualification, validity, tier changes and their distribution."""

@@ -1,0 +1,504 @@
+"""Business verbs of member tiers: evaluating a member (upgrade, settlement of an end of validity,
+reactivation), operator overrides, the RFM score given from outside, and the read functions other
+domains use (``current_tier``). Every change writes a ``TierChange`` row, an audit row and a
+``tier.changed`` event in the caller's transaction; nothing here commits. Configuration lives in
+``configuration``, the distribution over time in ``distribution``.
+
+Policies:
+
+* Upgrade as soon as reached, to the highest level whose upgrade condition is met in the window
+  ending now (levels may be skipped); only the gifts of the level reached are granted, keyed by the
+  change, so a repeated evaluation grants nothing twice. An upgrade of a member who was dropped
+  for not meeting retention is recorded as a reactivation.
+* An end of validity is settled at ``review_at``: validity end + grace days, moved to the next
+  settlement date for programs settled on a set date. The level is kept when its retention
+  condition (or its upgrade condition again) is met in the window ending then; validity runs on
+  from the previous end. Otherwise the member drops to the level's downgrade target (or one level
+  down), but never below an active override floor, nor below a lower level whose upgrade condition
+  the member still meets (which would upgrade them again at once). Settlement happens on any
+  evaluation (order, growth value, API) and in the ``tiers.review`` job, whichever comes first.
+* An override sets a level and is a floor until its end (or until lifted): automatic evaluation
+  may raise the member above it, never below it; a level held only by the floor lasts as long as
+  the override, then the level's own retention decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from huiyuan.audit import service as audit
+from huiyuan.benefits import registry as benefits
+from huiyuan.kit.clock import utcnow
+from huiyuan.kit.errors import NotFound, ValidationFailed, field_error
+from huiyuan.kit.scope import Principal
+from huiyuan.members.models import Member
+from huiyuan.members.repository import MemberRepository
+from huiyuan.outbox.service import emit
+from huiyuan.tiers import policy
+from huiyuan.tiers.ladder import Ladder, load_ladder, require_ladder
+from huiyuan.tiers.models import MemberTier, TierChange, TierLevel
+from huiyuan.tiers.repository import BasisRepository, TierRepository
+
+# A member not reviewed for years is settled period by period, up to this many at once.
+MAX_SETTLEMENTS = 24
+
+
+@dataclass(frozen=True)
+class CurrentTier:
+    """What other domains need to know about a member's level."""
+
+    member_id: int
+    level_id: int
+    code: str
+    rank: int
+    points_multiplier: Decimal
+    valid_until: datetime | None
+
+
+def _member(session: Session, member_id: int) -> Member:
+    member = MemberRepository(session).get(member_id)
+    if member is None:
+        raise NotFound(f"Member {member_id} was not found.")
+    return member
+
+
+def basis_for(
+    session: Session, state: MemberTier | None, member_id: int, window: policy.Window
+) -> policy.Basis:
+    """The member's values in ``window``."""
+    repo = BasisRepository(session)
+    spend, best = repo.spend(member_id, window.start, window.end)
+    return policy.Basis(
+        growth=repo.growth(member_id, window.start, window.end),
+        spend=spend,
+        single_order=best,
+        rfm_score=state.rfm_score if state is not None else None,
+        window=window,
+    )
+
+
+def _current_window(ladder: Ladder, now: datetime) -> policy.Window:
+    return policy.qualification_window(ladder.program.window, end=now, anchor=now, tz=ladder.tz)
+
+
+def _floor_rank(state: MemberTier, ladder: Ladder, at: datetime) -> int:
+    if state.override_level_id is None:
+        return 0
+    if state.override_until is not None and state.override_until <= at:
+        return 0
+    return ladder.by_id(state.override_level_id).rank
+
+
+def _review_at(ladder: Ladder, valid_until: datetime | None) -> datetime | None:
+    return policy.review_moment(
+        valid_until, settlement=ladder.program.settlement, grace_days=ladder.program.grace_days, tz=ladder.tz
+    )
+
+
+def _record_change(
+    session: Session,
+    *,
+    actor: Principal,
+    ladder: Ladder,
+    state: MemberTier,
+    to: TierLevel,
+    reason: str,
+    since: datetime,
+    valid_until: datetime | None,
+    basis: policy.Basis | None,
+    note: str | None,
+    now: datetime,
+    from_level: TierLevel | None,
+) -> TierChange:
+    change = TierChange(
+        brand_id=state.brand_id,
+        member_id=state.member_id,
+        from_level_id=from_level.id if from_level else None,
+        to_level_id=to.id,
+        from_rank=from_level.rank if from_level else None,
+        to_rank=to.rank,
+        reason=reason,
+        basis=basis.as_dict() if basis else {},
+        valid_until=valid_until,
+        note=note[:200] if note else None,
+        actor=actor.label[:200],
+        occurred_at=now,
+    )
+    session.add(change)
+    session.flush()
+    state.level_id = to.id
+    state.since = since
+    state.valid_until = valid_until
+    state.review_at = _review_at(ladder, valid_until)
+    state.last_change_id = change.id
+    audit.record(
+        session,
+        actor=actor,
+        action=f"tier.{reason}",
+        entity_type="member",
+        entity_id=state.member_id,
+        brand_id=state.brand_id,
+        before={"level": from_level.code if from_level else None},
+        after={"level": to.code, "valid_until": valid_until.isoformat() if valid_until else None},
+        note=note,
+    )
+    emit(
+        session,
+        type="tier.changed",
+        brand_id=state.brand_id,
+        aggregate_type="member",
+        aggregate_id=state.member_id,
+        payload={
+            "member_id": state.member_id,
+            "change_id": change.id,
+            "reason": reason,
+            "from_level": from_level.code if from_level else None,
+            "from_rank": from_level.rank if from_level else None,
+            "to_level": to.code,
+            "to_rank": to.rank,
+            "valid_until": valid_until.isoformat() if valid_until else None,
+            "points_multiplier": str(to.points_multiplier),
+        },
+    )
+    return change
+
+
+def _ensure_state(
+    session: Session, *, actor: Principal, ladder: Ladder, member: Member, now: datetime
+) -> MemberTier:
+    repo = TierRepository(session)
+    state = repo.state(member.id, for_update=True)
+    if state is not None:
+        return state
+    state = MemberTier(brand_id=member.brand_id, member_id=member.id, level_id=ladder.base.id, since=now)
+    session.add(state)
+    session.flush()
+    _record_change(
+        session,
+        actor=actor,
+        ladder=ladder,
+        state=state,
+        to=ladder.base,
+        reason="initial",
+        since=now,
+        valid_until=None,
+        basis=None,
+        note=None,
+        now=now,
+        from_level=None,
+    )
+    return state
+
+
+def _settle(
+    session: Session, *, actor: Principal, ladder: Ladder, member: Member, state: MemberTier, now: datetime
+) -> None:
+    """Settle the end of validity due at ``state.review_at``: keep the level or drop."""
+    level = ladder.by_id(state.level_id)
+    at = state.review_at
+    ended = state.valid_until
+    assert at is not None and ended is not None
+    window = policy.qualification_window(
+        ladder.program.window, end=at, anchor=ended - policy.EPSILON, tz=ladder.tz
+    )
+    basis = basis_for(session, state, member.id, window)
+    kept = policy.is_met(level.retention or level.upgrade, basis) or policy.is_met(level.upgrade, basis)
+    floor = _floor_rank(state, ladder, at)
+    if kept or floor >= level.rank:
+        # Validity runs on from the previous end; a level held only by the override floor lasts
+        # as long as the override.
+        until = policy.validity_end(level.validity, start=ended, enrolled_at=member.enrolled_at, tz=ladder.tz)
+        if not kept:
+            until = state.override_until
+        _record_change(
+            session,
+            actor=actor,
+            ladder=ladder,
+            state=state,
+            to=level,
+            reason="retain",
+            since=state.since,
+            valid_until=until,
+            basis=basis,
+            note=None if kept else "held by the override floor",
+            now=now,
+            from_level=level,
+        )
+        return
+    target = ladder.by_code(level.downgrade_to_code) if level.downgrade_to_code else None
+    if target is None or target.rank >= level.rank:
+        target = ladder.below(level)
+    # Never below the override floor, nor below a lower level the member would be upgraded to at once.
+    for candidate in ladder.levels:
+        if target.rank < candidate.rank < level.rank and (
+            candidate.rank <= floor or policy.is_met(candidate.upgrade, basis)
+        ):
+            target = candidate
+    until = policy.validity_end(target.validity, start=at, enrolled_at=member.enrolled_at, tz=ladder.tz)
+    if target.rank <= floor and not policy.is_met(target.upgrade, basis):
+        until = state.override_until  # held by the floor: as long as the override lasts
+    _record_change(
+        session,
+        actor=actor,
+        ladder=ladder,
+        state=state,
+        to=target,
+        reason="downgrade",
+        since=at,
+        valid_until=until,
+        basis=basis,
+        note=None,
+        now=now,
+        from_level=level,
+    )
+    state.lapsed = True
+
+
+def _upgrade_if_reached(
+    session: Session,
+    *,
+    actor: Principal,
+    ladder: Ladder,
+    member: Member,
+    state: MemberTier,
+    now: datetime,
+    trigger: str,
+) -> None:
+    current = ladder.by_id(state.level_id)
+    candidates = [lv for lv in ladder.levels if lv.rank > current.rank and lv.upgrade is not None]
+    if not candidates:
+        return
+    basis = basis_for(session, state, member.id, _current_window(ladder, now))
+    reached = [lv for lv in candidates if policy.is_met(lv.upgrade, basis)]
+    if not reached:
+        return
+    target = reached[-1]
+    reason = "reactivation" if state.lapsed else "upgrade"
+    until = policy.validity_end(target.validity, start=now, enrolled_at=member.enrolled_at, tz=ladder.tz)
+    change = _record_change(
+        session,
+        actor=actor,
+        ladder=ladder,
+        state=state,
+        to=target,
+        reason=reason,
+        since=now,
+        valid_until=until,
+        basis=basis,
+        note=trigger,
+        now=now,
+        from_level=current,
+    )
+    state.lapsed = False
+    for i, spec in enumerate(target.upgrade_gifts):
+        benefits.grant(
+            session,
+            actor=actor,
+            member_id=member.id,
+            benefit=spec,
+            source_type="tier",
+            source_id=f"{target.id}",
+            key=f"tier:{member.id}:{change.id}:{i}",
+        )
+
+
+def evaluate_member(
+    session: Session, *, actor: Principal, member_id: int, reason: str, ladder: Ladder | None = None
+) -> MemberTier | None:
+    """Bring a member's level up to date now: settle ends of validity that are due, then upgrade
+    if a higher level is reached. Idempotent; ``None`` when the brand has no tier program."""
+    member = _member(session, member_id)
+    ladder = ladder or load_ladder(session, member.brand_id)
+    if ladder is None:
+        return None
+    now = utcnow()
+    state = _ensure_state(session, actor=actor, ladder=ladder, member=member, now=now)
+    if member.status == "closed":
+        return state
+    for _ in range(MAX_SETTLEMENTS):
+        if state.review_at is None or state.review_at > now:
+            break
+        _settle(session, actor=actor, ladder=ladder, member=member, state=state, now=now)
+    if state.override_until is not None and state.override_until <= now:
+        state.override_level_id = state.override_until = state.override_reason = None
+    _upgrade_if_reached(
+        session, actor=actor, ladder=ladder, member=member, state=state, now=now, trigger=reason
+    )
+    session.flush()
+    return state
+
+
+def override_tier(
+    session: Session,
+    *,
+    actor: Principal,
+    member_id: int,
+    level_code: str,
+    reason: str,
+    until: datetime | None,
+) -> MemberTier:
+    """Set a member's level by hand. The level is a floor until ``until`` (or until lifted):
+    automatic evaluation may raise the member above it, never below it."""
+    member = _member(session, member_id)
+    ladder = require_ladder(session, member.brand_id)
+    level = ladder.by_code(level_code)
+    if level is None:
+        raise ValidationFailed(
+            "Unknown tier level.", errors=[field_error("level_code", "no such level", "unknown-level")]
+        )
+    now = utcnow()
+    if until is not None and until <= now:
+        raise ValidationFailed(
+            "The override must end in the future.", errors=[field_error("until", "must be in the future")]
+        )
+    state = _ensure_state(session, actor=actor, ladder=ladder, member=member, now=now)
+    state.override_level_id = level.id
+    state.override_until = until
+    state.override_reason = reason
+    state.lapsed = False
+    _record_change(
+        session,
+        actor=actor,
+        ladder=ladder,
+        state=state,
+        to=level,
+        reason="override",
+        since=now,
+        valid_until=until,
+        basis=None,
+        note=reason,
+        now=now,
+        from_level=ladder.by_id(state.level_id),
+    )
+    return state
+
+
+def lift_override(session: Session, *, actor: Principal, member_id: int) -> MemberTier:
+    """Remove a member's override floor. A level held only by it is settled at the next review."""
+    member = _member(session, member_id)
+    ladder = require_ladder(session, member.brand_id)
+    state = TierRepository(session).state(member.id, for_update=True)
+    if state is None or state.override_level_id is None:
+        raise NotFound("This member has no tier override.")
+    before = {"override_level": ladder.by_id(state.override_level_id).code}
+    now = utcnow()
+    state.override_level_id = state.override_until = state.override_reason = None
+    if state.valid_until is None and state.level_id != ladder.base.id:
+        state.valid_until = now
+        state.review_at = _review_at(ladder, now)
+    audit.record(
+        session,
+        actor=actor,
+        action="tier.override_lifted",
+        entity_type="member",
+        entity_id=member.id,
+        brand_id=member.brand_id,
+        before=before,
+        after={"override_level": None},
+    )
+    emit(
+        session,
+        type="tier.override_lifted",
+        brand_id=member.brand_id,
+        aggregate_type="member",
+        aggregate_id=member.id,
+        payload={"member_id": member.id, **before},
+    )
+    return state
+
+
+def set_rfm_score(session: Session, *, actor: Principal, member_id: int, score: Decimal | None) -> MemberTier:
+    """Store the RFM score given from outside and evaluate the member with it."""
+    member = _member(session, member_id)
+    ladder = require_ladder(session, member.brand_id)
+    now = utcnow()
+    state = _ensure_state(session, actor=actor, ladder=ladder, member=member, now=now)
+    before = {"rfm_score": None if state.rfm_score is None else str(state.rfm_score)}
+    state.rfm_score = score
+    audit.record(
+        session,
+        actor=actor,
+        action="tier.rfm_score_set",
+        entity_type="member",
+        entity_id=member.id,
+        brand_id=member.brand_id,
+        before=before,
+        after={"rfm_score": None if score is None else str(score)},
+    )
+    emit(
+        session,
+        type="tier.rfm_score_set",
+        brand_id=member.brand_id,
+        aggregate_type="member",
+        aggregate_id=member.id,
+        payload={"member_id": member.id, "rfm_score": None if score is None else str(score)},
+    )
+    evaluated = evaluate_member(session, actor=actor, member_id=member.id, reason="rfm_score", ladder=ladder)
+    return evaluated or state
+
+
+# -- reads -----------------------------------------------------------------------------------------
+
+
+def current_tier(session: Session, member_id: int) -> CurrentTier | None:
+    """The member's level for other domains (earn multipliers, prices); the base level for a member
+    never evaluated; ``None`` when the member is unknown or the brand has no tier program."""
+    member = MemberRepository(session).get(member_id)
+    if member is None:
+        return None
+    ladder = load_ladder(session, member.brand_id)
+    if ladder is None:
+        return None
+    state = TierRepository(session).state(member_id)
+    level = ladder.by_id(state.level_id) if state is not None else ladder.base
+    return CurrentTier(
+        member_id=member_id,
+        level_id=level.id,
+        code=level.code,
+        rank=level.rank,
+        points_multiplier=level.points_multiplier,
+        valid_until=state.valid_until if state is not None else None,
+    )
+
+
+@dataclass
+class MemberTierView:
+    member_id: int
+    ladder: Ladder
+    state: MemberTier | None
+    level: TierLevel
+    basis: policy.Basis
+    next_level: TierLevel | None
+    retention_level: TierLevel | None
+
+
+def member_tier(session: Session, member_id: int) -> MemberTierView:
+    """A member's level with the values that decide the next change (read-only)."""
+    member = _member(session, member_id)
+    ladder = require_ladder(session, member.brand_id)
+    state = TierRepository(session).state(member_id)
+    level = ladder.by_id(state.level_id) if state is not None else ladder.base
+    basis = basis_for(session, state, member_id, _current_window(ladder, utcnow()))
+    return MemberTierView(
+        member_id=member_id,
+        ladder=ladder,
+        state=state,
+        level=level,
+        basis=basis,
+        next_level=ladder.above(level),
+        retention_level=level if state is not None and state.valid_until is not None else None,
+    )
+
+
+def tier_history(
+    session: Session, member_id: int, *, before_id: int | None, limit: int
+) -> tuple[list[TierChange], dict[int, str]]:
+    """The member's tier changes, newest first, with level codes by id."""
+    member = _member(session, member_id)
+    repo = TierRepository(session)
+    codes = {lv.id: lv.code for lv in repo.levels(member.brand_id)}
+    return repo.changes(member_id, before_id=before_id, limit=limit), codes
