@@ -1,0 +1,1 @@
+"""Paid membership (A6): plan categories and levels a brand sells, and members' subscriptions to them."""
