@@ -268,3 +268,59 @@ def _run_job(world: World, kind: str, **params: Any) -> dict[str, Any]:
     result = fn(ctx)
     assert result is not None
     return result
+
+
+def test_set_based_earning_writes_what_the_per_order_path_writes(client, world: World, clock) -> None:
+    from huiyuan.points.bulk import earn_for_orders
+
+    christmas = {
+        **PER_YUAN,
+        "multipliers": [{"name": "x2", "factor": "2", "weekdays": [7]}],
+        "stacking": "max",
+    }
+    _setup(world, pending_days=3, rules=[christmas, GROWTH])
+    a = world.brands[0]
+    actor = system_for_brand(a.id)
+    m1, m2 = enroll(client, a.headers), enroll(client, a.headers)
+    o1 = _order(client, world, m1["id"], "B-1", paid_at="2026-03-15T06:30:00Z")  # a Sunday: doubled
+    o2 = _order(client, world, m2["id"], "B-2", paid_at="2026-03-15T06:30:00Z")
+    with world.db.unit_of_work(actor.scope) as s:
+        bulk = earn_for_orders(s, actor=actor, order_ids=[o1["id"]])
+        assert (bulk.grants, bulk.points) == (2, 360 + 18)
+    with world.db.unit_of_work(actor.scope) as s:
+        again = earn_for_orders(s, actor=actor, order_ids=[o1["id"]])
+        assert (again.grants, again.skipped_done) == (0, 1)
+        single = earning.earn_for_order(s, actor=actor, order_id=o2["id"])
+        assert [r.amount for r in single] == [360, 18]
+    dispatch_pending(world.db)  # the order.paid events find both orders handled
+    for m in (m1, m2):
+        account = _account(world, m["id"])
+        growth = _account(world, m["id"], "growth")
+        assert account is not None and (account.available, account.pending) == (0, 360)
+        assert growth is not None and growth.available == 18  # growth has no return window
+    with world.db.unit_of_work(actor.scope) as s:
+        lots = {
+            lot.member_id: (lot.amount, lot.state, lot.expires_at, lot.activates_at)
+            for lot in s.scalars(select(PointLot).where(PointLot.amount == 360))
+        }
+        assert lots[m1["id"]] == lots[m2["id"]]
+        for account in s.scalars(select(PointAccount)):
+            totals = ledger.account_totals(s, account.id)
+            assert (totals["entries_available"], totals["entries_pending"]) == (
+                account.available,
+                account.pending,
+            )
+
+
+def test_dispatching_a_batch_of_paid_orders_earns_each_once(client, world: World, clock) -> None:
+    _setup(world, rules=[PER_YUAN])
+    a = world.brands[0]
+    members = [enroll(client, a.headers) for _ in range(3)]
+    for n, m in enumerate(members * 2):
+        _order(client, world, m["id"], f"D-{n}")
+    dispatch_pending(world.db)
+    dispatch_pending(world.db)
+    for m in members:
+        assert _account(world, m["id"]).available == 360  # type: ignore[union-attr]
+    with world.db.unit_of_work(system_for_brand(a.id).scope) as s:
+        assert len(s.scalars(select(PointLot)).all()) == 6

@@ -23,7 +23,7 @@ from huiyuan.kit.clock import utcnow
 from huiyuan.kit.db import Database, scope_of, set_scope
 from huiyuan.kit.logging import get_logger
 from huiyuan.kit.scope import Scope
-from huiyuan.outbox.handlers import handlers_for, load_handler_modules, matches
+from huiyuan.outbox.handlers import handlers_for, load_handler_modules, matches, preparers_for
 from huiyuan.outbox.models import OutboxEvent, WebhookDelivery, WebhookSubscription
 from huiyuan.outbox.repository import OutboxRepository
 from huiyuan.settings import get_settings
@@ -63,10 +63,27 @@ def dispatch_pending(db: Database, *, batch: int = 200, now: datetime | None = N
         repo = OutboxRepository(session)
         events = repo.due_events(now, batch)
         stats.taken = len(events)
+        _prepare(session, events)
         subscriptions: dict[int, list[WebhookSubscription]] = {}
         for event in events:
             _dispatch_one(session, repo, event, now, stats, subscriptions)
     return stats
+
+
+def _prepare(session: Session, events: list[OutboxEvent]) -> None:
+    groups: dict[tuple[str, int | None], list[OutboxEvent]] = {}
+    for event in events:
+        if preparers_for(event.type):
+            groups.setdefault((event.type, event.brand_id), []).append(event)
+    for (event_type, brand_id), group in groups.items():
+        for fn in preparers_for(event_type):
+            try:
+                with session.begin_nested():
+                    _run_handler(session, lambda s, _e, fn=fn, group=group: fn(s, group), group[0])
+            except Exception as exc:  # the per-event handlers will do the work one by one
+                log.warning(
+                    "outbox preparer failed", event_type=event_type, brand_id=brand_id, error=str(exc)
+                )
 
 
 def _dispatch_one(

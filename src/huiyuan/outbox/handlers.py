@@ -40,7 +40,7 @@ from huiyuan.outbox.models import OutboxEvent
 Handler = Callable[[Session, OutboxEvent], None]
 
 # Modules whose import registers handlers; add a line when a domain starts listening.
-HANDLER_MODULES: tuple[str, ...] = ()
+HANDLER_MODULES: tuple[str, ...] = ("huiyuan.points.earning", "huiyuan.tiers.handlers")
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,31 @@ def load_handler_modules() -> None:
     for name in HANDLER_MODULES:
         importlib.import_module(name)
     _loaded = True
+
+
+BatchHandler = Callable[[Session, list[OutboxEvent]], None]
+_preparers: list[tuple[str, BatchHandler]] = []
+
+
+def prepare(event_type: str) -> Callable[[BatchHandler], BatchHandler]:
+    """Decorator registering ``fn(session, events)``: called once per brand with every due event of
+    ``event_type`` in a dispatch batch, before the per-event handlers, to do their work set-based.
+
+    A preparer is an optimisation only: the per-event handlers still run for every event and must
+    find the work done (idempotently) or do it themselves; if a preparer raises, its writes are
+    rolled back and the per-event handlers do all the work.
+    """
+
+    def register(fn: BatchHandler) -> BatchHandler:
+        if (event_type, fn) not in _preparers:
+            _preparers.append((event_type, fn))
+        return fn
+
+    return register
+
+
+def preparers_for(event_type: str) -> list[BatchHandler]:
+    return [fn for t, fn in _preparers if t == event_type]
 
 
 def handlers_for(event_type: str) -> list[Registration]:

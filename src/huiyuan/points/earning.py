@@ -37,7 +37,7 @@ from huiyuan.kit.errors import NotFound
 from huiyuan.kit.scope import Principal, system_for_brand
 from huiyuan.members.models import Member
 from huiyuan.orders.models import Category, Order, OrderItem, OrderPayment, Product
-from huiyuan.outbox.handlers import on
+from huiyuan.outbox.handlers import on, prepare
 from huiyuan.outbox.models import OutboxEvent
 from huiyuan.points import ledger, rules
 from huiyuan.points.models import EarnRule, PointEntry, PointLot, PointOperation
@@ -250,6 +250,24 @@ def earn_for_order(session: Session, *, actor: Principal, order_id: int) -> list
     member = session.get(Member, order.member_id)
     if member is None or member.status == "closed":
         return []
+    marker = session.scalars(
+        select(PointOperation).where(
+            PointOperation.brand_id == order.brand_id, PointOperation.key == f"order:{order.id}:earned"
+        )
+    ).one_or_none()
+    if marker is not None:
+        # Handled before (here or by the set-based path): what it earned, nothing more.
+        return [
+            ledger.LedgerResult.from_json(op.result)
+            for op in session.scalars(
+                select(PointOperation)
+                .where(
+                    PointOperation.brand_id == order.brand_id,
+                    PointOperation.key.startswith(f"order:{order.id}:rule:", autoescape=True),
+                )
+                .order_by(PointOperation.id)
+            )
+        ]
     tz = _brand_tz(session, order.brand_id)
     inputs = _rule_inputs(session, order.brand_id, "order", member.id, order.paid_at, tz)
     if not inputs:
@@ -261,7 +279,7 @@ def earn_for_order(session: Session, *, actor: Principal, order_id: int) -> list
         member=member_facts(session, member, order.paid_at),
         tz=tz,
     )
-    return _apply(
+    results = _apply(
         session,
         actor=actor,
         grants=grants,
@@ -272,6 +290,10 @@ def earn_for_order(session: Session, *, actor: Principal, order_id: int) -> list
         store_id=order.store_id,
         earned_at=order.paid_at,
     )
+    from huiyuan.points.bulk import write_markers
+
+    write_markers(session, brand_id=order.brand_id, order_ids=[order.id], actor=actor)
+    return results
 
 
 def earn_for_action(
@@ -410,6 +432,19 @@ def earn_on_order_paid(session: Session, event: OutboxEvent) -> None:
     if event.brand_id is None or not event.payload.get("member_id"):
         return
     earn_for_order(session, actor=system_for_brand(event.brand_id), order_id=int(event.payload["order_id"]))
+
+
+@prepare("order.paid")
+def earn_for_paid_orders(session: Session, events: list[OutboxEvent]) -> None:
+    """Earn for a dispatch batch of paid orders set-based; ``earn_on_order_paid`` then finds each
+    order's marker and returns at once."""
+    from huiyuan.points.bulk import earn_for_orders
+
+    brand_id = events[0].brand_id
+    if brand_id is None:
+        return
+    order_ids = [int(e.payload["order_id"]) for e in events if e.payload.get("member_id")]
+    earn_for_orders(session, actor=system_for_brand(brand_id), order_ids=order_ids)
 
 
 @on("order.refunded")

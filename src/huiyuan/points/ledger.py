@@ -163,6 +163,12 @@ def _lock(session: Session, account_id: int) -> PointAccount:
 
 def open_account(session: Session, *, brand_id: int, member_id: int, point_type_id: int) -> PointAccount:
     """The member's account of this type, created if missing, locked for this transaction."""
+    found = _account_id(session, brand_id=brand_id, member_id=member_id, point_type_id=point_type_id)
+    return _lock(session, found)
+
+
+def _account_id(session: Session, *, brand_id: int, member_id: int, point_type_id: int) -> int:
+    """The id of the member's account of this type, created if missing; not locked."""
     found = session.scalar(
         select(PointAccount.id).where(
             PointAccount.member_id == member_id, PointAccount.point_type_id == point_type_id
@@ -198,10 +204,17 @@ def open_account(session: Session, *, brand_id: int, member_id: int, point_type_
             )
         )
     assert found is not None
-    return _lock(session, found)
+    return found
 
 
 def _replay(session: Session, brand_id: int, key: str, kind: str, digest: str) -> LedgerResult | None:
+    if session.get_bind().dialect.name == "postgresql":
+        # Writers of different accounts can race one key; the account lock does not order them, so
+        # queue them on the key itself: the losers then read the winner's committed operation
+        # instead of failing on the unique constraint. Taken after the account locks, held to commit.
+        key_hash = hashlib.sha256(f"points:{brand_id}:{key}".encode()).digest()
+        lock_id = int.from_bytes(key_hash[:8], "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(lock_id)))
     op = session.scalars(
         select(PointOperation).where(PointOperation.brand_id == brand_id, PointOperation.key == key)
     ).one_or_none()
@@ -503,8 +516,9 @@ def _expire_lot(session: Session, op: _Op, account: PointAccount, lot: PointLot)
             pt,
             carried,
             earned_at=lot.earned_at,
-            state="active",
-            activates_at=None,
+            # Carried points keep the lot's hold: a frozen (or still pending) lot carries into one.
+            state=state,
+            activates_at=lot.activates_at if state == "pending" else None,
             expiry=expiry_policy.with_grace(policy, next_expiry, tz),
             source_type="carry",
             source_id=str(lot.id),
@@ -512,22 +526,60 @@ def _expire_lot(session: Session, op: _Op, account: PointAccount, lot: PointLot)
             funded_by=lot.funded_by,
             rule_id=lot.rule_id,
         )
+        new.frozen_reason = lot.frozen_reason
         _entry(
             session,
             op,
             account,
             "carry",
-            d_available=carried,
+            held=(state, carried),
             moves=[(new, carried)],
             source_type="lot",
             source_id=str(lot.id),
             reason="decay carry-over",
         )
         account.expired_total -= carried
+        if new.expires_at is not None and new.expires_at <= op.now:
+            # Expired late (the lot was long overdue): the carried lot is past its own expiry too.
+            left += _expire_lot(session, op, account, new)
     return left
 
 
 # -- verbs ----------------------------------------------------------------------------------------
+
+
+def earn_digest(
+    *,
+    kind: str,
+    member_id: int,
+    point_type: str,
+    amount: int,
+    source_type: str,
+    source_id: str | None,
+    store_id: int | None,
+    funded_by: str,
+    rule_id: int | None,
+    reason: str | None,
+    earned_at: datetime | None,
+    pending_days: int | None,
+) -> str:
+    """The request hash of an earn: the set-based earning path writes the same, so either path
+    replays what the other did under one key."""
+    return _hash(
+        {
+            "op": kind,
+            "member": member_id,
+            "type": point_type,
+            "amount": amount,
+            "source": [source_type, source_id],
+            "store": store_id,
+            "funded_by": funded_by,
+            "rule": rule_id,
+            "reason": reason,
+            "earned_at": earned_at,
+            "pending_days": pending_days,
+        }
+    )
 
 
 def earn(
@@ -558,20 +610,19 @@ def earn(
     member = _member(session, member_id)
     if member.status in ("closed",):
         raise PointsNotAllowed("A closed member cannot earn points.")
-    digest = _hash(
-        {
-            "op": kind,
-            "member": member_id,
-            "type": point_type,
-            "amount": amount,
-            "source": [source_type, source_id],
-            "store": store_id,
-            "funded_by": funded_by,
-            "rule": rule_id,
-            "reason": reason,
-            "earned_at": earned_at,
-            "pending_days": pending_days,
-        }
+    digest = earn_digest(
+        kind=kind,
+        member_id=member_id,
+        point_type=point_type,
+        amount=amount,
+        source_type=source_type,
+        source_id=source_id,
+        store_id=store_id,
+        funded_by=funded_by,
+        rule_id=rule_id,
+        reason=reason,
+        earned_at=earned_at,
+        pending_days=pending_days,
     )
     account = open_account(session, brand_id=brand_id, member_id=member_id, point_type_id=pt.id)
     if (done := _replay(session, brand_id, key, kind, digest)) is not None:
@@ -978,10 +1029,9 @@ def freeze(
     _settle_account(session, op, account)
     source_state, target_state = ("frozen", "active") if unfreeze else ("active", "frozen")
     stmt = select(PointLot).where(PointLot.account_id == account.id, PointLot.state == source_state)
-    if lot_ids is not None:
-        stmt = stmt.where(PointLot.id.in_(lot_ids))
-    else:
-        stmt = stmt.where(PointLot.remaining > 0)
+    # Named lots are taken as they are; "all" skips lots with nothing left.
+    chosen = PointLot.id.in_(lot_ids) if lot_ids is not None else PointLot.remaining > 0
+    stmt = stmt.where(chosen)
     lots = list(session.scalars(stmt.order_by(PointLot.id).with_for_update()))
     if lot_ids is not None and len(lots) != len(set(lot_ids)):
         raise Conflict(
@@ -1130,7 +1180,18 @@ def reverse_lot(
             .where(PointEntryLot.lot_id == lot.id, PointEntry.kind == "expire")
         )
     )
-    forgiven = min(left, max(0, expired_in_lot - lot.forgiven_amount))
+    # Decay carried part of those into a new lot: the member still has them, so they are not forgiven.
+    carried_from_lot = sum(
+        session.scalars(
+            select(PointEntry.amount).where(
+                PointEntry.account_id == account.id,
+                PointEntry.kind == "carry",
+                PointEntry.source_type == "lot",
+                PointEntry.source_id == str(lot.id),
+            )
+        )
+    )
+    forgiven = min(left, max(0, expired_in_lot - carried_from_lot - lot.forgiven_amount))
     if forgiven:
         # Expiry already took these points unused: nothing to reclaim and nothing owed.
         lot.forgiven_amount += forgiven
@@ -1257,7 +1318,9 @@ def restore_entry(
         )
     back: list[tuple[PointLot, int]] = []
     left = amount
-    for lot, n in sorted(drawn.values(), key=lambda t: t[0].id, reverse=True):
+    # ``drawn`` is in draw order (soonest expiry first); a lot's id says nothing of its expiry
+    # (transferred and carried lots are newer than lots that outlive them).
+    for lot, n in reversed(list(drawn.values())):
         if left == 0:
             break
         give = min(n, left)
@@ -1318,11 +1381,14 @@ def transfer(
             "reason": reason,
         }
     )
-    ids = []
-    for mid in sorted((from_member_id, to_member_id)):
-        ids.append(open_account(session, brand_id=brand_id, member_id=mid, point_type_id=pt.id))
-    sender = next(a for a in ids if a.member_id == from_member_id)
-    target = next(a for a in ids if a.member_id == to_member_id)
+    ids = {
+        mid: _account_id(session, brand_id=brand_id, member_id=mid, point_type_id=pt.id)
+        for mid in (from_member_id, to_member_id)
+    }
+    # In account id order, the order of every writer that locks several accounts (the sweeps too).
+    locked = {account_id: _lock(session, account_id) for account_id in sorted(ids.values())}
+    sender = locked[ids[from_member_id]]
+    target = locked[ids[to_member_id]]
     if (done := _replay(session, brand_id, key, "transfer", digest)) is not None:
         return done
     op = _start(
@@ -1475,8 +1541,10 @@ def activate_due(
     op = _sweep_op(session, actor, brand_id, "activate", f"{now.isoformat()}:{lots[0].id}-{lots[-1].id}")
     op.now = now
     points = 0
+    # Every account first, in id order, like ``expire_due`` and ``transfer``: no lock cycles.
+    accounts = {aid: _lock(session, aid) for aid in sorted({lot.account_id for lot in lots})}
     for lot in lots:
-        account = _lock(session, lot.account_id)
+        account = accounts[lot.account_id]
         session.refresh(lot)
         if lot.state != "pending":
             continue
@@ -1520,8 +1588,10 @@ def release_due_reservations(session: Session, *, actor: Principal, now: datetim
     op = _sweep_op(session, actor, brand_id, "timeout", f"{now.isoformat()}:{due[0].id}-{due[-1].id}")
     op.now = now
     count = 0
+    # Every account first, in id order, like ``expire_due`` and ``transfer``: no lock cycles.
+    accounts = {aid: _lock(session, aid) for aid in sorted({r.account_id for r in due})}
     for reservation in due:
-        account = _lock(session, reservation.account_id)
+        account = accounts[reservation.account_id]
         session.refresh(reservation)
         if reservation.status != "held":
             continue
