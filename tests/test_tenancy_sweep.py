@@ -63,6 +63,59 @@ CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", None),
     ("POST", "/api/v1/webhooks/{webhook_id}/ping", None),
     ("GET", "/api/v1/jobs/{run_id}", None),
+    ("GET", "/api/v1/points/types/{code}", None),
+    ("PATCH", "/api/v1/points/types/{code}", {"name": "偷改"}),
+    ("GET", "/api/v1/points/rules/{rule_id}", None),
+    ("PATCH", "/api/v1/points/rules/{rule_id}", {"name": "偷改"}),
+    ("POST", "/api/v1/points/rules/{rule_id}/status", {"status": "paused"}),
+    ("GET", "/api/v1/members/{member_id}/points", None),
+    ("GET", "/api/v1/members/{member_id}/points/entries", None),
+    ("GET", "/api/v1/members/{member_id}/points/lots", None),
+    ("GET", "/api/v1/members/{member_id}/points/expiring", None),
+    (
+        "POST",
+        "/api/v1/members/{member_id}/points/grant",
+        {"idempotency_key": "sweep-g", "point_type": "points", "amount": 1, "reason": "x"},
+    ),
+    (
+        "POST",
+        "/api/v1/members/{member_id}/points/adjust",
+        {"idempotency_key": "sweep-a", "point_type": "points", "amount": -1, "reason": "x"},
+    ),
+    (
+        "POST",
+        "/api/v1/members/{member_id}/points/freeze",
+        {"idempotency_key": "sweep-f", "point_type": "points", "reason": "x"},
+    ),
+    (
+        "POST",
+        "/api/v1/members/{member_id}/points/unfreeze",
+        {"idempotency_key": "sweep-u", "point_type": "points", "reason": "x"},
+    ),
+    (
+        "POST",
+        "/api/v1/members/{member_id}/points/transfer",
+        {"idempotency_key": "sweep-t", "to_member_id": 1, "point_type": "points", "amount": 1},
+    ),
+    ("POST", "/api/v1/points/checkout/{reservation_key}/confirm", None),
+    ("POST", "/api/v1/points/checkout/{reservation_key}/release", None),
+    ("GET", "/api/v1/tiers/levels/{level_id}", None),
+    ("PATCH", "/api/v1/tiers/levels/{level_id}", {"points_multiplier": "9"}),
+    ("GET", "/api/v1/members/{member_id}/tier", None),
+    ("GET", "/api/v1/members/{member_id}/tier/history", None),
+    ("POST", "/api/v1/members/{member_id}/tier/override", {"level_code": "base", "reason": "x"}),
+    ("DELETE", "/api/v1/members/{member_id}/tier/override", None),
+    ("PUT", "/api/v1/members/{member_id}/tier/rfm-score", {"rfm_score": "1"}),
+    ("GET", "/api/v1/paid/categories/{plan_category_id}", None),
+    ("PATCH", "/api/v1/paid/categories/{plan_category_id}", {"status": "retired"}),
+    ("GET", "/api/v1/paid/levels/{plan_level_id}", None),
+    ("PATCH", "/api/v1/paid/levels/{plan_level_id}", {"price": "1.00"}),
+    ("GET", "/api/v1/members/{member_id}/paid", None),
+    ("GET", "/api/v1/members/{member_id}/paid/upgrade-quote/{plan_level_id}", None),
+    ("POST", "/api/v1/members/{member_id}/paid/buy", {"level_id": 1, "payment_reference": "PAY-B"}),
+    ("POST", "/api/v1/members/{member_id}/paid/renew", {"payment_reference": "PAY-B"}),
+    ("POST", "/api/v1/members/{member_id}/paid/upgrade", {"level_id": 1, "payment_reference": "PAY-B"}),
+    ("POST", "/api/v1/members/{member_id}/paid/cancel", {"refund_reference": "RF-B"}),
 ]
 
 
@@ -118,6 +171,44 @@ def _alpha_objects(client: Any, world: World) -> dict[str, Any]:
     assert upload.status_code in (200, 201, 202), upload.text
     run = upload.json()
     ids["run_id"] = run["id"]
+    points = {"code": "points", "name": "积分", "kind": "spendable", "transferable": True}
+    assert client.post("/api/v1/points/types", json=points, headers=h).status_code == 201
+    ids["code"] = "points"
+    rule = {"trigger": {"kind": "order"}, "point_type": "points", "formula": {"kind": "fixed", "points": 1}}
+    earn_rule = client.post(
+        "/api/v1/points/rules", json={"code": "r", "name": "r", "definition": rule}, headers=h
+    )
+    ids["rule_id"] = earn_rule.json()["id"]
+    grant = {"idempotency_key": "alpha-g", "point_type": "points", "amount": 100, "reason": "x"}
+    granted = client.post(f"/api/v1/members/{member['id']}/points/grant", json=grant, headers=h)
+    assert granted.status_code == 201, granted.text
+    hold = {"idempotency_key": "alpha-r", "member_id": member["id"], "point_type": "points", "points": 10}
+    assert client.post("/api/v1/points/checkout/reserve", json=hold, headers=h).status_code == 201
+    ids["reservation_key"] = "alpha-r"
+    program = {"window": {"kind": "calendar_year"}, "settlement": {"mode": "realtime"}}
+    assert client.put("/api/v1/tiers/program", json=program, headers=h).status_code == 200
+    base = {"code": "base", "name_zh": "普卡", "name_en": "Classic", "rank": 0}
+    ids["level_id"] = client.post("/api/v1/tiers/levels", json=base, headers=h).json()["id"]
+    paid = client.post(
+        "/api/v1/paid/categories",
+        json={"code": "family", "name": "家庭", "customer_group": "family"},
+        headers=h,
+    )
+    ids["plan_category_id"] = paid.json()["id"]
+    level = client.post(
+        "/api/v1/paid/levels",
+        headers=h,
+        json={
+            "category_id": ids["plan_category_id"],
+            "code": "silver",
+            "name": "Silver",
+            "rank": 1,
+            "price": "99.00",
+            "validity": {"unit": "month", "count": 12},
+        },
+    )
+    assert level.status_code == 201, level.text
+    ids["plan_level_id"] = level.json()["id"]
     return ids
 
 

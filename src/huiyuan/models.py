@@ -8,6 +8,10 @@ from huiyuan.kit.db import Base
 from huiyuan.members import models as member_models  # noqa: F401
 from huiyuan.orders import models as order_models  # noqa: F401
 from huiyuan.outbox import models as outbox_models  # noqa: F401
+from huiyuan.paid import models as paid_models  # noqa: F401
+from huiyuan.points import mall_models  # noqa: F401
+from huiyuan.points import models as points_models  # noqa: F401
 from huiyuan.tenancy import models as tenancy_models  # noqa: F401
+from huiyuan.tiers import models as tier_models  # noqa: F401
 
 metadata = Base.metadata

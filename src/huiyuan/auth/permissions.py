@@ -17,10 +17,28 @@ PERMISSIONS: dict[str, str] = {
     "jobs:read": "See background jobs and their progress",
     "members:token": "Exchange an authenticated end user for a member token",
     "brands:manage": "Create brands (platform only)",
+    "points:read": "Read point types, earn rules, members' points and points liability",
+    "points:write": "Configure point types and earn rules; grant, transfer and hold points at checkout",
+    "points:adjust": "Correct members' points and freeze or unfreeze them",
+    "paid:read": "Read paid plans and members' paid subscriptions",
+    "paid:write": "Sell, renew, upgrade and cancel members' paid subscriptions",
+    "paid:configure": "Define paid plan categories and levels",
+    "tiers:read": "Read tier levels, members' tiers and the tier distribution",
+    "tiers:write": "Configure tier levels; override members' tiers",
 }
 
-READ_ONLY = frozenset({"members:read", "orders:read", "audit:read", "jobs:read"})
-OPERATOR = READ_ONLY | {"members:write", "orders:write", "imports:write", "members:pii"}
+READ_ONLY = frozenset(
+    {"members:read", "orders:read", "audit:read", "jobs:read", "paid:read", "tiers:read", "points:read"}
+)
+OPERATOR = READ_ONLY | {
+    "members:write",
+    "orders:write",
+    "imports:write",
+    "members:pii",
+    "paid:write",
+    "points:write",
+    "points:adjust",
+}
 BRAND_ADMIN = frozenset(PERMISSIONS) - {"brands:manage"}
 
 ROLES: dict[str, frozenset[str]] = {

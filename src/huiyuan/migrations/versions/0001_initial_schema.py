@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 11:57:26.491623
+Create Date: 2026-11-23 16:30:49.891925
 """
 
 from collections.abc import Sequence
@@ -242,6 +242,25 @@ def upgrade() -> None:
         batch_op.create_index("ix_job_runs_status", ["status", "id"], unique=False)
 
     op.create_table(
+        "job_schedule_slots",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=64), nullable=False),
+        sa.Column("slot", sa.String(length=40), nullable=False),
+        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_job_schedule_slots_brand_id_brands")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_schedule_slots")),
+        sa.UniqueConstraint(
+            "kind", "brand_id", "slot", name=op.f("uq_job_schedule_slots_kind_brand_id_slot")
+        ),
+    )
+    with op.batch_alter_table("job_schedule_slots", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_job_schedule_slots_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
         "outbox_events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
@@ -265,6 +284,83 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_outbox_events_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index("ix_outbox_events_pending", ["dispatched_at", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_outbox_events_type"), ["type"], unique=False)
+
+    op.create_table(
+        "paid_plan_categories",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("customer_group", sa.String(length=40), nullable=False),
+        sa.Column("description", sa.String(length=500), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_paid_plan_categories_brand_id_brands")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_paid_plan_categories")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_paid_plan_categories_brand_id_code")),
+    )
+    with op.batch_alter_table("paid_plan_categories", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_paid_plan_categories_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "point_earn_rules",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("trigger", sa.String(length=64), nullable=False),
+        sa.Column(
+            "definition",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("valid_from", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("valid_to", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("granted_total", sa.Integer(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_point_earn_rules_brand_id_brands")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_earn_rules")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_point_earn_rules_brand_id_code")),
+    )
+    with op.batch_alter_table("point_earn_rules", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_point_earn_rules_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "point_types",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=80), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("fair_value", sa.Numeric(precision=12, scale=6), nullable=False),
+        sa.Column(
+            "expiry_policy",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("pending_days", sa.Integer(), nullable=False),
+        sa.Column("spendable", sa.Boolean(), nullable=False),
+        sa.Column("transferable", sa.Boolean(), nullable=False),
+        sa.Column("points_per_yuan", sa.Integer(), nullable=False),
+        sa.Column("max_pay_ratio", sa.Numeric(precision=5, scale=4), nullable=False),
+        sa.Column("reservation_minutes", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_point_types_brand_id_brands")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_types")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_point_types_brand_id_code")),
+    )
+    with op.batch_alter_table("point_types", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_point_types_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
         "product_categories",
@@ -310,6 +406,30 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("stores", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_stores_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "tier_programs",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "window",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "settlement",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("grace_days", sa.Integer(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_tier_programs_brand_id_brands")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tier_programs")),
+        sa.UniqueConstraint("brand_id", name=op.f("uq_tier_programs_brand_id")),
+    )
+    with op.batch_alter_table("tier_programs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tier_programs_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
         "webhook_subscriptions",
@@ -441,6 +561,53 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_members_phone_bidx"), ["phone_bidx"], unique=False)
 
     op.create_table(
+        "paid_plan_levels",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("category_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("rank", sa.Integer(), nullable=False),
+        sa.Column("price", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("validity_unit", sa.String(length=8), nullable=False),
+        sa.Column("validity_count", sa.Integer(), nullable=False),
+        sa.Column("cooling_off_days", sa.Integer(), nullable=False),
+        sa.Column(
+            "one_time_benefits",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("benefit_period", sa.String(length=8), nullable=True),
+        sa.Column(
+            "periodic_benefits",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("points_multiplier_bp", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.CheckConstraint(
+            "points_multiplier_bp >= 10000", name=op.f("ck_paid_plan_levels_multiplier_at_least_one")
+        ),
+        sa.CheckConstraint("validity_count > 0", name=op.f("ck_paid_plan_levels_validity_positive")),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_paid_plan_levels_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["category_id"],
+            ["paid_plan_categories.id"],
+            name=op.f("fk_paid_plan_levels_category_id_paid_plan_categories"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_paid_plan_levels")),
+        sa.UniqueConstraint("category_id", "code", name=op.f("uq_paid_plan_levels_category_id_code")),
+        sa.UniqueConstraint("category_id", "rank", name=op.f("uq_paid_plan_levels_category_id_rank")),
+    )
+    with op.batch_alter_table("paid_plan_levels", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_paid_plan_levels_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_paid_plan_levels_category_id"), ["category_id"], unique=False)
+
+    op.create_table(
         "products",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("sku", sa.String(length=64), nullable=False),
@@ -464,6 +631,55 @@ def upgrade() -> None:
     with op.batch_alter_table("products", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_products_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_products_category_id"), ["category_id"], unique=False)
+
+    op.create_table(
+        "tier_levels",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("program_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name_zh", sa.String(length=80), nullable=False),
+        sa.Column("name_en", sa.String(length=80), nullable=False),
+        sa.Column("rank", sa.Integer(), nullable=False),
+        sa.Column(
+            "upgrade",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "retention",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "validity",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("downgrade_to_code", sa.String(length=40), nullable=True),
+        sa.Column("points_multiplier", sa.Numeric(precision=6, scale=3), nullable=False),
+        sa.Column(
+            "upgrade_gifts",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "benefits",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_tier_levels_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["program_id"], ["tier_programs.id"], name=op.f("fk_tier_levels_program_id_tier_programs")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tier_levels")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_tier_levels_brand_id_code")),
+        sa.UniqueConstraint("brand_id", "rank", name=op.f("uq_tier_levels_brand_id_rank")),
+    )
+    with op.batch_alter_table("tier_levels", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tier_levels_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
         "webhook_deliveries",
@@ -606,6 +822,43 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_member_identifiers_member_id"), ["member_id"], unique=False)
 
     op.create_table(
+        "member_tiers",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("level_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("since", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("valid_until", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("review_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("override_level_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("override_until", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("override_reason", sa.String(length=200), nullable=True),
+        sa.Column("rfm_score", sa.Numeric(precision=8, scale=3), nullable=True),
+        sa.Column("lapsed", sa.Boolean(), nullable=False),
+        sa.Column("last_change_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_member_tiers_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["level_id"], ["tier_levels.id"], name=op.f("fk_member_tiers_level_id_tier_levels")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_member_tiers_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["override_level_id"],
+            ["tier_levels.id"],
+            name=op.f("fk_member_tiers_override_level_id_tier_levels"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_member_tiers")),
+        sa.UniqueConstraint("member_id", name=op.f("uq_member_tiers_member_id")),
+    )
+    with op.batch_alter_table("member_tiers", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_member_tiers_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_member_tiers_level", ["brand_id", "level_id"], unique=False)
+        batch_op.create_index("ix_member_tiers_review", ["brand_id", "review_at"], unique=False)
+
+    op.create_table(
         "member_verifications",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -667,6 +920,180 @@ def upgrade() -> None:
         batch_op.create_index("ix_orders_brand_paid", ["brand_id", "paid_at"], unique=False)
         batch_op.create_index("ix_orders_member_paid", ["member_id", "paid_at"], unique=False)
         batch_op.create_index("ix_orders_store_paid", ["store_id", "paid_at"], unique=False)
+
+    op.create_table(
+        "paid_subscriptions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("category_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("level_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("starts_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("amount_paid", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("credit_applied", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("refunded_amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("periods_granted", sa.Integer(), nullable=False),
+        sa.Column("upgraded_from_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_paid_subscriptions_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["category_id"],
+            ["paid_plan_categories.id"],
+            name=op.f("fk_paid_subscriptions_category_id_paid_plan_categories"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["level_id"],
+            ["paid_plan_levels.id"],
+            name=op.f("fk_paid_subscriptions_level_id_paid_plan_levels"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_paid_subscriptions_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["upgraded_from_id"],
+            ["paid_subscriptions.id"],
+            name=op.f("fk_paid_subscriptions_upgraded_from_id_paid_subscriptions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_paid_subscriptions")),
+    )
+    with op.batch_alter_table("paid_subscriptions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_paid_subscriptions_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_paid_subscriptions_member_starts", ["member_id", "starts_at"], unique=False)
+        batch_op.create_index("ix_paid_subscriptions_status_ends", ["status", "ends_at"], unique=False)
+        batch_op.create_index(
+            "uq_paid_subscriptions_one_active",
+            ["member_id"],
+            unique=True,
+            sqlite_where=sa.text("status = 'active'"),
+            postgresql_where=sa.text("status = 'active'"),
+        )
+
+    op.create_table(
+        "point_accounts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("point_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("available", sa.Integer(), nullable=False),
+        sa.Column("pending", sa.Integer(), nullable=False),
+        sa.Column("frozen", sa.Integer(), nullable=False),
+        sa.Column("reserved", sa.Integer(), nullable=False),
+        sa.Column("debt", sa.Integer(), nullable=False),
+        sa.Column("earned_total", sa.Integer(), nullable=False),
+        sa.Column("spent_total", sa.Integer(), nullable=False),
+        sa.Column("expired_total", sa.Integer(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.CheckConstraint(
+            "available >= 0 AND pending >= 0 AND frozen >= 0 AND reserved >= 0",
+            name=op.f("ck_point_accounts_buckets"),
+        ),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_point_accounts_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_point_accounts_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["point_type_id"], ["point_types.id"], name=op.f("fk_point_accounts_point_type_id_point_types")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_accounts")),
+        sa.UniqueConstraint(
+            "member_id", "point_type_id", name=op.f("uq_point_accounts_member_id_point_type_id")
+        ),
+    )
+    with op.batch_alter_table("point_accounts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_point_accounts_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_point_accounts_member_id"), ["member_id"], unique=False)
+
+    op.create_table(
+        "point_operations",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column(
+            "result",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_point_operations_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_point_operations_member_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_operations")),
+        sa.UniqueConstraint("brand_id", "key", name=op.f("uq_point_operations_brand_id_key")),
+    )
+    with op.batch_alter_table("point_operations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_point_operations_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_point_operations_member_id"), ["member_id"], unique=False)
+
+    op.create_table(
+        "tier_changes",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("from_level_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("to_level_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("from_rank", sa.Integer(), nullable=True),
+        sa.Column("to_rank", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.String(length=16), nullable=False),
+        sa.Column(
+            "basis",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("valid_until", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("note", sa.String(length=200), nullable=True),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("occurred_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_tier_changes_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["from_level_id"], ["tier_levels.id"], name=op.f("fk_tier_changes_from_level_id_tier_levels")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_tier_changes_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["to_level_id"], ["tier_levels.id"], name=op.f("fk_tier_changes_to_level_id_tier_levels")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tier_changes")),
+    )
+    with op.batch_alter_table("tier_changes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tier_changes_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_tier_changes_member", ["member_id", "id"], unique=False)
+
+    op.create_table(
+        "tier_snapshots",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("level_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("level_code", sa.String(length=40), nullable=False),
+        sa.Column("members", sa.Integer(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_tier_snapshots_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["level_id"], ["tier_levels.id"], name=op.f("fk_tier_snapshots_level_id_tier_levels")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tier_snapshots")),
+        sa.UniqueConstraint(
+            "brand_id", "day", "level_id", name=op.f("uq_tier_snapshots_brand_id_day_level_id")
+        ),
+    )
+    with op.batch_alter_table("tier_snapshots", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tier_snapshots_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
         "order_discounts",
@@ -736,6 +1163,135 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_order_payments_order_id"), ["order_id"], unique=False)
 
     op.create_table(
+        "paid_subscription_events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("subscription_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("level_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("amount", huiyuan.kit.types.Money(), nullable=True),
+        sa.Column("reference", sa.String(length=64), nullable=True),
+        sa.Column("request_hash", sa.String(length=64), nullable=True),
+        sa.Column("reason", sa.String(length=200), nullable=True),
+        sa.Column(
+            "detail",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("occurred_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_paid_subscription_events_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["level_id"],
+            ["paid_plan_levels.id"],
+            name=op.f("fk_paid_subscription_events_level_id_paid_plan_levels"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_paid_subscription_events_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["subscription_id"],
+            ["paid_subscriptions.id"],
+            name=op.f("fk_paid_subscription_events_subscription_id_paid_subscriptions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_paid_subscription_events")),
+        sa.UniqueConstraint(
+            "brand_id", "reference", name=op.f("uq_paid_subscription_events_brand_id_reference")
+        ),
+    )
+    with op.batch_alter_table("paid_subscription_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_paid_subscription_events_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_paid_subscription_events_member", ["member_id", "id"], unique=False)
+        batch_op.create_index(
+            "ix_paid_subscription_events_subscription", ["subscription_id", "id"], unique=False
+        )
+
+    op.create_table(
+        "point_lots",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("point_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("amount", sa.Integer(), nullable=False),
+        sa.Column("remaining", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("earned_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("activates_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("nominal_expires_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("source_type", sa.String(length=24), nullable=False),
+        sa.Column("source_id", sa.String(length=64), nullable=True),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("funded_by", sa.String(length=40), nullable=False),
+        sa.Column("rule_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("unit_value", sa.Numeric(precision=12, scale=6), nullable=False),
+        sa.Column("frozen_reason", sa.String(length=200), nullable=True),
+        sa.Column("reversed_amount", sa.Integer(), nullable=False),
+        sa.Column("forgiven_amount", sa.Integer(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.CheckConstraint("remaining >= 0 AND remaining <= amount", name=op.f("ck_point_lots_remaining")),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["point_accounts.id"], name=op.f("fk_point_lots_account_id_point_accounts")
+        ),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_point_lots_brand_id_brands")),
+        sa.ForeignKeyConstraint(["member_id"], ["members.id"], name=op.f("fk_point_lots_member_id_members")),
+        sa.ForeignKeyConstraint(
+            ["point_type_id"], ["point_types.id"], name=op.f("fk_point_lots_point_type_id_point_types")
+        ),
+        sa.ForeignKeyConstraint(
+            ["rule_id"], ["point_earn_rules.id"], name=op.f("fk_point_lots_rule_id_point_earn_rules")
+        ),
+        sa.ForeignKeyConstraint(["store_id"], ["stores.id"], name=op.f("fk_point_lots_store_id_stores")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_lots")),
+    )
+    with op.batch_alter_table("point_lots", schema=None) as batch_op:
+        batch_op.create_index("ix_point_lots_activation", ["brand_id", "state", "activates_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_point_lots_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_point_lots_expiry", ["brand_id", "state", "expires_at"], unique=False)
+        batch_op.create_index(
+            "ix_point_lots_spend", ["account_id", "state", "expires_at", "id"], unique=False
+        )
+
+    op.create_table(
+        "point_reservations",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("amount", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("order_ref", sa.String(length=64), nullable=True),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("expires_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("settled_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["point_accounts.id"],
+            name=op.f("fk_point_reservations_account_id_point_accounts"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_point_reservations_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_point_reservations_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["store_id"], ["stores.id"], name=op.f("fk_point_reservations_store_id_stores")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_reservations")),
+        sa.UniqueConstraint("brand_id", "key", name=op.f("uq_point_reservations_brand_id_key")),
+    )
+    with op.batch_alter_table("point_reservations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_point_reservations_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_point_reservations_due", ["brand_id", "status", "expires_at"], unique=False)
+
+    op.create_table(
         "refunds",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("refund_number", sa.String(length=64), nullable=False),
@@ -755,6 +1311,67 @@ def upgrade() -> None:
     with op.batch_alter_table("refunds", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_refunds_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_refunds_order_id"), ["order_id"], unique=False)
+
+    op.create_table(
+        "point_entries",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("operation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("point_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("amount", sa.Integer(), nullable=False),
+        sa.Column("d_available", sa.Integer(), nullable=False),
+        sa.Column("d_pending", sa.Integer(), nullable=False),
+        sa.Column("d_frozen", sa.Integer(), nullable=False),
+        sa.Column("d_reserved", sa.Integer(), nullable=False),
+        sa.Column("d_debt", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.String(length=200), nullable=True),
+        sa.Column("source_type", sa.String(length=24), nullable=True),
+        sa.Column("source_id", sa.String(length=64), nullable=True),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("reservation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("reverses_entry_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("occurred_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["point_accounts.id"], name=op.f("fk_point_entries_account_id_point_accounts")
+        ),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_point_entries_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_point_entries_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["operation_id"],
+            ["point_operations.id"],
+            name=op.f("fk_point_entries_operation_id_point_operations"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["point_type_id"], ["point_types.id"], name=op.f("fk_point_entries_point_type_id_point_types")
+        ),
+        sa.ForeignKeyConstraint(
+            ["reservation_id"],
+            ["point_reservations.id"],
+            name=op.f("fk_point_entries_reservation_id_point_reservations"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["reverses_entry_id"],
+            ["point_entries.id"],
+            name=op.f("fk_point_entries_reverses_entry_id_point_entries"),
+        ),
+        sa.ForeignKeyConstraint(["store_id"], ["stores.id"], name=op.f("fk_point_entries_store_id_stores")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_entries")),
+    )
+    with op.batch_alter_table("point_entries", schema=None) as batch_op:
+        batch_op.create_index("ix_point_entries_account", ["account_id", "id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_point_entries_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_point_entries_brand_time", ["brand_id", "occurred_at"], unique=False)
+        batch_op.create_index("ix_point_entries_member", ["member_id", "id"], unique=False)
+        batch_op.create_index(
+            "ix_point_entries_source", ["brand_id", "source_type", "source_id"], unique=False
+        )
 
     op.create_table(
         "refund_items",
@@ -777,21 +1394,76 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_refund_items_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_refund_items_refund_id"), ["refund_id"], unique=False)
 
+    op.create_table(
+        "point_entry_lots",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("entry_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("lot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("amount", sa.Integer(), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_point_entry_lots_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["entry_id"], ["point_entries.id"], name=op.f("fk_point_entry_lots_entry_id_point_entries")
+        ),
+        sa.ForeignKeyConstraint(
+            ["lot_id"], ["point_lots.id"], name=op.f("fk_point_entry_lots_lot_id_point_lots")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_entry_lots")),
+    )
+    with op.batch_alter_table("point_entry_lots", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_point_entry_lots_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_point_entry_lots_entry_id"), ["entry_id"], unique=False)
+        batch_op.create_index("ix_point_entry_lots_lot", ["lot_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("point_entry_lots", schema=None) as batch_op:
+        batch_op.drop_index("ix_point_entry_lots_lot")
+        batch_op.drop_index(batch_op.f("ix_point_entry_lots_entry_id"))
+        batch_op.drop_index(batch_op.f("ix_point_entry_lots_brand_id"))
+
+    op.drop_table("point_entry_lots")
     with op.batch_alter_table("refund_items", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refund_items_refund_id"))
         batch_op.drop_index(batch_op.f("ix_refund_items_brand_id"))
 
     op.drop_table("refund_items")
+    with op.batch_alter_table("point_entries", schema=None) as batch_op:
+        batch_op.drop_index("ix_point_entries_source")
+        batch_op.drop_index("ix_point_entries_member")
+        batch_op.drop_index("ix_point_entries_brand_time")
+        batch_op.drop_index(batch_op.f("ix_point_entries_brand_id"))
+        batch_op.drop_index("ix_point_entries_account")
+
+    op.drop_table("point_entries")
     with op.batch_alter_table("refunds", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refunds_order_id"))
         batch_op.drop_index(batch_op.f("ix_refunds_brand_id"))
 
     op.drop_table("refunds")
+    with op.batch_alter_table("point_reservations", schema=None) as batch_op:
+        batch_op.drop_index("ix_point_reservations_due")
+        batch_op.drop_index(batch_op.f("ix_point_reservations_brand_id"))
+
+    op.drop_table("point_reservations")
+    with op.batch_alter_table("point_lots", schema=None) as batch_op:
+        batch_op.drop_index("ix_point_lots_spend")
+        batch_op.drop_index("ix_point_lots_expiry")
+        batch_op.drop_index(batch_op.f("ix_point_lots_brand_id"))
+        batch_op.drop_index("ix_point_lots_activation")
+
+    op.drop_table("point_lots")
+    with op.batch_alter_table("paid_subscription_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_paid_subscription_events_subscription")
+        batch_op.drop_index("ix_paid_subscription_events_member")
+        batch_op.drop_index(batch_op.f("ix_paid_subscription_events_brand_id"))
+
+    op.drop_table("paid_subscription_events")
     with op.batch_alter_table("order_payments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_order_payments_order_id"))
         batch_op.drop_index(batch_op.f("ix_order_payments_brand_id"))
@@ -807,6 +1479,36 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_order_discounts_brand_id"))
 
     op.drop_table("order_discounts")
+    with op.batch_alter_table("tier_snapshots", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tier_snapshots_brand_id"))
+
+    op.drop_table("tier_snapshots")
+    with op.batch_alter_table("tier_changes", schema=None) as batch_op:
+        batch_op.drop_index("ix_tier_changes_member")
+        batch_op.drop_index(batch_op.f("ix_tier_changes_brand_id"))
+
+    op.drop_table("tier_changes")
+    with op.batch_alter_table("point_operations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_point_operations_member_id"))
+        batch_op.drop_index(batch_op.f("ix_point_operations_brand_id"))
+
+    op.drop_table("point_operations")
+    with op.batch_alter_table("point_accounts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_point_accounts_member_id"))
+        batch_op.drop_index(batch_op.f("ix_point_accounts_brand_id"))
+
+    op.drop_table("point_accounts")
+    with op.batch_alter_table("paid_subscriptions", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_paid_subscriptions_one_active",
+            sqlite_where=sa.text("status = 'active'"),
+            postgresql_where=sa.text("status = 'active'"),
+        )
+        batch_op.drop_index("ix_paid_subscriptions_status_ends")
+        batch_op.drop_index("ix_paid_subscriptions_member_starts")
+        batch_op.drop_index(batch_op.f("ix_paid_subscriptions_brand_id"))
+
+    op.drop_table("paid_subscriptions")
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_index("ix_orders_store_paid")
         batch_op.drop_index("ix_orders_member_paid")
@@ -819,6 +1521,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_member_verifications_brand_id"))
 
     op.drop_table("member_verifications")
+    with op.batch_alter_table("member_tiers", schema=None) as batch_op:
+        batch_op.drop_index("ix_member_tiers_review")
+        batch_op.drop_index("ix_member_tiers_level")
+        batch_op.drop_index(batch_op.f("ix_member_tiers_brand_id"))
+
+    op.drop_table("member_tiers")
     with op.batch_alter_table("member_identifiers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_member_identifiers_member_id"))
         batch_op.drop_index(batch_op.f("ix_member_identifiers_brand_id"))
@@ -845,11 +1553,20 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_webhook_deliveries_brand_id"))
 
     op.drop_table("webhook_deliveries")
+    with op.batch_alter_table("tier_levels", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tier_levels_brand_id"))
+
+    op.drop_table("tier_levels")
     with op.batch_alter_table("products", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_products_category_id"))
         batch_op.drop_index(batch_op.f("ix_products_brand_id"))
 
     op.drop_table("products")
+    with op.batch_alter_table("paid_plan_levels", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_paid_plan_levels_category_id"))
+        batch_op.drop_index(batch_op.f("ix_paid_plan_levels_brand_id"))
+
+    op.drop_table("paid_plan_levels")
     with op.batch_alter_table("members", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_members_phone_bidx"))
         batch_op.drop_index(batch_op.f("ix_members_email_bidx"))
@@ -871,6 +1588,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_webhook_subscriptions_brand_id"))
 
     op.drop_table("webhook_subscriptions")
+    with op.batch_alter_table("tier_programs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tier_programs_brand_id"))
+
+    op.drop_table("tier_programs")
     with op.batch_alter_table("stores", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_stores_brand_id"))
 
@@ -880,12 +1601,28 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_product_categories_brand_id"))
 
     op.drop_table("product_categories")
+    with op.batch_alter_table("point_types", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_point_types_brand_id"))
+
+    op.drop_table("point_types")
+    with op.batch_alter_table("point_earn_rules", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_point_earn_rules_brand_id"))
+
+    op.drop_table("point_earn_rules")
+    with op.batch_alter_table("paid_plan_categories", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_paid_plan_categories_brand_id"))
+
+    op.drop_table("paid_plan_categories")
     with op.batch_alter_table("outbox_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outbox_events_type"))
         batch_op.drop_index("ix_outbox_events_pending")
         batch_op.drop_index(batch_op.f("ix_outbox_events_brand_id"))
 
     op.drop_table("outbox_events")
+    with op.batch_alter_table("job_schedule_slots", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_job_schedule_slots_brand_id"))
+
+    op.drop_table("job_schedule_slots")
     with op.batch_alter_table("job_runs", schema=None) as batch_op:
         batch_op.drop_index("ix_job_runs_status")
         batch_op.drop_index(batch_op.f("ix_job_runs_kind"))
