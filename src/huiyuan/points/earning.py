@@ -431,7 +431,14 @@ def _reserved_amount(session: Session, confirm_entry: PointEntry) -> int:
 def earn_on_order_paid(session: Session, event: OutboxEvent) -> None:
     if event.brand_id is None or not event.payload.get("member_id"):
         return
-    earn_for_order(session, actor=system_for_brand(event.brand_id), order_id=int(event.payload["order_id"]))
+    order_id = int(event.payload["order_id"])
+    handled = session.scalar(
+        select(PointOperation.id).where(
+            PointOperation.brand_id == event.brand_id, PointOperation.key == f"order:{order_id}:earned"
+        )
+    )
+    if handled is None:  # not done by the batch preparer (or it failed): earn one by one
+        earn_for_order(session, actor=system_for_brand(event.brand_id), order_id=order_id)
 
 
 @prepare("order.paid")
