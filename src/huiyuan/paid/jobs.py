@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from huiyuan.jobs.context import JobContext
-from huiyuan.jobs.registry import job
+from huiyuan.jobs.registry import job, schedule
 from huiyuan.kit.clock import utcnow
 from huiyuan.paid import service
 from huiyuan.paid.repository import SubscriptionRepository
@@ -61,3 +61,9 @@ def grant_periodic_benefits(ctx: JobContext) -> dict[str, Any]:
             ctx.checkpoint({"after_id": after, "done": done, "periods": periods}, session=session)
         ctx.progress(done, max(total, done), "granting periodic benefits")
     return {"checked": done, "periods_granted": periods}
+
+
+# Lapsed plans end shortly after local midnight; periodic benefits of periods that started are
+# granted on the same daily pass.
+schedule("paid.expire", daily_at="00:15")
+schedule("paid.periodic_benefits", daily_at="00:30")
