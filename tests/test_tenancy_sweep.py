@@ -97,6 +97,11 @@ CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
         "/api/v1/members/{member_id}/points/transfer",
         {"idempotency_key": "sweep-t", "to_member_id": 1, "point_type": "points", "amount": 1},
     ),
+    (
+        "POST",
+        "/api/v1/members/{member_id}/points/actions",
+        {"idempotency_key": "sweep-act", "action": "check_in"},
+    ),
     ("POST", "/api/v1/points/checkout/{reservation_key}/confirm", None),
     ("POST", "/api/v1/points/checkout/{reservation_key}/release", None),
     ("GET", "/api/v1/tiers/levels/{level_id}", None),
@@ -116,6 +121,14 @@ CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/v1/members/{member_id}/paid/renew", {"payment_reference": "PAY-B"}),
     ("POST", "/api/v1/members/{member_id}/paid/upgrade", {"level_id": 1, "payment_reference": "PAY-B"}),
     ("POST", "/api/v1/members/{member_id}/paid/cancel", {"refund_reference": "RF-B"}),
+    ("GET", "/api/v1/points/mall/gifts/{gift_id}", None),
+    ("PATCH", "/api/v1/points/mall/gifts/{gift_id}", {"name": "偷改"}),
+    ("POST", "/api/v1/points/mall/gifts/{gift_id}/restock", {"quantity": 5}),
+    ("POST", "/api/v1/points/mall/gifts/{gift_id}/codes", None),
+    ("POST", "/api/v1/members/{member_id}/points/mall/redeem", {"gift_id": 1, "idempotency_key": "sweep-m"}),
+    ("GET", "/api/v1/points/mall/redemptions/{redemption_id}", None),
+    ("POST", "/api/v1/points/mall/redemptions/{redemption_id}/pay", {"payment_reference": "PAY-B"}),
+    ("POST", "/api/v1/points/mall/redemptions/{redemption_id}/cancel", {"reason": "x"}),
 ]
 
 
@@ -209,6 +222,16 @@ def _alpha_objects(client: Any, world: World) -> dict[str, Any]:
     )
     assert level.status_code == 201, level.text
     ids["plan_level_id"] = level.json()["id"]
+    gift = {"code": "MUG", "name": "杯子", "kind": "physical", "point_type": "points", "points_price": 10}
+    made = client.post(
+        "/api/v1/points/mall/gifts", json={**gift, "stock": 5, "cash_price": "1.00"}, headers=h
+    )
+    assert made.status_code == 201, made.text
+    ids["gift_id"] = made.json()["id"]
+    redeem = {"gift_id": ids["gift_id"], "idempotency_key": "alpha-m"}
+    redeemed = client.post(f"/api/v1/members/{member['id']}/points/mall/redeem", json=redeem, headers=h)
+    assert redeemed.status_code == 201, redeemed.text
+    ids["redemption_id"] = redeemed.json()["id"]
     return ids
 
 

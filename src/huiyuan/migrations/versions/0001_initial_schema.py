@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 16:30:49.891925
+Create Date: 2026-11-23 16:33:18.977831
 """
 
 from collections.abc import Sequence
@@ -502,6 +502,38 @@ def upgrade() -> None:
     with op.batch_alter_table("import_row_errors", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_import_row_errors_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index("ix_import_row_errors_run_row", ["import_run_id", "row_number"], unique=False)
+
+    op.create_table(
+        "mall_gifts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("point_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("points_price", sa.Integer(), nullable=False),
+        sa.Column("cash_price", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("sale_from", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("sale_to", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("limit_per_member", sa.Integer(), nullable=True),
+        sa.Column("limit_per_member_per_day", sa.Integer(), nullable=True),
+        sa.Column("payment_minutes", sa.Integer(), nullable=False),
+        sa.Column("stock_available", sa.Integer(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.CheckConstraint("points_price > 0 AND cash_price >= 0", name=op.f("ck_mall_gifts_price")),
+        sa.CheckConstraint("stock_available >= 0", name=op.f("ck_mall_gifts_stock")),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_mall_gifts_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["point_type_id"], ["point_types.id"], name=op.f("fk_mall_gifts_point_type_id_point_types")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mall_gifts")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_mall_gifts_brand_id_code")),
+    )
+    with op.batch_alter_table("mall_gifts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_mall_gifts_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
         "members",
@@ -1395,6 +1427,60 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_refund_items_refund_id"), ["refund_id"], unique=False)
 
     op.create_table(
+        "mall_redemptions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("gift_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("point_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=False),
+        sa.Column("points", sa.Integer(), nullable=False),
+        sa.Column("cash_amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("local_day", sa.Date(), nullable=False),
+        sa.Column("spend_entry_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("reservation_key", sa.String(length=200), nullable=True),
+        sa.Column("pay_by", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("payment_reference", sa.String(length=64), nullable=True),
+        sa.Column("paid_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("cancelled_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("cancel_reason", sa.String(length=200), nullable=True),
+        sa.Column("points_restored", sa.Integer(), nullable=False),
+        sa.Column("stock_returned", sa.Integer(), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_mall_redemptions_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["gift_id"], ["mall_gifts.id"], name=op.f("fk_mall_redemptions_gift_id_mall_gifts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_mall_redemptions_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["point_type_id"], ["point_types.id"], name=op.f("fk_mall_redemptions_point_type_id_point_types")
+        ),
+        sa.ForeignKeyConstraint(
+            ["spend_entry_id"],
+            ["point_entries.id"],
+            name=op.f("fk_mall_redemptions_spend_entry_id_point_entries"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mall_redemptions")),
+        sa.UniqueConstraint("brand_id", "key", name=op.f("uq_mall_redemptions_brand_id_key")),
+    )
+    with op.batch_alter_table("mall_redemptions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_mall_redemptions_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_mall_redemptions_due", ["brand_id", "status", "pay_by"], unique=False)
+        batch_op.create_index(
+            "ix_mall_redemptions_limits", ["gift_id", "member_id", "local_day"], unique=False
+        )
+        batch_op.create_index("ix_mall_redemptions_member", ["member_id", "id"], unique=False)
+
+    op.create_table(
         "point_entry_lots",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("entry_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -1417,17 +1503,91 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_point_entry_lots_entry_id"), ["entry_id"], unique=False)
         batch_op.create_index("ix_point_entry_lots_lot", ["lot_id"], unique=False)
 
+    op.create_table(
+        "mall_gift_codes",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("gift_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=200), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("redemption_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("assigned_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_mall_gift_codes_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["gift_id"], ["mall_gifts.id"], name=op.f("fk_mall_gift_codes_gift_id_mall_gifts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["redemption_id"],
+            ["mall_redemptions.id"],
+            name=op.f("fk_mall_gift_codes_redemption_id_mall_redemptions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mall_gift_codes")),
+        sa.UniqueConstraint("gift_id", "code", name=op.f("uq_mall_gift_codes_gift_id_code")),
+    )
+    with op.batch_alter_table("mall_gift_codes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_mall_gift_codes_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_mall_gift_codes_pick", ["gift_id", "status", "id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_mall_gift_codes_redemption_id"), ["redemption_id"], unique=False)
+
+    op.create_table(
+        "mall_stock_entries",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("gift_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=False),
+        sa.Column("balance_after", sa.Integer(), nullable=False),
+        sa.Column("redemption_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("reason", sa.String(length=200), nullable=True),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("occurred_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_mall_stock_entries_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["gift_id"], ["mall_gifts.id"], name=op.f("fk_mall_stock_entries_gift_id_mall_gifts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["redemption_id"],
+            ["mall_redemptions.id"],
+            name=op.f("fk_mall_stock_entries_redemption_id_mall_redemptions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mall_stock_entries")),
+    )
+    with op.batch_alter_table("mall_stock_entries", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_mall_stock_entries_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_mall_stock_entries_gift", ["gift_id", "id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("mall_stock_entries", schema=None) as batch_op:
+        batch_op.drop_index("ix_mall_stock_entries_gift")
+        batch_op.drop_index(batch_op.f("ix_mall_stock_entries_brand_id"))
+
+    op.drop_table("mall_stock_entries")
+    with op.batch_alter_table("mall_gift_codes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mall_gift_codes_redemption_id"))
+        batch_op.drop_index("ix_mall_gift_codes_pick")
+        batch_op.drop_index(batch_op.f("ix_mall_gift_codes_brand_id"))
+
+    op.drop_table("mall_gift_codes")
     with op.batch_alter_table("point_entry_lots", schema=None) as batch_op:
         batch_op.drop_index("ix_point_entry_lots_lot")
         batch_op.drop_index(batch_op.f("ix_point_entry_lots_entry_id"))
         batch_op.drop_index(batch_op.f("ix_point_entry_lots_brand_id"))
 
     op.drop_table("point_entry_lots")
+    with op.batch_alter_table("mall_redemptions", schema=None) as batch_op:
+        batch_op.drop_index("ix_mall_redemptions_member")
+        batch_op.drop_index("ix_mall_redemptions_limits")
+        batch_op.drop_index("ix_mall_redemptions_due")
+        batch_op.drop_index(batch_op.f("ix_mall_redemptions_brand_id"))
+
+    op.drop_table("mall_redemptions")
     with op.batch_alter_table("refund_items", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refund_items_refund_id"))
         batch_op.drop_index(batch_op.f("ix_refund_items_brand_id"))
@@ -1575,6 +1735,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_members_brand_id"))
 
     op.drop_table("members")
+    with op.batch_alter_table("mall_gifts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mall_gifts_brand_id"))
+
+    op.drop_table("mall_gifts")
     with op.batch_alter_table("import_row_errors", schema=None) as batch_op:
         batch_op.drop_index("ix_import_row_errors_run_row")
         batch_op.drop_index(batch_op.f("ix_import_row_errors_brand_id"))
