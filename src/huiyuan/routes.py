@@ -19,6 +19,7 @@ ROUTER_MODULES = (
     "huiyuan.orders.api",
     "huiyuan.points.api",
     "huiyuan.points.me_api",
+    "huiyuan.points.actions_api",
     "huiyuan.points.mall_api",
     "huiyuan.tiers.api",
     "huiyuan.tiers.me_api",
