@@ -7,6 +7,9 @@
   without entries, lot moves or account caches).
 * ``points.checkout`` — one client calling ``ledger.reserve`` then ``ledger.confirm`` (two
   transactions, as a POS does): pairs/s and p50/p99 of the pair.
+* ``points.order_earn_api`` — orders posted one per request to the real server while a dispatcher
+  (the worker's outbox loop, in the bench process) earns their points, against ``GET /ping`` of
+  the same server in the same run; plus the lag from the last order to its points.
 * ``points.earn_orders`` — orders/s earned by the outbox dispatcher (the ``order.paid`` handler
   evaluating a per-yuan rule and a growth rule, two lots per order) after a bulk import, against
   the bulk import itself in the same run.
@@ -389,3 +392,110 @@ def _ensure_types(db: Any, brand_id: int) -> None:
         if s.scalar(select(PointType.id).where(PointType.brand_id == brand_id).limit(1)) is not None:
             return
     _point_types(db, brand_id)
+
+
+def _earn_rules(db: Any, brand_id: int) -> None:
+    from sqlalchemy import select
+
+    from huiyuan.kit.scope import system_for_brand
+    from huiyuan.points.models import EarnRule
+    from huiyuan.points.rules import dump_definition, parse_definition
+
+    _ensure_types(db, brand_id)
+    with db.unit_of_work(system_for_brand(brand_id).scope) as s:
+        if s.scalar(select(EarnRule.id).where(EarnRule.brand_id == brand_id).limit(1)) is not None:
+            return
+        for code, definition in (
+            (
+                "per-yuan",
+                {
+                    "trigger": {"kind": "order"},
+                    "point_type": "points",
+                    "formula": {"kind": "per_amount", "per": "1.00", "points": 1},
+                },
+            ),
+            (
+                "growth",
+                {
+                    "trigger": {"kind": "order"},
+                    "point_type": "growth",
+                    "formula": {"kind": "per_amount", "per": "10.00", "points": 1},
+                },
+            ),
+        ):
+            s.add(
+                EarnRule(
+                    brand_id=brand_id,
+                    code=code,
+                    name=code,
+                    trigger="order",
+                    definition=dump_definition(parse_definition(definition)),
+                )
+            )
+
+
+def run_order_earn_api(world: BenchWorld, base: str, *, clients: int, seconds: float) -> None:
+    import json
+    import threading
+
+    from sqlalchemy import func, select
+
+    from bench.common import hammer
+    from huiyuan.kit.db import Database
+    from huiyuan.outbox.dispatcher import dispatch_pending
+    from huiyuan.outbox.models import OutboxEvent
+
+    db = Database(world.url)
+    _earn_rules(db, world.brand_id)
+    with db.unit_of_work() as s:
+        s.query(OutboxEvent).filter(OutboxEvent.dispatched_at.is_(None)).update(
+            {OutboxEvent.dispatched_at: datetime.now(UTC)}, synchronize_session=False
+        )
+    headers = {"Authorization": f"Bearer {world.api_key}", "Content-Type": "application/json"}
+    rngs = [random.Random(100 + i) for i in range(clients)]
+    pid = os.getpid()
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            if dispatch_pending(db, batch=200).taken == 0:
+                stop.wait(0.2)
+
+    def order(client: int, n: int) -> tuple[str, str, bytes | None]:
+        body = world.order(rngs[client], f"EARNAPI-{pid}-{client}-{n}")
+        return "POST", "/api/v1/orders", json.dumps(body).encode()
+
+    def ping(_client: int, _n: int) -> tuple[str, str, bytes | None]:
+        return "GET", "/ping", None
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    pinged = hammer(base, headers, ping, clients=clients, seconds=seconds)
+    orders = hammer(base, headers, order, clients=clients, seconds=seconds)
+    posted_at = time.perf_counter()
+    stop.set()
+    thread.join()
+    while dispatch_pending(db, batch=500).taken:
+        pass
+    lag = time.perf_counter() - posted_at
+    with db.unit_of_work(write=False) as s:
+        pending = s.scalar(
+            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None))
+        )
+    db.dispose()
+    emit(
+        "points.order_earn_api",
+        orders.rate,
+        "req/s",
+        p50_ms=round(orders.percentile(50), 2),
+        p99_ms=round(orders.percentile(99), 2),
+        ratio_to_ping=round(orders.rate / pinged.rate, 3) if pinged.rate else 0.0,
+        ping_rps=round(pinged.rate, 1),
+        requests=orders.requests,
+        errors=orders.errors,
+        earn_lag_s_after_last_order=round(lag, 2),
+        events_left=pending,
+        clients=clients,
+        server="huiyuan serve --no-worker (1 uvicorn worker); dispatcher in the bench process",
+        db="sqlite",
+    )
