@@ -18,9 +18,11 @@ from tests.paid.conftest import START, granted_keys
 from tests.paid.helpers import buy, make_plans
 
 
-def _outbox(world: World, prefix: str = "paid.") -> list[str]:
+def _outbox(world: World, prefix: str = "paid.", subscription_id: int | None = None) -> list[str]:
     with world.db.unit_of_work(write=False) as s:
         stmt = select(OutboxEvent.type).where(OutboxEvent.type.startswith(prefix)).order_by(OutboxEvent.id)
+        if subscription_id is not None:
+            stmt = stmt.where(OutboxEvent.aggregate_id == str(subscription_id))
         return list(s.scalars(stmt))
 
 
@@ -226,7 +228,7 @@ def test_cancel_in_cooling_off_refunds_everything(client: Any, world: World, clo
         ("refunded", "120.00"),
         ("cancelled", None),
     ]
-    assert _outbox(world) == ["paid.bought", "paid.cancelled"]
+    assert _outbox(world, subscription_id=sub["id"]) == ["paid.bought", "paid.cancelled"]
     with world.db.unit_of_work(write=False) as s:
         actions = s.scalars(
             select(AuditEntry.action).where(

@@ -3,6 +3,8 @@
 * ``points.expire`` — expires due lots (decay carry-over included), 1,000 lots a transaction.
 * ``points.activate`` — makes pending lots whose return window closed spendable.
 * ``points.release_reservations`` — releases checkout holds that timed out.
+* ``points.mall_expire`` — ends points-mall redemptions left unpaid past their deadline (stock and
+  held codes come back; the ledger releases the held points).
 
 Each chunk commits with its checkpoint (the last lot id), so a stopped run resumes where it was and
 a re-run finds nothing left to do: the ledger skips lots already expired or activated.
@@ -90,8 +92,26 @@ def release_reservations(ctx: JobContext) -> dict[str, Any]:
     return {"released": released}
 
 
+@job("points.mall_expire")
+def expire_mall_redemptions(ctx: JobContext) -> dict[str, Any]:
+    from huiyuan.points.mall import expire_overdue_redemptions
+
+    now = _now(ctx)
+    expired = int(ctx.state.get("expired", 0))
+    while True:
+        with ctx.unit_of_work() as session:
+            count = expire_overdue_redemptions(session, actor=ctx.actor, now=now)
+            if count == 0:
+                break
+            expired += count
+            ctx.checkpoint({"at": ctx.state["at"], "expired": expired}, session=session)
+        ctx.progress(expired, None, f"expired {expired} unpaid redemptions")
+    return {"expired": expired}
+
+
 # Expiry once a day after local midnight (yearly clearing dates fall at midnight); return windows
 # close at any hour; checkout holds are short.
 schedule("points.expire", daily_at="00:10")
 schedule("points.activate", every_minutes=60)
 schedule("points.release_reservations", every_minutes=5)
+schedule("points.mall_expire", every_minutes=5)
