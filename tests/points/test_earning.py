@@ -324,3 +324,32 @@ def test_dispatching_a_batch_of_paid_orders_earns_each_once(client, world: World
         assert _account(world, m["id"]).available == 360  # type: ignore[union-attr]
     with world.db.unit_of_work(system_for_brand(a.id).scope) as s:
         assert len(s.scalars(select(PointLot)).all()) == 6
+
+
+def test_tier_multiplier_and_paid_plan_feed_order_earning(client, world: World, clock) -> None:
+    from tests.tiers.helpers import register_test_gift, set_up_ladder
+
+    register_test_gift()
+    tiered = {**PER_YUAN, "conditions": [{"kind": "tiers", "in": ["silver"]}]}
+    _setup(world, rules=[PER_YUAN, {**tiered, "point_type": "growth"}])
+    a = world.brands[0]
+    set_up_ladder(client, a.headers)
+    m = enroll(client, a.headers)
+    actor = system_for_brand(a.id)
+    with world.db.unit_of_work(actor.scope) as s:
+        ledger.earn(
+            s,
+            actor=actor,
+            member_id=m["id"],
+            point_type="growth",
+            amount=1000,
+            key="g-seed",
+            source_type="adjust",
+        )
+    dispatch_pending(world.db)  # points.earned → the member reaches silver (×1.2)
+    _order(client, world, m["id"], "T-1")
+    dispatch_pending(world.db)
+    dispatch_pending(world.db)
+    # 180 points × 1.2 for silver; the silver-only growth rule gives 180 × 1.2 = 216 growth too.
+    assert _account(world, m["id"]).available == 216  # type: ignore[union-attr]
+    assert _account(world, m["id"], "growth").available == 1000 + 216  # type: ignore[union-attr]

@@ -18,7 +18,6 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from huiyuan.auth.deps import require
-from huiyuan.kit.clock import utcnow
 from huiyuan.kit.idempotency import IdempotencyKey
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
@@ -74,8 +73,8 @@ def record_action(
     idempotency_key: IdempotencyKey = None,
 ) -> ActionOut:
     key = service.operation_key(data.idempotency_key, idempotency_key)
-    occurred = data.occurred_at or utcnow()
-    if occurred.tzinfo is None:
+    occurred = data.occurred_at
+    if occurred is not None and occurred.tzinfo is None:
         occurred = occurred.replace(tzinfo=UTC)
     results = earning.earn_for_action(
         session,

@@ -151,13 +151,15 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
     policies = {code: expiry_policy.parse_policy(pt.expiry_policy) for code, pt in types.items()}
 
     planned: list[tuple[Order, rules.Grant]] = []
-    facts_cache: dict[int, rules.MemberFacts] = {}
+    # Tier and paid plan are read as of each order's payment (a plan may start or end in between).
+    facts_cache: dict[tuple[int, Any], rules.MemberFacts] = {}
     for order in orders:
         member = members.get(order.member_id or 0)
         if member is None or member.status == "closed":
             continue
-        if member.id not in facts_cache:
-            facts_cache[member.id] = earning.member_facts(session, member, order.paid_at)
+        facts_key = (member.id, order.paid_at)
+        if facts_key not in facts_cache:
+            facts_cache[facts_key] = earning.member_facts(session, member, order.paid_at)
         facts = rules.OrderFacts(
             order_id=order.id,
             order_number=order.order_number,
@@ -170,7 +172,7 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
             items=lines[order.id],
             payments=pays[order.id],
         )
-        for grant in rules.evaluate(inputs, order=facts, action=None, member=facts_cache[member.id], tz=tz):
+        for grant in rules.evaluate(inputs, order=facts, action=None, member=facts_cache[facts_key], tz=tz):
             if grant.point_type in types:
                 planned.append((order, grant))
 

@@ -22,6 +22,7 @@ earning depends on them in this one direction only (they learn about points thro
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from collections.abc import Sequence
@@ -33,7 +34,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from huiyuan.kit.errors import NotFound
+from huiyuan.kit.clock import utcnow
+from huiyuan.kit.errors import IdempotencyMismatch, NotFound, field_error
 from huiyuan.kit.scope import Principal, system_for_brand
 from huiyuan.members.models import Member
 from huiyuan.orders.models import Category, Order, OrderItem, OrderPayment, Product
@@ -66,7 +68,7 @@ def member_facts(session: Session, member: Member, at: datetime) -> rules.Member
     if current_tier is not None:
         tier = current_tier(session, member.id)
         if tier is not None:
-            tier_code = tier.level_code
+            tier_code = tier.code
             factor = Decimal(str(getattr(tier, "points_multiplier", 1) or 1))
             if factor > 1:
                 multipliers.append(rules.ExternalMultiplier(source=f"tier:{tier_code}", factor=factor))
@@ -131,6 +133,9 @@ def _local_day(at: datetime, tz: str) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+# Lots a rule granted itself (carried-over and transferred copies keep the rule id but are not grants).
+GRANT_SOURCES = ("order", "action")
+
 _parsed_rules: dict[str, rules.RuleDefinition] = {}
 
 
@@ -168,7 +173,9 @@ def _rule_inputs(
             per_member = int(
                 session.scalar(
                     select(func.coalesce(func.sum(PointLot.amount), 0)).where(
-                        PointLot.rule_id == rule.id, PointLot.member_id == member_id
+                        PointLot.rule_id == rule.id,
+                        PointLot.member_id == member_id,
+                        PointLot.source_type.in_(GRANT_SOURCES),
                     )
                 )
                 or 0
@@ -179,6 +186,7 @@ def _rule_inputs(
                     select(func.coalesce(func.sum(PointLot.amount), 0)).where(
                         PointLot.rule_id == rule.id,
                         PointLot.member_id == member_id,
+                        PointLot.source_type.in_(GRANT_SOURCES),
                         PointLot.earned_at >= day_start,
                         PointLot.earned_at < day_end,
                     )
@@ -303,26 +311,60 @@ def earn_for_action(
     member_id: int,
     action: str,
     key: str,
-    occurred_at: datetime,
+    occurred_at: datetime | None = None,
     properties: dict[str, Any] | None = None,
 ) -> list[ledger.LedgerResult]:
-    """Grant what the brand's rules give for a member's action (check-in, review …); ``key`` makes
-    a retried call earn once."""
+    """Grant what the brand's rules give for a member's action (check-in, review …) that happened
+    at ``occurred_at`` (default now); ``key`` makes a retried call earn once."""
     brand_id = actor.scope.require_brand()
     member = session.get(Member, member_id)
     if member is None:
         raise NotFound(f"Member {member_id} was not found.")
-    earlier = session.scalars(
-        select(PointOperation)
-        .where(
-            PointOperation.brand_id == brand_id,
-            PointOperation.key.startswith(f"action:{key}:rule:", autoescape=True),
+    digest = ledger._hash(
+        {
+            "op": "action",
+            "member": member_id,
+            "action": action,
+            "at": occurred_at,
+            "properties": properties or {},
+        }
+    )
+    # The hash is of the request as sent: a retry that gives no time is the same request.
+    occurred_at = occurred_at or utcnow()
+    marker = session.scalars(
+        select(PointOperation).where(
+            PointOperation.brand_id == brand_id, PointOperation.key == f"action:{key}"
         )
-        .order_by(PointOperation.id)
-    ).all()
-    if earlier:
+    ).one_or_none()
+    if marker is not None:
+        if marker.request_hash != digest:
+            raise IdempotencyMismatch(
+                "This idempotency key was already used for a different action.",
+                errors=[field_error("idempotency_key", "already used with another request", "reused")],
+            )
         # A retried action: what it earned the first time, even if caps would refuse it now.
-        return [ledger.LedgerResult.from_json(op.result) for op in earlier]
+        return [
+            ledger.LedgerResult.from_json(op.result)
+            for op in session.scalars(
+                select(PointOperation)
+                .where(
+                    PointOperation.brand_id == brand_id,
+                    PointOperation.key.startswith(f"action:{key}:rule:", autoescape=True),
+                )
+                .order_by(PointOperation.id)
+            )
+        ]
+    session.add(
+        PointOperation(
+            brand_id=brand_id,
+            key=f"action:{key}",
+            kind="earn_action",
+            request_hash=digest,
+            member_id=member_id,
+            result={"action": action},
+            actor=actor.label[:120],
+        )
+    )
     tz = _brand_tz(session, brand_id)
     inputs = _rule_inputs(session, brand_id, action, member.id, occurred_at, tz)
     if not inputs:
@@ -331,6 +373,8 @@ def earn_for_action(
     grants = rules.evaluate(
         inputs, order=None, action=facts, member=member_facts(session, member, occurred_at), tz=tz
     )
+    # Actions have no return window: their points are spendable at once.
+    grants = [dataclasses.replace(g, pending_days=0) if g.pending_days is None else g for g in grants]
     return _apply(
         session,
         actor=actor,

@@ -32,6 +32,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -383,6 +384,7 @@ def _new_lot(
     store_id: int | None,
     funded_by: str,
     rule_id: int | None,
+    unit_value: Decimal | None = None,
 ) -> PointLot:
     lot = PointLot(
         brand_id=account.brand_id,
@@ -401,7 +403,7 @@ def _new_lot(
         store_id=store_id,
         funded_by=funded_by,
         rule_id=rule_id,
-        unit_value=pt.fair_value,
+        unit_value=pt.fair_value if unit_value is None else unit_value,
         created_at=op.now,
     )
     session.add(lot)
@@ -525,6 +527,7 @@ def _expire_lot(session: Session, op: _Op, account: PointAccount, lot: PointLot)
             store_id=lot.store_id,
             funded_by=lot.funded_by,
             rule_id=lot.rule_id,
+            unit_value=lot.unit_value,
         )
         new.frozen_reason = lot.frozen_reason
         _entry(
@@ -608,8 +611,6 @@ def earn(
         )
     pt = point_type_by_code(session, brand_id, point_type)
     member = _member(session, member_id)
-    if member.status in ("closed",):
-        raise PointsNotAllowed("A closed member cannot earn points.")
     digest = earn_digest(
         kind=kind,
         member_id=member_id,
@@ -626,7 +627,11 @@ def earn(
     )
     account = open_account(session, brand_id=brand_id, member_id=member_id, point_type_id=pt.id)
     if (done := _replay(session, brand_id, key, kind, digest)) is not None:
-        return done
+        return done  # a retry gets its first result even if the member or type changed since
+    if member.status == "closed":
+        raise PointsNotAllowed("A closed member cannot earn points.")
+    if pt.status != "active":
+        raise PointsNotAllowed(f"Point type '{pt.code}' is retired and grants no new points.")
     op = _start(
         session, actor=actor, brand_id=brand_id, key=key, kind=kind, member_id=member_id, digest=digest
     )
@@ -721,7 +726,7 @@ def spend(
             "Points to spend must be positive.", errors=[field_error("amount", "must be > 0")]
         )
     pt = point_type_by_code(session, brand_id, point_type)
-    if not pt.spendable:
+    if not pt.spendable and kind != "adjust":  # an operator may correct growth value downwards
         raise PointsNotAllowed(f"Points of type '{pt.code}' cannot be spent.")
     digest = _hash(
         {
@@ -866,7 +871,8 @@ def _settle_reservation(
     session.refresh(reservation)
     pt = session.get(PointType, account.point_type_id)
     assert pt is not None
-    key = f"{reservation_key}:{outcome}"
+    # "#" is outside the characters clients may use in keys, so no client key can collide.
+    key = f"{reservation_key}#{outcome}"
     digest = _hash({"op": outcome, "reservation": reservation_key})
     if (done := _replay(session, brand_id, key, outcome, digest)) is not None:
         return done
@@ -882,7 +888,9 @@ def _settle_reservation(
     # Settling first may time the reservation out (released), which a confirm must then refuse.
     _settle_account(session, op, account)
     if reservation.status != "held":
-        raise ReservationClosed(f"The reservation is {reservation.status}.", status=reservation.status)
+        raise ReservationClosed(
+            f"The reservation is {reservation.status}.", reservation_status=reservation.status
+        )
     if outcome == "confirm":
         _entry(
             session,
@@ -1431,6 +1439,7 @@ def transfer(
             store_id=lot.store_id,
             funded_by=lot.funded_by,
             rule_id=lot.rule_id,
+            unit_value=lot.unit_value,
         )
         new_moves.append((new, -n))
     _entry(

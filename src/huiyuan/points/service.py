@@ -358,7 +358,7 @@ def update_rule(session: Session, *, actor: Principal, rule_id: int, data: EarnR
     if rule is None:
         raise NotFound(f"Earn rule {rule_id} was not found.")
     if rule.status == "retired":
-        raise Conflict("A retired rule cannot change.", status="retired")
+        raise Conflict("A retired rule cannot change.", rule_status="retired")
     before = _rule_snapshot(rule)
     sent = data.model_dump(exclude_unset=True)
     if sent.get("definition") is not None:
@@ -396,7 +396,7 @@ def change_rule_status(
     if rule.status == status:
         return rule
     if rule.status == "retired":
-        raise Conflict("A retired rule cannot be reactivated.", status="retired")
+        raise Conflict("A retired rule cannot be reactivated.", rule_status="retired")
     before = rule.status
     rule.status = status
     session.flush()
