@@ -2,9 +2,11 @@
 uvicorn on a temporary, migrated SQLite database seeded through the services.
 
 Flow, in Chinese and then in English: sign in → search by name → search by exact phone → member detail;
-plus the dashboard chart, "load more" on the member list and an import with its progress and report.
+plus the dashboard chart, "load more" on the member list, an import with its progress and report, and
+the points liability and tier distribution charts after configuring points and tiers through the forms.
 A failing test leaves a screenshot in ``test-artifacts/``. With ``HUIYUAN_CONSOLE_SCREENSHOTS=<dir>``
-the test also saves the member list and member detail (for the README) into that folder.
+the tests also save the member list, member detail, dashboard, points liability and tiers pages (for
+the README) into that folder.
 """
 
 from __future__ import annotations
@@ -273,3 +275,127 @@ def test_import_upload_shows_progress_and_error_report(server: str, page: Any, t
         page.locator("#error-report").click()
     report = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
     assert len(report) == 2 and report[1].startswith("3,手机,") and "孙小美" in report[1]
+
+
+def _server_database_url() -> str:
+    # The module's server keeps its SQLite file next to the data folder it sets for the module.
+    from huiyuan.settings import get_settings
+
+    path = Path(get_settings().data_dir).parent / "console.db"
+    assert path.is_file(), path
+    return f"sqlite:///{path}"
+
+
+def _take_tier_snapshots(url: str, brand_code: str, days: list[Any]) -> None:
+    """What the daily ``tiers.snapshot`` job records, for days the worker (off in these tests) missed."""
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.scope import SYSTEM, system_for_brand
+    from huiyuan.tenancy.repository import TenancyRepository
+    from huiyuan.tiers import distribution
+
+    db = Database(url)
+    with db.unit_of_work(SYSTEM.scope) as s:
+        brand_id = next(b.id for b in TenancyRepository(s).brands() if b.code == brand_code)
+    with db.unit_of_work(system_for_brand(brand_id).scope) as s:
+        for day in days:
+            distribution.take_snapshot(s, brand_id=brand_id, day=day)
+    db.dispose()
+
+
+def test_points_liability_and_tier_charts_after_configuring_through_the_forms(
+    server: str, page: Any, tmp_path: Path
+) -> None:
+    page.goto(server + "/console/login?next=/console/points/types")
+    page.fill('input[name="username"]', "manager")
+    page.fill('input[name="password"]', PASSWORD)
+    page.locator('button[type="submit"]').click()
+    page.wait_for_url("**/console/points/types")
+
+    # A point type and an earn rule through their forms (HTMX posts, then the list reloads).
+    form = page.locator("#point-type-form form")
+    form.locator('input[name="code"]').fill("points")
+    form.locator('input[name="name"]').fill("会员积分")
+    form.locator('input[name="fair_value"]').fill("0.01")
+    form.locator('textarea[name="expiry_policy"]').fill('{"kind": "relative", "months": 2}')
+    form.locator('button[type="submit"]').click()
+    page.wait_for_function("(document.querySelector('#point-types')?.innerText || '').includes('会员积分')")
+    page.goto(server + "/console/points/rules")
+    form = page.locator("#earn-rule-form form")
+    form.locator('input[name="code"]').fill("base-earn")
+    form.locator('input[name="name"]').fill("消费积分")
+    form.locator('button[type="submit"]').click()
+    page.wait_for_function("(document.querySelector('#earn-rules')?.innerText || '').includes('消费积分')")
+
+    # Points for a few members through the API, signed in with the console session.
+    csrf = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+    listed = page.request.get(server + "/api/v1/members?limit=6")
+    assert listed.ok, listed.text()
+    member_ids = [m["id"] for m in listed.json()["items"]]
+    for i, member_id in enumerate(member_ids):
+        granted = page.request.post(
+            f"{server}/api/v1/members/{member_id}/points/grant",
+            headers={"X-CSRF-Token": csrf},
+            data={
+                "idempotency_key": f"browser-grant-{i}",
+                "point_type": "points",
+                "amount": 1000 * (i + 1),
+                "reason": "开业活动",
+                "funded_by": "store" if i % 2 else "brand",
+            },
+        )
+        assert granted.ok, granted.text()
+
+    page.goto(server + "/console/points/liability")
+    page.wait_for_selector("#liability-chart canvas, #liability-chart svg")
+    page.wait_for_selector("#expiring-chart canvas, #expiring-chart svg")
+    assert "¥210.00" in page.locator("#liability-value").inner_text()
+    page.wait_for_timeout(800)  # let the bars finish their entry animation
+    page.screenshot(path=str(tmp_path / "console-points-liability.png"), full_page=True)
+    if shots := _screenshot_dir():
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "console-points-liability.png"), full_page=True)
+
+    # The tier programme and two levels through the tiers page's forms (prefilled with examples).
+    page.goto(server + "/console/tiers")
+    page.locator('#tier-program-form button[type="submit"]').click()
+    page.wait_for_function("!(document.querySelector('#tier-program')?.innerText || '').includes('尚未')")
+    for code, zh, en in (("base", "普卡", "Classic"), ("silver", "银卡", "Silver")):
+        form = page.locator("#tier-level-form form")
+        form.locator('input[name="code"]').fill(code)
+        form.locator('input[name="name_zh"]').fill(zh)
+        form.locator('input[name="name_en"]').fill(en)
+        form.locator('button[type="submit"]').click()
+        page.wait_for_function(
+            "(text) => (document.querySelector('#tier-levels')?.innerText || '').includes(text)", arg=zh
+        )
+
+    # A week of daily snapshots, with a few members raised to silver half way.
+    url = _server_database_url()
+    today = datetime.now(UTC).date()
+    _take_tier_snapshots(url, "lx", [today - timedelta(days=d) for d in range(6, 2, -1)])
+    for member_id in member_ids[:3]:
+        raised = page.request.post(
+            f"{server}/api/v1/members/{member_id}/tier/override",
+            headers={"X-CSRF-Token": csrf},
+            data={"level_code": "silver", "reason": "门店活动"},
+        )
+        assert raised.ok, raised.text()
+    _take_tier_snapshots(url, "lx", [today - timedelta(days=d) for d in range(2, -1, -1)])
+
+    page.goto(server + "/console/tiers")
+    page.wait_for_selector("#tier-distribution-chart canvas, #tier-distribution-chart svg")
+    assert "银卡" in page.locator("#tier-levels").inner_text()
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(tmp_path / "console-tiers.png"), full_page=True)
+    if shots := _screenshot_dir():
+        page.screenshot(path=str(shots / "console-tiers.png"), full_page=True)
+
+    # The member's loyalty section loads the tier and the paid plan into itself.
+    page.goto(f"{server}/console/members/{member_ids[0]}")
+    page.wait_for_function("(document.querySelector('#member-tier-level')?.innerText || '').includes('银卡')")
+    page.wait_for_selector("#tier-changes")
+    assert "门店活动" in page.locator("#tier-changes").inner_text()
+    page.wait_for_selector("#loyalty-paid:not([hx-get])")
+    page.locator("#loyalty").screenshot(path=str(tmp_path / "console-member-loyalty.png"))
+    assert (tmp_path / "console-points-liability.png").stat().st_size > 0
+    assert (tmp_path / "console-tiers.png").stat().st_size > 0
