@@ -31,6 +31,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from huiyuan.kit.bulkinsert import insert_returning_ids
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.scope import Principal
 from huiyuan.members.models import Member
@@ -322,12 +323,8 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
         d[0 if not pending else 1] += g.points
         d[2] += g.points
     if planned:
-        lot_ids = list(
-            session.scalars(insert(LOTS).returning(LOTS.c.id, sort_by_parameter_order=True), lot_rows)
-        )
-        entry_ids = list(
-            session.scalars(insert(ENTRIES).returning(ENTRIES.c.id, sort_by_parameter_order=True), entry_rows)
-        )
+        lot_ids = insert_returning_ids(session, LOTS, lot_rows)
+        entry_ids = insert_returning_ids(session, ENTRIES, entry_rows)
         session.execute(
             insert(MOVES),
             [

@@ -1,6 +1,6 @@
 """Background sweeps of the points ledger, chunked and resumable.
 
-* ``points.expire`` — expires due lots (decay carry-over included), 1,000 lots a transaction.
+* ``points.expire`` — expires due lots (decay carry-over included), 5,000 lots a transaction.
 * ``points.activate`` — makes pending lots whose return window closed spendable.
 * ``points.release_reservations`` — releases checkout holds that timed out.
 * ``points.mall_expire`` — ends points-mall redemptions left unpaid past their deadline (stock and
@@ -24,7 +24,7 @@ from huiyuan.kit.clock import utcnow
 from huiyuan.points import ledger, sweeps
 from huiyuan.points.models import PointLot
 
-CHUNK = 1000
+CHUNK = 5000
 
 
 def _now(ctx: JobContext) -> datetime:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from huiyuan.kit.bulkinsert import insert_returning_ids
 from huiyuan.kit.scope import Principal
 from huiyuan.points import expiry_policy, ledger
 from huiyuan.points.models import PointAccount, PointEntry, PointEntryLot, PointLot, PointOperation, PointType
@@ -158,9 +159,7 @@ def _expire_fast(session: Session, *, actor: Principal, brand_id: int, now: date
         )
     points = 0
     if entry_rows:
-        entry_ids = session.scalars(
-            insert(ENTRIES).returning(ENTRIES.c.id, sort_by_parameter_order=True), entry_rows
-        ).all()
+        entry_ids = insert_returning_ids(session, ENTRIES, entry_rows)
         moves: list[dict[str, int]] = []
         for entry_id, members in zip(entry_ids, groups.values(), strict=True):
             moves.extend(
