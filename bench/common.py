@@ -134,14 +134,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(url: str) -> Iterator[str]:
-    """``huiyuan serve --no-worker`` (one uvicorn worker) on a free port; yields its base URL."""
+def server(url: str, *, worker: bool = False) -> Iterator[str]:
+    """``huiyuan serve --no-worker`` (one uvicorn worker) on a free port; yields its base URL.
+    With ``worker=True`` the worker (outbox dispatcher, jobs) runs inside the server process."""
     import httpx
 
     port = free_port()
-    cmd = [sys.executable, "-m", "huiyuan", "serve", "--no-worker", "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "huiyuan", "serve", "--host", "127.0.0.1"]
+    if not worker:
+        cmd.append("--no-worker")
     cmd += ["--port", str(port), "--db", url]
-    proc = subprocess.Popen(cmd, env={**os.environ, **BENCH_ENV}, stdout=subprocess.DEVNULL)
+    env = {**os.environ, **BENCH_ENV}
+    if worker:
+        env.update({"HUIYUAN_RUN_WORKER_IN_PROCESS": "true", "HUIYUAN_RUN_SCHEDULES": "false"})
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

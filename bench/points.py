@@ -311,40 +311,11 @@ def run_earn_orders(world: BenchWorld, *, batches: int) -> None:
     from huiyuan.orders.bulk import record_orders_bulk
     from huiyuan.outbox.dispatcher import dispatch_pending
     from huiyuan.outbox.models import OutboxEvent
-    from huiyuan.points.models import EarnRule, PointLot
-    from huiyuan.points.rules import dump_definition, parse_definition
+    from huiyuan.points.models import PointLot
 
     db = Database(world.url)
     actor = system_for_brand(world.brand_id)
-    _ensure_types(db, world.brand_id)
-    with db.unit_of_work(actor.scope) as s:
-        for code, definition in (
-            (
-                "per-yuan",
-                {
-                    "trigger": {"kind": "order"},
-                    "point_type": "points",
-                    "formula": {"kind": "per_amount", "per": "1.00", "points": 1},
-                },
-            ),
-            (
-                "growth",
-                {
-                    "trigger": {"kind": "order"},
-                    "point_type": "growth",
-                    "formula": {"kind": "per_amount", "per": "10.00", "points": 1},
-                },
-            ),
-        ):
-            s.add(
-                EarnRule(
-                    brand_id=world.brand_id,
-                    code=code,
-                    name=code,
-                    trigger="order",
-                    definition=dump_definition(parse_definition(definition)),
-                )
-            )
+    _earn_rules(db, world.brand_id)
     # Everything queued so far (the demo world's history) is marked handled, so only new orders count.
     with db.unit_of_work() as s:
         s.query(OutboxEvent).filter(OutboxEvent.dispatched_at.is_(None)).update(
@@ -394,55 +365,66 @@ def _ensure_types(db: Any, brand_id: int) -> None:
     _point_types(db, brand_id)
 
 
+BENCH_RULES = (
+    (
+        "bench-per-yuan",
+        {
+            "trigger": {"kind": "order"},
+            "point_type": "points",
+            "formula": {"kind": "per_amount", "per": "1.00", "points": 1},
+        },
+    ),
+    (
+        "bench-growth",
+        {
+            "trigger": {"kind": "order"},
+            "point_type": "growth",
+            "formula": {"kind": "per_amount", "per": "10.00", "points": 1},
+        },
+    ),
+)
+
+
 def _earn_rules(db: Any, brand_id: int) -> None:
-    from sqlalchemy import select
+    """Exactly two order rules active for the brand (1 point per yuan, 1 growth per 10 yuan): the
+    demo's own rules are paused so the figures do not depend on how the demo programme is set up."""
+    from sqlalchemy import select, update
 
     from huiyuan.kit.scope import system_for_brand
     from huiyuan.points.models import EarnRule
     from huiyuan.points.rules import dump_definition, parse_definition
 
     _ensure_types(db, brand_id)
+    codes = [code for code, _ in BENCH_RULES]
     with db.unit_of_work(system_for_brand(brand_id).scope) as s:
-        if s.scalar(select(EarnRule.id).where(EarnRule.brand_id == brand_id).limit(1)) is not None:
-            return
-        for code, definition in (
-            (
-                "per-yuan",
-                {
-                    "trigger": {"kind": "order"},
-                    "point_type": "points",
-                    "formula": {"kind": "per_amount", "per": "1.00", "points": 1},
-                },
-            ),
-            (
-                "growth",
-                {
-                    "trigger": {"kind": "order"},
-                    "point_type": "growth",
-                    "formula": {"kind": "per_amount", "per": "10.00", "points": 1},
-                },
-            ),
-        ):
-            s.add(
-                EarnRule(
-                    brand_id=brand_id,
-                    code=code,
-                    name=code,
-                    trigger="order",
-                    definition=dump_definition(parse_definition(definition)),
+        s.execute(
+            update(EarnRule)
+            .where(EarnRule.brand_id == brand_id, EarnRule.code.not_in(codes), EarnRule.status == "active")
+            .values(status="paused")
+        )
+        have = set(
+            s.scalars(select(EarnRule.code).where(EarnRule.brand_id == brand_id, EarnRule.code.in_(codes)))
+        )
+        for code, definition in BENCH_RULES:
+            if code not in have:
+                s.add(
+                    EarnRule(
+                        brand_id=brand_id,
+                        code=code,
+                        name=code,
+                        trigger="order",
+                        definition=dump_definition(parse_definition(definition)),
+                    )
                 )
-            )
 
 
-def run_order_earn_api(world: BenchWorld, base: str, *, clients: int, seconds: float) -> None:
+def run_order_earn_api(world: BenchWorld, *, clients: int, seconds: float) -> None:
     import json
-    import threading
 
     from sqlalchemy import func, select
 
-    from bench.common import hammer
+    from bench.common import hammer, server
     from huiyuan.kit.db import Database
-    from huiyuan.outbox.dispatcher import dispatch_pending
     from huiyuan.outbox.models import OutboxEvent
 
     db = Database(world.url)
@@ -454,12 +436,6 @@ def run_order_earn_api(world: BenchWorld, base: str, *, clients: int, seconds: f
     headers = {"Authorization": f"Bearer {world.api_key}", "Content-Type": "application/json"}
     rngs = [random.Random(100 + i) for i in range(clients)]
     pid = os.getpid()
-    stop = threading.Event()
-
-    def worker() -> None:
-        while not stop.is_set():
-            if dispatch_pending(db, batch=200).taken == 0:
-                stop.wait(0.2)
 
     def order(client: int, n: int) -> tuple[str, str, bytes | None]:
         body = world.order(rngs[client], f"EARNAPI-{pid}-{client}-{n}")
@@ -468,20 +444,24 @@ def run_order_earn_api(world: BenchWorld, base: str, *, clients: int, seconds: f
     def ping(_client: int, _n: int) -> tuple[str, str, bytes | None]:
         return "GET", "/ping", None
 
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    pinged = hammer(base, headers, ping, clients=clients, seconds=seconds)
-    orders = hammer(base, headers, order, clients=clients, seconds=seconds)
-    posted_at = time.perf_counter()
-    stop.set()
-    thread.join()
-    while dispatch_pending(db, batch=500).taken:
-        pass
-    lag = time.perf_counter() - posted_at
-    with db.unit_of_work(write=False) as s:
-        pending = s.scalar(
-            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None))
-        )
+    def waiting() -> int:
+        with db.unit_of_work(write=False) as s:
+            return int(
+                s.scalar(
+                    select(func.count()).select_from(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None))
+                )
+                or 0
+            )
+
+    with server(world.url, worker=True) as base:
+        pinged = hammer(base, headers, ping, clients=clients, seconds=seconds)
+        orders = hammer(base, headers, order, clients=clients, seconds=seconds)
+        posted_at = time.perf_counter()
+        left = waiting()
+        while left and time.perf_counter() - posted_at < 300:
+            time.sleep(0.5)
+            left = waiting()
+        lag = time.perf_counter() - posted_at
     db.dispose()
     emit(
         "points.order_earn_api",
@@ -493,9 +473,10 @@ def run_order_earn_api(world: BenchWorld, base: str, *, clients: int, seconds: f
         ping_rps=round(pinged.rate, 1),
         requests=orders.requests,
         errors=orders.errors,
+        statuses={str(k): v for k, v in orders.statuses.items()},
         earn_lag_s_after_last_order=round(lag, 2),
-        events_left=pending,
+        events_left=left,
         clients=clients,
-        server="huiyuan serve --no-worker (1 uvicorn worker); dispatcher in the bench process",
+        server="huiyuan serve (1 uvicorn worker) with its in-process worker earning the points",
         db="sqlite",
     )

@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> None:
         skus=len(world.skus),
     )
     try:
-        if "order_ingest" in args.only or "bulk_orders" in args.only or "points" in args.only:
+        if "points" in args.only:
+            points.run_order_earn_api(world, clients=args.clients, seconds=seconds)
+        if "order_ingest" in args.only or "bulk_orders" in args.only:
             with server(world.url) as base:
-                if "points" in args.only:
-                    points.run_order_earn_api(world, base, clients=args.clients, seconds=seconds)
                 if "order_ingest" in args.only:
                     order_ingest.run(world, base, clients=args.clients, seconds=seconds)
                 if "bulk_orders" in args.only:
