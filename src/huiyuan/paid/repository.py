@@ -119,6 +119,26 @@ class SubscriptionRepository:
         row = self.session.execute(stmt).first()
         return None if row is None else (row[0], row[1], row[2])
 
+    def overlapping_with_plan(
+        self, member_ids: list[int], start: datetime, end: datetime
+    ) -> list[tuple[Subscription, PlanLevel, PlanCategory]]:
+        """Subscriptions of these members whose term overlaps ``[start, end]``, with level and
+        category, newest start first."""
+        if not member_ids:
+            return []
+        stmt = (
+            select(Subscription, PlanLevel, PlanCategory)
+            .join(PlanLevel, PlanLevel.id == Subscription.level_id)
+            .join(PlanCategory, PlanCategory.id == Subscription.category_id)
+            .where(
+                Subscription.member_id.in_(member_ids),
+                Subscription.starts_at <= end,
+                func.coalesce(Subscription.ended_at, Subscription.ends_at) > start,
+            )
+            .order_by(Subscription.starts_at.desc(), Subscription.id.desc())
+        )
+        return [(r[0], r[1], r[2]) for r in self.session.execute(stmt)]
+
     def for_member(self, member_id: int) -> list[Subscription]:
         stmt = (
             select(Subscription)

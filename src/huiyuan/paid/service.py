@@ -109,6 +109,33 @@ def active_plan(session: Session, member_id: int, at: datetime) -> ActivePlan | 
     )
 
 
+@dataclass(frozen=True)
+class PlanTerm:
+    """A plan that covered a member during ``[starts_at, ends_at)``."""
+
+    starts_at: datetime
+    plan: ActivePlan
+
+
+def plan_terms(
+    session: Session, member_ids: list[int], start: datetime, end: datetime
+) -> dict[int, list[PlanTerm]]:
+    """The plans of many members that overlap ``[start, end]`` (one query), newest first, so a
+    caller can answer ``active_plan`` for any moment of the period without a query per moment."""
+    out: dict[int, list[PlanTerm]] = {}
+    for sub, level, category in SubscriptionRepository(session).overlapping_with_plan(member_ids, start, end):
+        plan = ActivePlan(
+            subscription_id=sub.id,
+            plan_code=category.code,
+            level_code=level.code,
+            level_id=level.id,
+            points_multiplier=level.points_multiplier,
+            ends_at=sub.ended_at or sub.ends_at,
+        )
+        out.setdefault(sub.member_id, []).append(PlanTerm(starts_at=sub.starts_at, plan=plan))
+    return out
+
+
 def member_history(session: Session, member_id: int) -> tuple[list[Subscription], list[SubscriptionEvent]]:
     """The member's subscriptions and history, newest first (404 if the member is not in scope)."""
     repo = SubscriptionRepository(session)

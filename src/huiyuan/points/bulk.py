@@ -152,7 +152,22 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
     policies = {code: expiry_policy.parse_policy(pt.expiry_policy) for code, pt in types.items()}
 
     planned: list[tuple[Order, rules.Grant]] = []
-    # Tier and paid plan are read as of each order's payment (a plan may start or end in between).
+    # Tier (current) and paid plan (as of each order's payment) for every member, read set-based.
+    member_ids = sorted({o.member_id for o in orders if o.member_id is not None})
+    current_tiers = earning._optional("huiyuan.tiers.service", "current_tiers")
+    tiers = current_tiers(session, brand_id, member_ids) if current_tiers is not None else {}
+    plan_terms = earning._optional("huiyuan.paid.service", "plan_terms")
+    terms: dict[int, Any] = {}
+    if plan_terms is not None and orders:
+        paid_times = [o.paid_at for o in orders]
+        terms = plan_terms(session, member_ids, min(paid_times), max(paid_times))
+
+    def plan_at(member_id: int, at: Any) -> Any:
+        for term in terms.get(member_id, ()):  # newest start first, as ``active_plan`` decides
+            if term.starts_at <= at < term.plan.ends_at:
+                return term.plan
+        return None
+
     facts_cache: dict[tuple[int, Any], rules.MemberFacts] = {}
     for order in orders:
         member = members.get(order.member_id or 0)
@@ -160,7 +175,13 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
             continue
         facts_key = (member.id, order.paid_at)
         if facts_key not in facts_cache:
-            facts_cache[facts_key] = earning.member_facts(session, member, order.paid_at)
+            facts_cache[facts_key] = earning.member_facts(
+                session,
+                member,
+                order.paid_at,
+                tier=tiers.get(member.id),
+                plan=plan_at(member.id, order.paid_at),
+            )
         facts = rules.OrderFacts(
             order_id=order.id,
             order_number=order.order_number,

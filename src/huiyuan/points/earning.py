@@ -60,26 +60,32 @@ def _optional(module: str, name: str) -> Any:
         return None
 
 
-def member_facts(session: Session, member: Member, at: datetime) -> rules.MemberFacts:
-    """The member as earn rules see it: tier, paid plan and their multipliers, birthday."""
+_LOOK_UP: Any = object()
+
+
+def member_facts(
+    session: Session, member: Member, at: datetime, *, tier: Any = _LOOK_UP, plan: Any = _LOOK_UP
+) -> rules.MemberFacts:
+    """The member as earn rules see it: tier, paid plan and their multipliers, birthday. A caller
+    that read tier and plan for many members at once passes them (``None`` for none)."""
     multipliers: list[rules.ExternalMultiplier] = []
     tier_code = plan_code = None
     current_tier = _optional("huiyuan.tiers.service", "current_tier")
-    if current_tier is not None:
-        tier = current_tier(session, member.id)
-        if tier is not None:
-            tier_code = tier.code
-            factor = Decimal(str(getattr(tier, "points_multiplier", 1) or 1))
-            if factor > 1:
-                multipliers.append(rules.ExternalMultiplier(source=f"tier:{tier_code}", factor=factor))
+    if tier is _LOOK_UP:
+        tier = current_tier(session, member.id) if current_tier is not None else None
+    if tier is not None:
+        tier_code = tier.code
+        factor = Decimal(str(getattr(tier, "points_multiplier", 1) or 1))
+        if factor > 1:
+            multipliers.append(rules.ExternalMultiplier(source=f"tier:{tier_code}", factor=factor))
     active_plan = _optional("huiyuan.paid.service", "active_plan")
-    if active_plan is not None:
-        plan = active_plan(session, member.id, at)
-        if plan is not None:
-            plan_code = plan.level_code
-            factor = Decimal(str(getattr(plan, "points_multiplier", 1) or 1))
-            if factor > 1:
-                multipliers.append(rules.ExternalMultiplier(source=f"paid:{plan_code}", factor=factor))
+    if plan is _LOOK_UP:
+        plan = active_plan(session, member.id, at) if active_plan is not None else None
+    if plan is not None:
+        plan_code = plan.level_code
+        factor = Decimal(str(getattr(plan, "points_multiplier", 1) or 1))
+        if factor > 1:
+            multipliers.append(rules.ExternalMultiplier(source=f"paid:{plan_code}", factor=factor))
     return rules.MemberFacts(
         member_id=member.id,
         tier_code=tier_code,

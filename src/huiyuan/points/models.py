@@ -137,6 +137,8 @@ class PointLot(BrandOwned, Base):
         Index("ix_point_lots_spend", "account_id", "state", "expires_at", "id"),
         Index("ix_point_lots_expiry", "brand_id", "state", "expires_at"),
         Index("ix_point_lots_activation", "brand_id", "state", "activates_at"),
+        # The lots an order earned (refunds take them back).
+        Index("ix_point_lots_source", "member_id", "source_type", "source_id"),
         CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining"),
     )
 

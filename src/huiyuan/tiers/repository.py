@@ -50,6 +50,13 @@ class TierRepository:
 
     # -- member states and changes ---------------------------------------------------------------
 
+    def states(self, member_ids: list[int]) -> dict[int, MemberTier]:
+        """Current tier rows of many members (those never evaluated are missing)."""
+        if not member_ids:
+            return {}
+        stmt = select(MemberTier).where(MemberTier.member_id.in_(member_ids))
+        return {row.member_id: row for row in self.session.scalars(stmt)}
+
     def state(self, member_id: int, *, for_update: bool = False) -> MemberTier | None:
         stmt = select(MemberTier).where(MemberTier.member_id == member_id)
         if for_update:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 16:33:18.977831
+Create Date: 2026-11-23 17:31:03.405064
 """
 
 from collections.abc import Sequence
@@ -1283,6 +1283,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_point_lots_activation", ["brand_id", "state", "activates_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_point_lots_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index("ix_point_lots_expiry", ["brand_id", "state", "expires_at"], unique=False)
+        batch_op.create_index("ix_point_lots_source", ["member_id", "source_type", "source_id"], unique=False)
         batch_op.create_index(
             "ix_point_lots_spend", ["account_id", "state", "expires_at", "id"], unique=False
         )
@@ -1613,6 +1614,7 @@ def downgrade() -> None:
     op.drop_table("point_reservations")
     with op.batch_alter_table("point_lots", schema=None) as batch_op:
         batch_op.drop_index("ix_point_lots_spend")
+        batch_op.drop_index("ix_point_lots_source")
         batch_op.drop_index("ix_point_lots_expiry")
         batch_op.drop_index(batch_op.f("ix_point_lots_brand_id"))
         batch_op.drop_index("ix_point_lots_activation")
