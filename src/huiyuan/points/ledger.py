@@ -474,6 +474,8 @@ def _settle_account(session: Session, op: _Op, account: PointAccount) -> None:
     ).all()
     for lot in due:
         _expire_lot(session, op, account, lot)
+    if account.reserved == 0:
+        return  # nothing is held, so no hold can have timed out
     timed_out = session.scalars(
         select(PointReservation)
         .where(
