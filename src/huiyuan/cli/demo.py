@@ -29,7 +29,13 @@ from huiyuan.demo.world import DemoWorld, Reporter, build_world
 from huiyuan.kit.db import Database
 from huiyuan.kit.errors import AppError
 
-PHASES = {"members": "会员 members", "orders": "订单 orders", "refunds": "退款 refunds"}
+PHASES = {
+    "members": "会员 members",
+    "orders": "订单 orders",
+    "refunds": "退款 refunds",
+    "points": "积分 points",
+    "tiers": "等级 tiers",
+}
 
 
 class _RateColumn(ProgressColumn):
@@ -121,6 +127,13 @@ def demo(
         str | None,
         typer.Option(help="When the history ends, ISO 8601 (default: now); for reproducible builds"),
     ] = None,
+    loyalty: Annotated[
+        bool,
+        typer.Option(
+            "--loyalty/--no-loyalty",
+            help="Configure points, tiers and paid plans and live them over the history (slower)",
+        ),
+    ] = True,
 ) -> None:
     """Build a realistic demo retail world (3 brands, stores, members, 2 years of orders) and serve it."""
     from huiyuan.kit.migrate import upgrade
@@ -156,6 +169,7 @@ def demo(
                 months=months,
                 end=until,
                 reporter=RichReporter(progress),
+                loyalty=loyalty,
             )
     except AppError as exc:
         console.print(f"[red]{exc.detail}[/red]")

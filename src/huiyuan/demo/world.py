@@ -23,6 +23,7 @@ from huiyuan.auth import service as auth
 from huiyuan.auth.permissions import BRAND_ADMIN
 from huiyuan.demo.bulk import BulkWriter
 from huiyuan.demo.catalog import build_catalog
+from huiyuan.demo.loyalty import LoyaltyBrand, build_loyalty
 from huiyuan.demo.people import LOCAL, Buyers, People, PhoneBook, StoreRef, build_members, utc
 from huiyuan.demo.reference import BRANDS, CITIES, MALLS, BrandProfile
 from huiyuan.demo.sales import SalesResult, build_orders, write_refunds
@@ -213,8 +214,10 @@ def build_world(
     months: int = 24,
     end: datetime | None = None,
     reporter: Reporter | None = None,
+    loyalty: bool = True,
 ) -> DemoWorld:
-    """Write the demo world into ``db`` (migrated, without demo brands) and return its logins."""
+    """Write the demo world into ``db`` (migrated, without demo brands) and return its logins;
+    ``loyalty`` also configures and lives each brand's loyalty programme (``demo.loyalty``)."""
     reporter = reporter or Reporter()
     end = end or utcnow()
     last_day = (end + LOCAL).date()
@@ -293,6 +296,20 @@ def build_world(
             write_refunds(writer, result, advance=lambda n: reporter.advance("refunds", n))
         reporter.finish("refunds")
         writer.sync_sequences()
+
+    if loyalty:
+        loyalty_counts = build_loyalty(
+            db,
+            [LoyaltyBrand(b.id, b.code, [r.id for r in stores[b.code]]) for b in brands],
+            seed=seed,
+            start=start,
+            end=end,
+            start_phase=reporter.start,
+            advance=reporter.advance,
+            finish_phase=reporter.finish,
+        )
+        for brand in brands:
+            brand.counts.update(loyalty_counts[brand.code])
 
     with db.unit_of_work() as s:
         tenancy_repo = TenancyRepository(s)
