@@ -808,6 +808,11 @@ def reserve(
     _settle_account(session, op, account)
     moves = _plan_draw(_spendable_lots(session, account, op.now), amount)
     minutes = ttl_minutes if ttl_minutes is not None else pt.reservation_minutes
+    if minutes <= 0:
+        raise ValidationFailed(
+            "A reservation must be held for at least a minute.",
+            errors=[field_error("ttl_minutes", "must be > 0")],
+        )
     reservation = PointReservation(
         brand_id=brand_id,
         key=key,

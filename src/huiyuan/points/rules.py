@@ -98,7 +98,8 @@ Points = Annotated[StrictInt, Field(gt=0, le=1_000_000_000)]
 Weekday = Annotated[StrictInt, Field(ge=1, le=7)]
 Code = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 ActionName = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9_.]{1,63}$")]
-FundedBy = Annotated[StrictStr, Field(pattern=r"^(platform|brand|store|merchant:[a-z0-9][a-z0-9_.-]{0,63})$")]
+# "merchant:" + up to 31 characters fits the lots' 40-character ``funded_by`` column.
+FundedBy = Annotated[StrictStr, Field(pattern=r"^(platform|brand|store|merchant:[a-z0-9][a-z0-9_.-]{0,30})$")]
 
 
 def _unique(values: list[Any] | None) -> list[Any] | None:
