@@ -345,28 +345,11 @@ def _gift_snapshot(gift: MallGift) -> dict[str, Any]:
 
 
 def client_key(body_key: str | None, header_key: str | None) -> str:
-    """The redemption's idempotency key: the body's ``idempotency_key`` or the ``Idempotency-Key`` header."""
-    if body_key and header_key and body_key != header_key:
-        raise ValidationFailed(
-            "Two different idempotency keys were sent.",
-            errors=[field_error("idempotency_key", "differs from the Idempotency-Key header", "conflicting")],
-        )
-    key = body_key or header_key
-    if not key:
-        raise ValidationFailed(
-            "An idempotency key is required.",
-            errors=[
-                field_error(
-                    "idempotency_key", "send it in the body or the Idempotency-Key header", "required"
-                )
-            ],
-        )
-    if not (4 <= len(key) <= 150) or not all(c.isascii() and (c.isalnum() or c in "_.:-") for c in key):
-        raise ValidationFailed(
-            "The idempotency key is not valid.",
-            errors=[field_error("idempotency_key", "4–150 of A–Z a–z 0–9 _ . : -", "pattern")],
-        )
-    return key
+    """The redemption's idempotency key: the body's ``idempotency_key`` or the ``Idempotency-Key`` header
+    (at most 150 characters: the mall prefixes it before it reaches the ledger)."""
+    from huiyuan.points.service import operation_key
+
+    return operation_key(body_key, header_key, max_length=150)
 
 
 # -- gifts ------------------------------------------------------------------------------------------

@@ -797,8 +797,9 @@ def settle_reservation(
 # -- operator and system actions -------------------------------------------------------------------
 
 
-def operation_key(body_key: str | None, header_key: str | None) -> str:
-    """The idempotency key of a write: the body's ``idempotency_key`` or the ``Idempotency-Key`` header."""
+def operation_key(body_key: str | None, header_key: str | None, *, max_length: int = 180) -> str:
+    """The idempotency key of a write: the body's ``idempotency_key`` or the ``Idempotency-Key`` header
+    (4 to ``max_length`` URL-safe characters)."""
     if body_key and header_key and body_key != header_key:
         raise ValidationFailed(
             "Two different idempotency keys were sent.",
@@ -814,11 +815,11 @@ def operation_key(body_key: str | None, header_key: str | None) -> str:
                 )
             ],
         )
-    if not KEY_PATTERN.fullmatch(key):
+    if not KEY_PATTERN.fullmatch(key) or len(key) > max_length:
         # The key of a reservation is part of its URLs, so every key keeps to URL-safe characters.
         raise ValidationFailed(
             "The idempotency key is not valid.",
-            errors=[field_error("idempotency_key", "4–180 of A–Z a–z 0–9 _ . : -", "pattern")],
+            errors=[field_error("idempotency_key", f"4–{max_length} of A–Z a–z 0–9 _ . : -", "pattern")],
         )
     return key
 
