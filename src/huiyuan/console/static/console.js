@@ -31,7 +31,7 @@
         chart.setOption({
           tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
           legend: { top: 0 },
-          grid: { left: 40, right: 16, top: 40, bottom: 30 },
+          grid: { left: 16, right: 16, top: 40, bottom: 30, containLabel: true },
           xAxis: { type: "category", data: data.months },
           yAxis: { type: "value", minInterval: 1 },
           series: data.series.map(function (s) {
