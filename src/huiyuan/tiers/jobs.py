@@ -27,7 +27,9 @@ CHUNK = 200
 
 @job("tiers.review")
 def review_tiers(ctx: JobContext) -> dict[str, Any]:
-    at = datetime.fromisoformat(ctx.state["at"]) if "at" in ctx.state else utcnow()
+    # The resume point's time first, then the time the run was asked for (the scheduler's slot).
+    stamp = ctx.state.get("at") or ctx.params.get("at")
+    at = datetime.fromisoformat(stamp) if stamp else utcnow()
     after = int(ctx.state.get("after_id", 0))
     done = int(ctx.state.get("done", 0))
     with ctx.unit_of_work(write=False) as session:
