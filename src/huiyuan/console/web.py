@@ -110,6 +110,8 @@ def environment() -> Environment:
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
     env.filters["dt"] = local_time
     env.filters["d"] = lambda v: v.isoformat() if v else "—"
+    # Thousands separators for counts and amounts ("53,873,123", "492,074.22").
+    env.filters["num"] = lambda v: f"{v:,}" if v is not None else "—"
     return env
 
 
