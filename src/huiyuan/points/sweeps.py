@@ -18,10 +18,10 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
-from huiyuan.kit.bulkinsert import insert_returning_ids
+from huiyuan.kit.bulkinsert import add_to_columns, executemany_rows, insert_returning_ids
 from huiyuan.kit.scope import Principal
 from huiyuan.points import expiry_policy, ledger
 from huiyuan.points.models import PointAccount, PointEntry, PointEntryLot, PointLot, PointOperation, PointType
@@ -166,32 +166,29 @@ def _expire_fast(session: Session, *, actor: Principal, brand_id: int, now: date
                 {"brand_id": brand_id, "entry_id": entry_id, "lot_id": lot.id, "amount": -lot.remaining}
                 for lot in members
             )
-        session.execute(insert(MOVES), moves)
+        executemany_rows(session, MOVES, moves)
         per_account: dict[int, dict[str, int]] = defaultdict(lambda: {"a": 0, "p": 0, "f": 0})
         for (account_id, state), members in groups.items():
             total = sum(lot.remaining for lot in members)
             per_account[account_id][{"active": "a", "pending": "p", "frozen": "f"}[state]] += total
             points += total
-        session.execute(
-            update(ACCOUNTS)
-            .where(ACCOUNTS.c.id == bindparam("b_id"))
-            .values(
-                available=ACCOUNTS.c.available - bindparam("b_a"),
-                pending=ACCOUNTS.c.pending - bindparam("b_p"),
-                frozen=ACCOUNTS.c.frozen - bindparam("b_f"),
-                expired_total=ACCOUNTS.c.expired_total + bindparam("b_e"),
-                updated_at=now,
-            ),
+        # Buckets go down by what expired; expired_total up by the same.
+        add_to_columns(
+            session,
+            ACCOUNTS,
             [
-                {
-                    "b_id": account_id,
-                    "b_a": d["a"],
-                    "b_p": d["p"],
-                    "b_f": d["f"],
-                    "b_e": d["a"] + d["p"] + d["f"],
-                }
+                (
+                    account_id,
+                    {
+                        "available": -d["a"],
+                        "pending": -d["p"],
+                        "frozen": -d["f"],
+                        "expired_total": d["a"] + d["p"] + d["f"],
+                    },
+                )
                 for account_id, d in per_account.items()
             ],
+            also={"updated_at": now},
         )
     session.execute(
         update(LOTS).where(LOTS.c.id.in_([lot.id for lot in lots])).values(state="expired", remaining=0)
