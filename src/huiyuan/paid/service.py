@@ -213,6 +213,25 @@ def _require_open(member_id: int, status: str) -> None:
         raise MemberNotActive(f"Member {member_id} is {status}.", member_status=status)
 
 
+def _begin(
+    session: Session,
+    brand_id: int,
+    member_id: int,
+    operation: str,
+    data: BaseModel,
+    reference: str,
+    field: str,
+) -> tuple[str, Change | None]:
+    """The start of every subscription verb: lock the member, answer a retry with its first result,
+    then refuse a member who may not buy. Returns the request hash and the replay, if any."""
+    member_status = _lock_member(session, member_id)
+    digest = _request_hash(operation, member_id, data)
+    replayed = _replay(session, brand_id, reference, field, digest)
+    if replayed is None:
+        _require_open(member_id, member_status)
+    return digest, replayed
+
+
 def _replay(session: Session, brand_id: int, reference: str, field: str, digest: str) -> Change | None:
     repo = SubscriptionRepository(session)
     event = repo.event_by_reference(brand_id, reference)
@@ -304,12 +323,11 @@ def _start(
 def buy(session: Session, *, actor: Principal, member_id: int, data: BuyIn) -> Change:
     """Buy a plan level for a member (the same level as the active one renews it)."""
     brand_id = actor.scope.require_brand()
-    member_status = _lock_member(session, member_id)
-    digest = _request_hash("buy", member_id, data)
-    replayed = _replay(session, brand_id, data.payment_reference, "payment_reference", digest)
+    digest, replayed = _begin(
+        session, brand_id, member_id, "buy", data, data.payment_reference, "payment_reference"
+    )
     if replayed is not None:
         return replayed
-    _require_open(member_id, member_status)
     level = _level_on_sale(session, data.level_id)
     _check_amount(data.amount, level.price)
     now = utcnow()
@@ -389,12 +407,11 @@ def _extend(
 def renew(session: Session, *, actor: Principal, member_id: int, data: RenewIn) -> Change:
     """Renew the member's plan: from its end if still active, else as a new subscription from now."""
     brand_id = actor.scope.require_brand()
-    member_status = _lock_member(session, member_id)
-    digest = _request_hash("renew", member_id, data)
-    replayed = _replay(session, brand_id, data.payment_reference, "payment_reference", digest)
+    digest, replayed = _begin(
+        session, brand_id, member_id, "renew", data, data.payment_reference, "payment_reference"
+    )
     if replayed is not None:
         return replayed
-    _require_open(member_id, member_status)
     now = utcnow()
     current = _current(session, actor, member_id, now)
     if current is not None:
@@ -463,12 +480,11 @@ def upgrade(session: Session, *, actor: Principal, member_id: int, data: Upgrade
     """Upgrade the active plan to a higher level of its category, paying the difference pro rata:
     ``credit = floor_fen(value × remaining / term)``, ``due = max(0, new_price − credit)``."""
     brand_id = actor.scope.require_brand()
-    member_status = _lock_member(session, member_id)
-    digest = _request_hash("upgrade", member_id, data)
-    replayed = _replay(session, brand_id, data.payment_reference, "payment_reference", digest)
+    digest, replayed = _begin(
+        session, brand_id, member_id, "upgrade", data, data.payment_reference, "payment_reference"
+    )
     if replayed is not None:
         return replayed
-    _require_open(member_id, member_status)
     now = utcnow()
     current = _current(session, actor, member_id, now)
     if current is None:
@@ -550,12 +566,11 @@ def cancel(session: Session, *, actor: Principal, member_id: int, data: CancelIn
     """Cancel the active plan now and refund it: in full within the cooling-off days while no periodic
     benefit was granted, else pro rata on the unused whole days (``pricing.refund_quote``)."""
     brand_id = actor.scope.require_brand()
-    member_status = _lock_member(session, member_id)
-    digest = _request_hash("cancel", member_id, data)
-    replayed = _replay(session, brand_id, data.refund_reference, "refund_reference", digest)
+    digest, replayed = _begin(
+        session, brand_id, member_id, "cancel", data, data.refund_reference, "refund_reference"
+    )
     if replayed is not None:
         return replayed
-    _require_open(member_id, member_status)
     now = utcnow()
     current = _current(session, actor, member_id, now)
     if current is None:

@@ -50,6 +50,13 @@ from huiyuan.points.models import (
 )
 
 
+def _require_positive(amount: int, verb: str) -> None:
+    if amount <= 0:
+        raise ValidationFailed(
+            f"Points to {verb} must be positive.", errors=[field_error("amount", "must be > 0")]
+        )
+
+
 def earn(
     session: Session,
     *,
@@ -70,10 +77,7 @@ def earn(
 ) -> LedgerResult:
     """Grant ``amount`` points as a new lot (pending for ``pending_days``, else active)."""
     brand_id = actor.scope.require_brand()
-    if amount <= 0:
-        raise ValidationFailed(
-            "Points to grant must be positive.", errors=[field_error("amount", "must be > 0")]
-        )
+    _require_positive(amount, "grant")
     pt = point_type_by_code(session, brand_id, point_type)
     member = _member(session, member_id)
     digest = earn_digest(
@@ -186,10 +190,7 @@ def spend(
 ) -> LedgerResult:
     """Take ``amount`` available points at once, soonest-expiring lots first."""
     brand_id = actor.scope.require_brand()
-    if amount <= 0:
-        raise ValidationFailed(
-            "Points to spend must be positive.", errors=[field_error("amount", "must be > 0")]
-        )
+    _require_positive(amount, "spend")
     pt = point_type_by_code(session, brand_id, point_type)
     if not pt.spendable and kind != "adjust":  # an operator may correct growth value downwards
         raise PointsNotAllowed(f"Points of type '{pt.code}' cannot be spent.")
@@ -243,10 +244,7 @@ def reserve(
 ) -> LedgerResult:
     """Hold points for a checkout; ``key`` also names the reservation for confirm and release."""
     brand_id = actor.scope.require_brand()
-    if amount <= 0:
-        raise ValidationFailed(
-            "Points to reserve must be positive.", errors=[field_error("amount", "must be > 0")]
-        )
+    _require_positive(amount, "reserve")
     pt = point_type_by_code(session, brand_id, point_type)
     if not pt.spendable:
         raise PointsNotAllowed(f"Points of type '{pt.code}' cannot be spent.")
@@ -509,10 +507,7 @@ def transfer(
 ) -> LedgerResult:
     """Move available points to another member of the brand; each lot keeps its expiry."""
     brand_id = actor.scope.require_brand()
-    if amount <= 0:
-        raise ValidationFailed(
-            "Points to transfer must be positive.", errors=[field_error("amount", "must be > 0")]
-        )
+    _require_positive(amount, "transfer")
     if from_member_id == to_member_id:
         raise ValidationFailed(
             "Cannot transfer to the same member.",
