@@ -8,12 +8,13 @@ that would write another brand's row is refused. Must not contain any domain log
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ForeignKey, MetaData, create_engine, event
+from sqlalchemy import ForeignKey, MetaData, create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -219,3 +220,13 @@ class Database:
 def begin_write(session: Session) -> None:
     """Open the session's transaction as a writer (``BEGIN IMMEDIATE`` on SQLite)."""
     session.connection(execution_options={"sqlite_immediate": True})
+
+
+def advisory_lock(session: Session, name: str) -> None:
+    """Queue on ``name`` until this transaction ends (PostgreSQL advisory lock); on SQLite a no-op,
+    since ``BEGIN IMMEDIATE`` serialises writers already. Used where writers must meet on a key
+    (an idempotency key) rather than on a row that may not exist yet."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(name.encode()).digest()
+    session.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
