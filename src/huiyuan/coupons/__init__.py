@@ -1,0 +1,1 @@
+"""Coupons: templates, codes, issue, redemption and settlement (A7)."""
