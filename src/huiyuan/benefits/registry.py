@@ -30,7 +30,11 @@ from huiyuan.kit.errors import ValidationFailed, field_error
 from huiyuan.kit.scope import Principal
 
 # Modules whose import registers grantors; add a line when a domain offers a benefit kind.
-GRANTOR_MODULES: tuple[str, ...] = ("huiyuan.points.benefits",)
+GRANTOR_MODULES: tuple[str, ...] = (
+    "huiyuan.points.benefits",
+    "huiyuan.coupons.benefits",
+    "huiyuan.benefits.grantor",
+)
 
 
 class GrantFunction(Protocol):
