@@ -1,0 +1,292 @@
+"""(g) Event ingestion: ``POST /v1/batch`` through the real server (``huiyuan serve``, one uvicorn
+worker) with batches of 100 and 500 Segment messages, events/s and p50/p99 per request, against a raw
+insert baseline in the same run: the very same rows (as the ingestion path prepares them) inserted with
+a plain ``sqlite3`` executemany into the same ``events`` table, one transaction per batch. The ratio
+is API / raw.
+
+Where the time goes: the same requests replayed in-process through each stage (decode = gzip-less
+JSON parse and limits, prepare = spec + plan checks + row encoding, write = the executemany and commit),
+in µs per event, and with ``--profile`` a cProfile of the in-process path.
+
+``python -m bench.events [--seconds 10] [--clients 2] [--profile]`` runs alone on a fresh database;
+``python -m bench.run --only events`` runs it in the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import io
+import os
+import pstats
+import random
+import shutil
+import sqlite3
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.common import emit, hammer, server
+
+PAGES = ("/", "/category/knitwear", "/p/LX-TOP-0001", "/search", "/cart", "/member")
+EVENTS = ("Product Viewed", "Product Added", "Element Clicked", "Checkout Started", "Order Paid")
+MARK = b"RQRQRQRQRQRQRQRQ"  # replaced per request, so every request carries new message ids
+
+
+def _message(rng: random.Random, i: int) -> dict[str, Any]:
+    """A realistic mobile-web message (~550 bytes): 60 % anonymous, 40 % of a signed-in member."""
+    user = f"LX{rng.randrange(1, 5000):08d}" if rng.random() < 0.4 else None
+    common: dict[str, Any] = {
+        "messageId": f"{MARK.decode()}-{i:04d}",
+        "anonymousId": str(uuid.UUID(int=rng.getrandbits(128))),
+        "timestamp": f"2026-05-01T10:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(999):03d}Z",  # noqa: E501
+        "context": {
+            "library": {"name": "huiyuan.js", "version": "1.0.0"},
+            "page": {"path": rng.choice(PAGES), "url": "https://shop.example.com" + rng.choice(PAGES)},
+            "userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15",
+            "locale": "zh-CN",
+        },
+    }
+    if user:
+        common["userId"] = user
+    if rng.random() < 0.3:
+        return {**common, "type": "page", "name": "商品详情", "properties": {"path": rng.choice(PAGES)}}
+    return {
+        **common,
+        "type": "track",
+        "event": rng.choice(EVENTS),
+        "properties": {
+            "sku": f"LX-TOP-{rng.randrange(1, 400):04d}-M",
+            "name": "羊毛开衫",
+            "price": round(rng.uniform(50, 900), 2),
+            "category": "女装/针织",
+            "quantity": rng.randint(1, 3),
+        },
+    }
+
+
+def _templates(size: int, count: int = 8) -> list[bytes]:
+    rng = random.Random(size)
+    return [
+        orjson.dumps({"batch": [_message(rng, i) for i in range(size)], "sentAt": "2026-05-01T11:00:00Z"})
+        for _ in range(count)
+    ]
+
+
+def make_source(url: str, brand_id: int) -> str:
+    """A server source of the brand whose rate limit does not cap the benchmark, and a tracking plan
+    for the benchmark's events (so every message is checked, none is unplanned); its write key."""
+    from huiyuan.events.service import define_event
+    from huiyuan.events.sources import create_source
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.scope import system_for_brand
+
+    product = [
+        {"name": "sku", "type": "string", "required": True},
+        {"name": "name", "type": "string"},
+        {"name": "price", "type": "number", "required": True},
+        {"name": "category", "type": "string"},
+        {"name": "quantity", "type": "integer"},
+    ]
+    db = Database(url)
+    actor = system_for_brand(brand_id)
+    with db.unit_of_work() as s:
+        issued = create_source(s, actor=actor, name="bench", kind="server", rate_limit="1000000000/second")
+        for name in EVENTS:
+            define_event(s, actor=actor, name=name, properties=product)
+        define_event(
+            s, actor=actor, name="商品详情", kind="page", properties=[{"name": "path", "type": "string"}]
+        )
+    db.dispose()
+    return issued.write_key
+
+
+def _api(base: str, write_key: str, size: int, *, clients: int, seconds: float) -> dict[str, Any]:
+    templates = _templates(size)
+    auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+    headers = {"Authorization": auth, "Content-Type": "application/json"}
+    run_tag = uuid.uuid4().hex[:4]
+
+    def make(client: int, n: int) -> tuple[str, str, bytes | None]:
+        tag = f"{run_tag}{size:03d}{client:02d}{n:07d}".encode()  # as long as MARK
+        return "POST", "/v1/batch", templates[n % len(templates)].replace(MARK, tag)
+
+    r = hammer(base, headers, make, clients=clients, seconds=seconds)
+    events = r.requests * size
+    figure = emit(
+        f"events.api.batch{size}",
+        events / r.seconds if r.seconds else 0.0,
+        "events/s",
+        p50_ms=round(r.percentile(50), 2),
+        p99_ms=round(r.percentile(99), 2),
+        requests=r.requests,
+        errors=r.errors,
+        batch=size,
+        bytes_per_request=len(templates[0]),
+        clients=clients,
+        seconds=round(r.seconds, 1),
+        server="huiyuan serve --no-worker (1 uvicorn worker)",
+        db="sqlite",
+    )
+    return figure
+
+
+def _prepared_rows(brand_id: int, source_id: int, size: int, batches: int) -> list[list[tuple[Any, ...]]]:
+    from huiyuan.events import spec
+    from huiyuan.events.plan import EMPTY_PLAN
+    from huiyuan.kit.clock import utcnow
+
+    out = []
+    for n, body in enumerate(_templates(size) * (batches // 8 + 1)):
+        if n == batches:
+            break
+        raw = body.replace(MARK, f"raw-{size:03d}{n:09d}".encode())
+        parsed, length = spec.decode_body(raw)
+        env = spec.envelope(parsed, "batch", body_bytes=length)
+        prepared = spec.Preparer(
+            brand_id=brand_id, source_id=source_id, plan=EMPTY_PLAN, dialect="sqlite", received_at=utcnow()
+        ).add(env)
+        out.append(prepared.events)
+    return out
+
+
+def _raw(path: str, batches: list[list[tuple[Any, ...]]], size: int) -> float:
+    from huiyuan.events.spec import EVENT_COLUMNS
+
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    sql = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+    started = time.perf_counter()
+    for rows in batches:
+        con.execute("BEGIN IMMEDIATE")
+        con.executemany(sql, rows)
+        con.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    con.close()
+    events = sum(len(b) for b in batches)
+    return events / elapsed
+
+
+def _stages(url: str, write_key: str, size: int, batches: int, profile: bool) -> None:
+    """The in-process path of ``/v1/batch`` stage by stage, µs per event."""
+    from huiyuan.events import service, sources, spec, store
+    from huiyuan.kit.clock import utcnow
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.scope import Scope
+
+    db = Database(url)
+    bodies = [
+        t.replace(MARK, f"stg{size:03d}{n:010d}".encode())
+        for n, t in enumerate(_templates(size) * (batches // 8 + 1))
+    ]
+    bodies = bodies[:batches]
+    spent = {"decode": 0.0, "auth": 0.0, "prepare": 0.0, "write": 0.0}
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    for raw in bodies:
+        t0 = time.perf_counter()
+        body, length = spec.decode_body(raw)
+        env = spec.envelope(body, "batch", body_bytes=length)
+        t1 = time.perf_counter()
+        # As ``collect_api.collect``: the source and plan remembered for a second, else read.
+        known = sources.recent_source(write_key)
+        plan = service.cached_plan(known) if known is not None else None
+        if known is None or plan is None:
+            with db.session() as s:
+                known = sources.authenticate(s, write_key)
+                plan = service.compiled_plan(s, known)
+            sources.remember_source(known)
+        source = known
+        t2 = time.perf_counter()
+        at = utcnow()
+        prepared = spec.Preparer(
+            brand_id=source.brand_id, source_id=source.id, plan=plan, dialect="sqlite", received_at=at
+        ).add(env)
+        t3 = time.perf_counter()
+        with db.unit_of_work(Scope(brand_id=source.brand_id)) as s:
+            store.write(s, brand_id=source.brand_id, prepared=prepared, at=at)
+        t4 = time.perf_counter()
+        for stage, dt in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            spent[stage] += dt
+    if profiler:
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+        print(out.getvalue(), flush=True)
+    db.dispose()
+    events = size * len(bodies)
+    total = sum(spent.values())
+    emit(
+        f"events.stages.batch{size}",
+        events / total,
+        "events/s",
+        **{f"{k}_us": round(v / events * 1e6, 2) for k, v in spent.items()},
+        note="in-process, no HTTP",
+    )
+
+
+def run(url: str, brand_id: int, *, seconds: float, clients: int = 2, profile: bool = False) -> None:
+    """The API figures for batches of 100 and 500, the raw baseline of the same rows, the ratio."""
+    from huiyuan.kit.db import Database
+
+    write_key = make_source(url, brand_id)
+    api: dict[int, dict[str, Any]] = {}
+    with server(url) as base:
+        for size in (100, 500):
+            api[size] = _api(base, write_key, size, clients=clients, seconds=seconds)
+    db = Database(url)
+    path = db.engine.url.database or ""
+    db.dispose()
+    for size in (100, 500):
+        batches = max(4, int(api[size]["requests"]) // 4)
+        raw_rate = _raw(path, _prepared_rows(brand_id, 999_999, size, batches), size)
+        emit(f"events.raw.batch{size}", raw_rate, "events/s", batch=size, batches=batches, db="sqlite")
+        emit(
+            f"events.ratio.batch{size}",
+            float(api[size]["value"]) / raw_rate if raw_rate else 0.0,
+            "api/raw",
+            batch=size,
+            goal="≥ 50k events/s on 2 cores",
+        )
+        _stages(url, write_key, size, batches=max(8, 20_000 // size), profile=profile and size == 500)
+
+
+def _fresh_database() -> tuple[Path, str, int]:
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.migrate import upgrade
+    from huiyuan.kit.scope import SYSTEM
+    from huiyuan.tenancy.service import create_brand
+
+    folder = Path(tempfile.mkdtemp(prefix="huiyuan-bench-events-"))
+    url = f"sqlite:///{folder / 'events.db'}"
+    upgrade(url)
+    db = Database(url)
+    with db.unit_of_work() as s:
+        brand_id = create_brand(s, actor=SYSTEM, code="bench", name="Bench", member_number_prefix="BE").id
+    db.dispose()
+    return folder, url, brand_id
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the in-process path")
+    args = parser.parse_args(argv)
+    folder, url, brand_id = _fresh_database()
+    try:
+        run(url, brand_id, seconds=args.seconds, clients=args.clients, profile=args.profile)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HUIYUAN_LOG_LEVEL", "WARNING")
+    main()

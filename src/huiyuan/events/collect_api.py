@@ -1,0 +1,176 @@
+"""The tracking API, compatible with the Segment / RudderStack HTTP spec so their client libraries work
+unchanged: ``POST /v1/identify|track|page|screen|group|alias|batch`` (not under ``/api/v1``), and the
+browser snippet at ``GET /v1/snippet.js``.
+
+* Auth: the source's write key as HTTP Basic user name (``writeKey:``) or as ``writeKey`` in the body.
+* Bodies: JSON, gzip when ``Content-Encoding: gzip``; 500 KB per request, 32 KB per message.
+* Answers: 200 ``{"success": true, "received", "stored", "duplicates", "flagged", "quarantined"}``
+  only after the request's rows are committed; errors as ``{"code": …, "message": …}`` (400 limits
+  and malformed bodies, 401 bad key, 403 disabled source, 429 with ``Retry-After``).
+* CORS is open (``*``, no credentials): browsers on any site may send to a write key.
+
+Thin: the body is read here, everything else runs in a worker thread (``events.spec`` parses,
+``events.service.ingest`` writes) so the event loop keeps accepting requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from huiyuan.events import service, sources, spec
+from huiyuan.events.snippet import ETAG, SNIPPET_JS
+from huiyuan.kit.clock import utcnow
+from huiyuan.kit.db import Database
+from huiyuan.kit.errors import AppError
+from huiyuan.kit.scope import Scope
+
+router = APIRouter(tags=["tracking (Segment HTTP spec)"])
+
+CORS = {"Access-Control-Allow-Origin": "*"}
+PREFLIGHT = {
+    **CORS,
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+    "Access-Control-Max-Age": "86400",
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Stored (committed): counts of new, duplicate, flagged and quarantined messages",
+        "content": {
+            "application/json": {
+                "example": {
+                    "success": True,
+                    "received": 2,
+                    "stored": 2,
+                    "duplicates": 0,
+                    "flagged": 0,
+                    "quarantined": 0,
+                }
+            }
+        },
+    },
+    400: {
+        "description": "Not JSON / not gzip (`invalid-json`, `invalid-encoding`), malformed "
+        "(`invalid-request`), over 500 KB (`batch-too-large`) or a message over 32 KB (`message-too-large`)",
+        "content": {"application/json": {"example": {"code": "batch-too-large", "message": "…"}}},
+    },
+    401: {"description": "No or unknown write key (`unauthenticated`)"},
+    403: {"description": "The source is disabled (`source-disabled`)"},
+    429: {"description": "The source's rate limit (`rate-limited`); wait `Retry-After` seconds"},
+}
+KINDS = ("identify", "track", "page", "screen", "group", "alias", "batch")
+
+
+def error_response(error: AppError) -> JSONResponse:
+    """Segment's error shape: ``{"code": …, "message": …}``."""
+    return JSONResponse(
+        {"code": error.code, "message": error.detail},
+        status_code=error.status,
+        headers={**CORS, **error.headers},
+    )
+
+
+def basic_user(authorization: str | None) -> str | None:
+    """The user name of an HTTP Basic header (Segment sends ``base64(writeKey + ":")``)."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credential.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[0] or None
+
+
+def collect(
+    db: Database,
+    *,
+    raw: bytes,
+    kind: str,
+    authorization: str | None,
+    content_encoding: str | None,
+    received_at: datetime,
+) -> service.IngestResult:
+    """One tracking request from body bytes to committed rows."""
+    body, size = spec.decode_body(raw, content_encoding)
+    write_key = basic_user(authorization) or body.get("writeKey")
+    env = spec.envelope(body, kind, body_bytes=size)
+    key = write_key if isinstance(write_key, str) else None
+    source = sources.recent_source(key)
+    plan = service.cached_plan(source) if source is not None else None
+    if source is None or plan is None:
+        with db.session() as session:
+            source = sources.authenticate(session, key)
+            plan = service.compiled_plan(session, source)
+        sources.remember_source(source)
+    with db.unit_of_work(Scope(brand_id=source.brand_id)) as session:
+        return service.ingest(session, source=source, env=env, plan=plan, received_at=received_at)
+
+
+def _endpoint(kind: str):  # type: ignore[no-untyped-def]
+    async def endpoint(request: Request) -> Response:
+        received_at = utcnow()
+        try:
+            raw = await request.body()
+            result = await run_in_threadpool(
+                collect,
+                request.app.state.db,
+                raw=raw,
+                kind=kind,
+                authorization=request.headers.get("authorization"),
+                content_encoding=request.headers.get("content-encoding"),
+                received_at=received_at,
+            )
+        except AppError as exc:
+            return error_response(exc)
+        return JSONResponse(result.body(), headers=CORS)
+
+    endpoint.__name__ = f"collect_{kind}"
+    return endpoint
+
+
+_SUMMARIES = {
+    "identify": "Identify a user (traits, externalIds)",
+    "track": "Record an action (event + properties)",
+    "page": "Record a page view",
+    "screen": "Record an app screen view",
+    "group": "Associate a user with a group",
+    "alias": "Link a previous id to a user id",
+    "batch": "Send up to 500 KB of mixed messages",
+}
+for _kind in KINDS:
+    router.add_api_route(
+        f"/v1/{_kind}",
+        _endpoint(_kind),
+        methods=["POST"],
+        summary=_SUMMARIES[_kind],
+        responses=RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
+            }
+        },
+    )
+
+
+@router.options("/v1/{path:path}", include_in_schema=False)
+def preflight(path: str) -> Response:
+    return Response(status_code=204, headers=PREFLIGHT)
+
+
+@router.get("/v1/snippet.js", summary="The browser snippet: page views and element clicks")
+def snippet(request: Request) -> Response:
+    headers = {**CORS, "Cache-Control": "public, max-age=3600", "ETag": ETAG}
+    if request.headers.get("if-none-match") == ETAG:
+        return Response(status_code=304, headers=headers)
+    return Response(SNIPPET_JS, media_type="application/javascript; charset=utf-8", headers=headers)

@@ -1,0 +1,214 @@
+"""Events as rows: where they come from (sources and write keys), what they should look like (the
+tracking plan), and the append-only store itself.
+
+* ``EventSource`` — one sender of a brand (a web site, an app, a server, a POS fleet) with its write
+  key, stored as a SHA-256 like API keys (``auth.service``), its own rate limit and a status.
+* ``EventSettings`` — per brand: what happens to an event that breaks the plan (``flag`` keeps it in
+  the main stream, marked; ``quarantine`` stores it apart) and whether unplanned events count as a
+  violation. ``plan_token`` changes with every change of the plan, so compiled plans can be cached
+  per process and still never be stale.
+* ``EventDefinition`` — one version of one planned event (``track``, ``page`` or ``screen``) with typed
+  properties; the highest version of a name is the one events are checked against.
+* ``UnplannedEvent`` — a track event name seen without a definition, waiting for approval.
+* ``Event`` — the main stream, append-only and built for volume: no foreign keys, and indexes only
+  where a read needs one (the unique ``(source_id, message_id)`` that de-duplicates, people by user
+  and anonymous id, and the flagged rows). ``QuarantinedEvent`` keeps the message as sent, apart.
+* ``EventViolationStat`` — counts of violations per day, event, property and rule (for the plan page
+  without scanning the store).
+
+No business rules here (see ``events.service``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from huiyuan.kit.clock import utcnow
+from huiyuan.kit.db import Base, BrandOwned, TimestampMixin
+from huiyuan.kit.types import IdType, JSONType, UTCDateTime
+
+SOURCE_KINDS = ("web", "app", "server", "pos")
+SOURCE_STATUSES = ("active", "disabled", "revoked")
+VIOLATION_MODES = ("flag", "quarantine")
+UNPLANNED_POLICIES = ("allow", "violation")
+DEFINITION_KINDS = ("track", "page", "screen")
+DEFINITION_STATUSES = ("active", "deprecated")
+UNPLANNED_STATUSES = ("pending", "approved", "ignored")
+MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+ID_LENGTH = 200
+NAME_LENGTH = 200
+
+
+class EventSource(TimestampMixin, BrandOwned, Base):
+    """A sender of events with its write key (only the hash is kept; the key is shown once)."""
+
+    __tablename__ = "event_sources"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    # ``limits`` syntax, counted in events (``"2000/second"``); None = the default.
+    rate_limit: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Kept to the minute (written with a batch at most once a minute).
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EventSettings(TimestampMixin, BrandOwned, Base):
+    """A brand's handling of plan violations; absent means the defaults (flag, allow)."""
+
+    __tablename__ = "event_settings"
+    __table_args__ = (UniqueConstraint("brand_id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    brand_id: Mapped[int] = mapped_column(IdType, ForeignKey("brands.id"), nullable=False)
+    violation_mode: Mapped[str] = mapped_column(String(16), nullable=False, default="flag")
+    unplanned_policy: Mapped[str] = mapped_column(String(16), nullable=False, default="allow")
+    # A new random token with every change of the brand's plan or settings (cache key).
+    plan_token: Mapped[str] = mapped_column(String(32), nullable=False)
+
+
+class EventDefinition(BrandOwned, Base):
+    """One version of a planned event. Versions are never changed; a change is a new version."""
+
+    __tablename__ = "event_definitions"
+    __table_args__ = (UniqueConstraint("brand_id", "kind", "name", "version"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    brand_id: Mapped[int] = mapped_column(IdType, ForeignKey("brands.id"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="track")
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    description: Mapped[str | None] = mapped_column(Text)
+    # ``[{"name", "type", "required", "enum", "description"}]`` (``events.plan.PropertySpec``).
+    properties: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, nullable=False)
+    allow_additional: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class UnplannedEvent(BrandOwned, Base):
+    """A track event without a definition; approving it creates one from its sample."""
+
+    __tablename__ = "unplanned_events"
+    __table_args__ = (UniqueConstraint("brand_id", "kind", "name"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    brand_id: Mapped[int] = mapped_column(IdType, ForeignKey("brands.id"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="track")
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    # Messages received under this name (resends included).
+    count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # The properties of the first message seen (types inferred from it on approval).
+    sample: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    definition_id: Mapped[int | None] = mapped_column(IdType, ForeignKey("event_definitions.id"))
+
+
+class _StoredEvent:
+    """Columns shared by the main stream and the quarantine."""
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, sort_order=-3)
+    # No foreign keys on the volume tables: the ingestion path sets brand and source from the write
+    # key. (``brand_id`` is declared by each table: it overrides ``BrandOwned``'s indexed foreign key.)
+    source_id: Mapped[int] = mapped_column(IdType, nullable=False, sort_order=-1)
+    message_id: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False, sort_order=-1)
+    type: Mapped[str | None] = mapped_column(String(16), sort_order=-1)
+    # The track event's name, or the page/screen name.
+    event: Mapped[str | None] = mapped_column(String(NAME_LENGTH), sort_order=-1)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, sort_order=-1)
+    violations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, sort_order=-1)
+
+
+class Event(_StoredEvent, BrandOwned, Base):
+    """One collected message (identify, track, page, screen, group, alias). Append-only."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("source_id", "message_id"),
+        Index(
+            "ix_events_brand_user",
+            "brand_id",
+            "user_id",
+            sqlite_where=text("user_id IS NOT NULL"),
+            postgresql_where=text("user_id IS NOT NULL"),
+        ),
+        # Signed-in events are found by user id; only the others need their anonymous id indexed
+        # (OneID links a person's anonymous ids), so each event pays for one of the two indexes.
+        Index(
+            "ix_events_brand_anonymous",
+            "brand_id",
+            "anonymous_id",
+            sqlite_where=text("user_id IS NULL"),
+            postgresql_where=text("user_id IS NULL"),
+        ),
+        Index(
+            "ix_events_brand_flagged",
+            "brand_id",
+            "id",
+            sqlite_where=text("violations IS NOT NULL"),
+            postgresql_where=text("violations IS NOT NULL"),
+        ),
+    )
+
+    brand_id: Mapped[int] = mapped_column(IdType, nullable=False, sort_order=-2)
+    type: Mapped[str] = mapped_column(String(16), nullable=False, sort_order=-1)
+    user_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    anonymous_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    previous_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    group_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    # Corrected event time: receivedAt − (sentAt − timestamp) when the client sent both.
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    original_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    traits: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # ``context.externalIds`` again, for the identity feed (``events.service.identity_calls``).
+    external_ids: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    # The rest of the message: integrations, page/screen category, unknown top-level fields.
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class QuarantinedEvent(_StoredEvent, BrandOwned, Base):
+    """A message kept out of the main stream: it broke the plan (brand in ``quarantine`` mode) or the
+    spec (no user to attach it to, unreadable timestamps …). ``message`` is what was sent."""
+
+    __tablename__ = "quarantined_events"
+    __table_args__ = (
+        UniqueConstraint("source_id", "message_id"),
+        Index("ix_quarantined_events_brand_event", "brand_id", "event"),
+    )
+
+    brand_id: Mapped[int] = mapped_column(IdType, nullable=False, sort_order=-2)
+    message: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+
+
+class EventViolationStat(BrandOwned, Base):
+    """Violations per UTC day, event, property and rule (messages received, resends included)."""
+
+    __tablename__ = "event_violation_stats"
+    __table_args__ = (UniqueConstraint("brand_id", "day", "kind", "event", "property", "rule"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    brand_id: Mapped[int] = mapped_column(IdType, ForeignKey("brands.id"), nullable=False)
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    event: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    # "" when the rule is about the message, not one property.
+    property: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    rule: Mapped[str] = mapped_column(String(40), nullable=False)
+    count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    quarantined: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

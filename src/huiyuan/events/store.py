@@ -1,0 +1,162 @@
+"""Writing the event store: one executemany per table per request, inside the caller's transaction.
+
+Rows arrive from ``events.spec.Preparer`` as tuples in column order with JSON already serialised
+(orjson) and times already encoded for the database, so they go to the driver as they are — the
+driver-level executemany of ``kit.bulkinsert`` without even its per-column processors, which would
+serialise JSON a second time with the slower standard library.
+
+``INSERT … ON CONFLICT (source_id, message_id) DO NOTHING`` makes a resend of an acknowledged message
+a no-op (exactly once, with the request acknowledged only after its commit). On PostgreSQL the JSON
+columns are cast from text (``%s::jsonb``). The counters (unplanned events, violation stats) are
+upserts that add to what is there.
+
+Must not decide anything: what goes where is ``spec``'s and ``service``'s business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from huiyuan.events.models import EventSource, EventViolationStat, UnplannedEvent
+from huiyuan.events.spec import (
+    EVENT_COLUMNS,
+    JSON_EVENT_COLUMNS,
+    JSON_QUARANTINE_COLUMNS,
+    QUARANTINE_COLUMNS,
+    Prepared,
+)
+
+_SQL: dict[tuple[str, str], str] = {}
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def _insert_sql(dialect: str, table: str, columns: Sequence[str], json_columns: frozenset[str]) -> str:
+    key = (dialect, table)
+    sql = _SQL.get(key)
+    if sql is None:
+        if dialect == "sqlite":
+            marks = ", ".join("?" for _ in columns)
+        else:
+            marks = ", ".join("%s::jsonb" if c in json_columns else "%s" for c in columns)
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        sql = _SQL[key] = (
+            f'INSERT INTO "{table}" ({quoted}) VALUES ({marks}) '
+            "ON CONFLICT (source_id, message_id) DO NOTHING"
+        )
+    return sql
+
+
+def dialect_of(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def insert_events(session: Session, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Append rows (``spec.EVENT_COLUMNS`` order) to the main stream; returns how many were new."""
+    if not rows:
+        return 0
+    sql = _insert_sql(dialect_of(session), "events", EVENT_COLUMNS, JSON_EVENT_COLUMNS)
+    return max(0, session.connection().exec_driver_sql(sql, list(rows)).rowcount)
+
+
+def insert_quarantined(session: Session, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Store rows (``spec.QUARANTINE_COLUMNS`` order) apart; returns how many were new."""
+    if not rows:
+        return 0
+    sql = _insert_sql(dialect_of(session), "quarantined_events", QUARANTINE_COLUMNS, JSON_QUARANTINE_COLUMNS)
+    return max(0, session.connection().exec_driver_sql(sql, list(rows)).rowcount)
+
+
+_UPSERTS: dict[tuple[str, str], Any] = {}
+
+
+def _upsert(
+    session: Session, model: type[Any], keys: list[str], added: list[str], replaced: list[str]
+) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE SET added = added + excluded.added, replaced = excluded…``,
+    built once per dialect (building ``excluded`` costs more than running the statement)."""
+    dialect = dialect_of(session)
+    key = (dialect, model.__tablename__)
+    stmt = _UPSERTS.get(key)
+    if stmt is None:
+        table = _table(model)
+        stmt = (sqlite if dialect == "sqlite" else postgresql).insert(table)
+        stmt = _UPSERTS[key] = stmt.on_conflict_do_update(
+            index_elements=keys,
+            set_={
+                **{c: table.c[c] + stmt.excluded[c] for c in added},
+                **{c: stmt.excluded[c] for c in replaced},
+            },
+        )
+    return stmt
+
+
+def count_unplanned(session: Session, *, brand_id: int, prepared: Prepared, at: datetime) -> None:
+    """Add the request's unplanned event names to the approval list (new names keep their sample)."""
+    if not prepared.unplanned:
+        return
+    stmt = _upsert(session, UnplannedEvent, ["brand_id", "kind", "name"], ["count"], ["last_seen_at"])
+    rows = [
+        {
+            "brand_id": brand_id,
+            "kind": kind,
+            "name": name,
+            "status": "pending",
+            "count": count,
+            "first_seen_at": at,
+            "last_seen_at": at,
+            "sample": sample,
+        }
+        for (kind, name), (count, sample) in sorted(prepared.unplanned.items())
+    ]
+    session.execute(stmt, rows)
+
+
+def count_violations(session: Session, *, brand_id: int, prepared: Prepared, at: datetime) -> None:
+    """Add the request's violations to the per-day statistics."""
+    if not prepared.stats:
+        return
+    stmt = _upsert(
+        session,
+        EventViolationStat,
+        ["brand_id", "day", "kind", "event", "property", "rule"],
+        ["count", "quarantined"],
+        ["last_seen_at"],
+    )
+    rows = [
+        {
+            "brand_id": brand_id,
+            "day": day,
+            "kind": kind,
+            "event": event,
+            "property": prop,
+            "rule": rule,
+            "count": counts[0],
+            "quarantined": counts[1],
+            "last_seen_at": at,
+        }
+        for (day, kind, event, prop, rule), counts in sorted(prepared.stats.items())
+    ]
+    session.execute(stmt, rows)
+
+
+def touch_source(session: Session, source_id: int, at: datetime) -> None:
+    session.execute(update(_table(EventSource)).where(EventSource.id == source_id).values(last_event_at=at))
+
+
+def write(session: Session, *, brand_id: int, prepared: Prepared, at: datetime) -> tuple[int, int]:
+    """Everything one request writes, in the caller's transaction: (new events, new quarantined)."""
+    stored = insert_events(session, prepared.events)
+    quarantined = insert_quarantined(session, prepared.quarantined)
+    count_unplanned(session, brand_id=brand_id, prepared=prepared, at=at)
+    count_violations(session, brand_id=brand_id, prepared=prepared, at=at)
+    return stored, quarantined
