@@ -4,7 +4,13 @@
 (b) bulk_orders — orders/s through ``/api/v1/orders/batch`` and through ``record_orders_bulk``;
 (c) member_import — rows/s of the member importer on a generated CSV;
 (d) points — the expiry job over many lots vs a bare UPDATE, checkout reserve + confirm, earning
-    from bulk-imported orders through the outbox.
+    from bulk-imported orders through the outbox;
+(e) coupon_codes — a million coupon codes vs a plain ``secrets.choice`` loop;
+(f) coupons — issues of one template under contention, a grab of the last coupons, and cart
+    evaluation with 20 coupons in the wallet, each against ``GET /ping``;
+(g) events — ``/v1/batch`` ingestion (batches of 100 and 500) through the real server vs a raw
+    executemany of the same rows into the same table, and where the time goes per stage;
+(h) oneid — batch OneID over 10M links vs bare scipy connected components, resolve p50/p99.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import argparse
 import shutil
 import time
 
-from bench import bulk_orders, member_import, order_ingest, points
+from bench import bulk_orders, coupon_codes, coupons, member_import, oneid, order_ingest, points
+from bench import events as events_bench
 from bench.common import emit, make_world, server
 
-ALL = ("order_ingest", "bulk_orders", "member_import", "points")
+ALL = ("order_ingest", "bulk_orders", "member_import", "points", "coupon_codes", "coupons", "events", "oneid")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,6 +65,15 @@ def main(argv: list[str] | None = None) -> None:
             points.run_expiry(world, lots=args.lots or (100_000 if args.quick else 1_000_000))
             points.run_checkout(world, pairs=200 if args.quick else 1_000)
             points.run_earn_orders(world, batches=2 if args.quick else 10)
+        if "coupon_codes" in args.only:
+            coupon_codes.run(args.quick)
+        if "coupons" in args.only:
+            coupons.run(world, clients=args.clients, seconds=seconds)
+        if "oneid" in args.only:
+            oneid.run_batch(1_000_000 if args.quick else 10_000_000)
+            oneid.run_resolve(world, clients=args.clients, seconds=seconds)
+        if "events" in args.only:
+            events_bench.run(world.url, world.brand_id, seconds=seconds)
     finally:
         if not args.keep:
             shutil.rmtree(world.dir, ignore_errors=True)

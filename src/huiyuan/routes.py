@@ -7,6 +7,9 @@ import importlib
 from fastapi import FastAPI
 
 ROUTER_MODULES = (
+    # First: Starlette tries routes in order, and the tracking API is by far the busiest path
+    # (matching it last cost ~0.75 ms a request).
+    "huiyuan.events.collect_api",
     "huiyuan.system.api",
     "huiyuan.auth.api",
     "huiyuan.tenancy.api",
@@ -24,6 +27,15 @@ ROUTER_MODULES = (
     "huiyuan.tiers.api",
     "huiyuan.tiers.me_api",
     "huiyuan.paid.api",
+    "huiyuan.coupons.api",
+    "huiyuan.coupons.me_api",
+    "huiyuan.benefits.api",
+    "huiyuan.benefits.me_api",
+    "huiyuan.wallet.api",
+    "huiyuan.wallet.pay_api",
+    "huiyuan.wallet.me_api",
+    "huiyuan.events.api",
+    "huiyuan.identity.api",
     "huiyuan.outbox.api",
     "huiyuan.jobs.api",
     "huiyuan.selfservice.api",

@@ -78,6 +78,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
         "--end",
         END.isoformat(),
         "--no-serve",
+        "--no-coupons",  # coupons have their own, smaller world (test_demo_coupons)
         "--db",
         f"sqlite:///{path}",
         "--credentials-out",

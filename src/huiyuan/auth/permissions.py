@@ -25,10 +25,33 @@ PERMISSIONS: dict[str, str] = {
     "paid:configure": "Define paid plan categories and levels",
     "tiers:read": "Read tier levels, members' tiers and the tier distribution",
     "tiers:write": "Configure tier levels; override members' tiers",
+    "coupons:read": "Read coupon templates, members' coupons, checkout locks and coupon settlement",
+    "coupons:write": "Configure coupon templates, import codes, issue and void coupons",
+    "coupons:redeem": "Evaluate carts and lock, redeem, release and return coupons at checkout",
+    "identity:read": "Resolve OneIDs, read the identity graph, its change feed and conflicts",
+    "identity:write": "Link and unlink identifiers, resolve conflicts, configure and recompute OneID",
+    "events:read": "Read event sources, the tracking plan, its violations and the event stream",
+    "events:write": "Manage event sources (write keys), the tracking plan and the quarantine",
+    "events:collect": "Send server-side events for the brand's sources (offline, POS, media data)",
+    "benefits:read": "Read benefits, members' entitlements, bookings, cards and benefit settlement",
+    "benefits:write": "Configure benefits and cards; grant, void and book benefits; sell and refund cards",
+    "benefits:verify": "Verify benefits at the desk: scan codes, manual and identity checks, appointments",
 }
 
 READ_ONLY = frozenset(
-    {"members:read", "orders:read", "audit:read", "jobs:read", "paid:read", "tiers:read", "points:read"}
+    {
+        "members:read",
+        "orders:read",
+        "audit:read",
+        "jobs:read",
+        "paid:read",
+        "tiers:read",
+        "points:read",
+        "coupons:read",
+        "identity:read",
+        "events:read",
+        "benefits:read",
+    }
 )
 OPERATOR = READ_ONLY | {
     "members:write",
@@ -38,6 +61,13 @@ OPERATOR = READ_ONLY | {
     "paid:write",
     "points:write",
     "points:adjust",
+    "coupons:write",
+    "coupons:redeem",
+    "identity:write",
+    "events:write",
+    "events:collect",
+    "benefits:write",
+    "benefits:verify",
 }
 BRAND_ADMIN = frozenset(PERMISSIONS) - {"brands:manage"}
 

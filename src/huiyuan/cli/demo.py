@@ -35,6 +35,7 @@ PHASES = {
     "refunds": "退款 refunds",
     "points": "积分 points",
     "tiers": "等级 tiers",
+    "events": "事件 events",
 }
 
 
@@ -88,6 +89,9 @@ def _print_logins(world: DemoWorld, url: str, out: Path, base_url: str) -> None:
     console.print(f"  platform  {world.platform_api_key}", soft_wrap=True)
     for b in world.brands:
         console.print(f"  {b.code:<9} {b.api_key}", soft_wrap=True)
+    console.print("Tracking write keys (POST /v1/batch, HTTP Basic '<key>:'):", style="bold")
+    for b in world.brands:
+        console.print(f"  {b.code:<9} {b.write_key}", soft_wrap=True)
     counts = Table(title="demo world")
     for col in ("brand", "stores", "products", "members", "orders", "refunds"):
         counts.add_column(col, justify="right" if col != "brand" else "left")
@@ -134,6 +138,18 @@ def demo(
             help="Configure points, tiers and paid plans and live them over the history (slower)",
         ),
     ] = True,
+    coupons: Annotated[
+        bool,
+        typer.Option(
+            "--coupons/--no-coupons", help="Coupon templates and 60 days of coupons issued and used"
+        ),
+    ] = True,
+    events: Annotated[
+        int,
+        typer.Option(
+            min=0, max=50_000_000, help="Tracking events over the history, with each brand's tracking plan"
+        ),
+    ] = 0,
 ) -> None:
     """Build a realistic demo retail world (3 brands, stores, members, 2 years of orders) and serve it."""
     from huiyuan.kit.migrate import upgrade
@@ -170,6 +186,8 @@ def demo(
                 end=until,
                 reporter=RichReporter(progress),
                 loyalty=loyalty,
+                coupons=coupons,
+                events=events,
             )
     except AppError as exc:
         console.print(f"[red]{exc.detail}[/red]")

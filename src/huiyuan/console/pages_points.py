@@ -96,7 +96,7 @@ def _types_page(
         "errors": errors or [],
         "error_fields": {e.get("field", "").split(".")[0] for e in errors or []},
         "form": form or {"expiry_policy": POLICY_EXAMPLE, "kind": "spendable"},
-        "kinds": POINT_KINDS,
+        "kinds": [k for k in POINT_KINDS if k != "wallet"],  # wallet types are made by huiyuan.wallet
         "can_write": console.can("points:write"),
     }
     template = "points_type_form.html" if fragment else "points_types.html"

@@ -19,7 +19,15 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 
 from huiyuan.auth import service as auth
 from huiyuan.auth.deps import SESSION_COOKIE, check_rate
-from huiyuan.console import pages_admin, pages_imports, pages_members, pages_paid, pages_points, pages_tiers
+from huiyuan.console import (
+    pages_admin,
+    pages_coupons,
+    pages_imports,
+    pages_members,
+    pages_paid,
+    pages_points,
+    pages_tiers,
+)
 from huiyuan.console.deps import Console, ConsoleDep, requires
 from huiyuan.console.i18n import LANG_COOKIE, LANGUAGES, choose_language, translate
 from huiyuan.console.repository import DashboardRepository
@@ -237,3 +245,4 @@ router.include_router(pages_imports.router)
 router.include_router(pages_points.router)
 router.include_router(pages_tiers.router)
 router.include_router(pages_paid.router)
+router.include_router(pages_coupons.router)

@@ -23,11 +23,14 @@ from huiyuan.auth import service as auth
 from huiyuan.auth.permissions import BRAND_ADMIN
 from huiyuan.demo.bulk import BulkWriter
 from huiyuan.demo.catalog import build_catalog
+from huiyuan.demo.coupons import build_coupons
 from huiyuan.demo.loyalty import LoyaltyBrand, build_loyalty
 from huiyuan.demo.people import LOCAL, Buyers, People, PhoneBook, StoreRef, build_members, utc
 from huiyuan.demo.reference import BRANDS, CITIES, MALLS, BrandProfile
 from huiyuan.demo.sales import SalesResult, build_orders, write_refunds
 from huiyuan.demo.seasons import day_factor
+from huiyuan.events import sources as event_sources
+from huiyuan.events.demo import EventsBrand, build_events
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.db import Database
 from huiyuan.kit.errors import Conflict
@@ -69,6 +72,8 @@ class DemoBrand:
     users: list[Login]
     stores: list[str]
     counts: dict[str, int] = field(default_factory=dict)
+    write_key: str = ""  # the tracking API key of the brand's web source
+    web_source_id: int = 0
 
 
 @dataclass
@@ -96,6 +101,7 @@ class DemoWorld:
                     "code": b.code,
                     "name": b.name,
                     "api_key": b.api_key,
+                    "write_key": b.write_key,
                     "console_user": b.users[0].username,
                     "console_password": b.users[0].password,
                     "users": [u.__dict__ for u in b.users],
@@ -187,6 +193,7 @@ def _setup_access(db: Database, seed: int) -> tuple[str, Login, list[DemoBrand],
             key = auth.create_api_key(
                 s, actor=actor, name=f"demo {profile.code}", scopes=sorted(BRAND_ADMIN), brand_id=brand.id
             )
+            web = event_sources.create_source(s, actor=actor, name="官网 web", kind="web")
             brands.append(
                 DemoBrand(
                     brand.id,
@@ -196,6 +203,8 @@ def _setup_access(db: Database, seed: int) -> tuple[str, Login, list[DemoBrand],
                     key.secret,
                     users,
                     [r.code for r in refs],
+                    write_key=web.write_key,
+                    web_source_id=web.source.id,
                 )
             )
     return platform_key.secret, admin, brands, stores
@@ -215,9 +224,14 @@ def build_world(
     end: datetime | None = None,
     reporter: Reporter | None = None,
     loyalty: bool = True,
+    coupons: bool = False,
+    coupon_days: int = 60,
+    events: int = 0,
 ) -> DemoWorld:
     """Write the demo world into ``db`` (migrated, without demo brands) and return its logins;
-    ``loyalty`` also configures and lives each brand's loyalty programme (``demo.loyalty``)."""
+    ``loyalty`` also configures and lives each brand's loyalty programme (``demo.loyalty``),
+    ``coupons`` each brand's coupons over the last 60 days (``demo.coupons``), ``events`` that many
+    tracking events with each brand's tracking plan (``events.demo``)."""
     reporter = reporter or Reporter()
     end = end or utcnow()
     last_day = (end + LOCAL).date()
@@ -310,6 +324,46 @@ def build_world(
         )
         for brand in brands:
             brand.counts.update(loyalty_counts[brand.code])
+
+    if coupons:
+        coupon_counts = build_coupons(
+            db,
+            [(b.id, b.code, [r.id for r in stores[b.code]]) for b in brands],
+            seed=seed,
+            end=end,
+            days=coupon_days,
+            start_phase=reporter.start,
+            advance=reporter.advance,
+            finish_phase=reporter.finish,
+        )
+        for brand in brands:
+            brand.counts.update(coupon_counts[brand.code])
+
+    if events:
+        event_counts = build_events(
+            db,
+            [
+                EventsBrand(
+                    b.id,
+                    b.code,
+                    b.web_source_id,
+                    buyers[b.code].numbers,
+                    buyers[b.code].enroll_day,
+                    catalogs[b.code],
+                    p.hours,
+                )
+                for p, b in zip(BRANDS, brands, strict=True)
+            ],
+            seed=seed,
+            start=start,
+            end=end,
+            total=events,
+            start_phase=reporter.start,
+            advance=reporter.advance,
+            finish_phase=reporter.finish,
+        )
+        for brand in brands:
+            brand.counts.update(event_counts[brand.code])
 
     with db.unit_of_work() as s:
         tenancy_repo = TenancyRepository(s)

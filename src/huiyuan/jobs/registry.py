@@ -24,6 +24,9 @@ JOB_MODULES: tuple[str, ...] = (
     "huiyuan.members.import_jobs",
     "huiyuan.tiers.jobs",
     "huiyuan.paid.jobs",
+    "huiyuan.coupons.jobs",
+    "huiyuan.identity.jobs",
+    "huiyuan.benefits.jobs",
 )
 
 _jobs: dict[str, JobFunction] = {}

@@ -40,7 +40,12 @@ from huiyuan.outbox.models import OutboxEvent
 Handler = Callable[[Session, OutboxEvent], None]
 
 # Modules whose import registers handlers; add a line when a domain starts listening.
-HANDLER_MODULES: tuple[str, ...] = ("huiyuan.points.earning", "huiyuan.tiers.handlers")
+HANDLER_MODULES: tuple[str, ...] = (
+    "huiyuan.points.earning",
+    "huiyuan.tiers.handlers",
+    "huiyuan.coupons.handlers",
+    "huiyuan.identity.handlers",
+)
 
 
 @dataclass(frozen=True)

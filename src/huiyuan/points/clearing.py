@@ -56,8 +56,6 @@ session; nothing is written.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -65,11 +63,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from openpyxl import Workbook
-from openpyxl.utils import get_column_letter
 from sqlalchemy import Executable, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
+from huiyuan.kit import tables
 from huiyuan.kit.errors import NotFound, ValidationFailed, field_error
 from huiyuan.kit.types import to_money
 from huiyuan.points.models import PointEntry, PointEntryLot, PointLot, PointType
@@ -314,7 +311,7 @@ _LOT = (PointLot.funded_by, PointLot.store_id, PointLot.unit_value)
 
 
 def _point_types(session: Session, brand_id: int, codes: Sequence[str] | None) -> list[PointType]:
-    stmt = select(PointType).where(PointType.brand_id == brand_id)
+    stmt = select(PointType).where(PointType.brand_id == brand_id, PointType.kind != "wallet")
     if codes is None:
         stmt = stmt.where(PointType.spendable.is_(True))
     else:
@@ -717,48 +714,11 @@ def _sections(s: Settlement) -> list[tuple[str, tuple[str, ...], list[list[Any]]
     ]
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return f"{value:.2f}"
-    return str(value)
-
-
 def to_csv(settlement: Settlement) -> str:
-    """The settlement as CSV: a BOM (so Excel reads UTF-8), then one block per table — a title row,
-    the bilingual header row, the lines — with an empty row between blocks. Money has two places."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    for i, (title, headers, rows) in enumerate(_sections(settlement)):
-        if i:
-            writer.writerow([])
-        writer.writerow([title])
-        writer.writerow(headers)
-        for row in rows:
-            writer.writerow([_text(v) for v in row])
-    return "\ufeff" + buffer.getvalue()
+    """The settlement as CSV: one block per table, bilingual headers (``kit.tables``)."""
+    return tables.to_csv(_sections(settlement))
 
 
 def to_xlsx(settlement: Settlement) -> bytes:
-    """The settlement as an Excel workbook: one sheet per table (the summary first), bilingual
-    header row, points as integers and money as numbers formatted ``0.00``."""
-    workbook = Workbook()
-    first = True
-    for title, headers, rows in _sections(settlement):
-        # Sheet names may not contain "/" (and are at most 31 characters).
-        name = title.replace(" / ", " ")[:31]
-        sheet = workbook.active if first else workbook.create_sheet()
-        assert sheet is not None
-        sheet.title = name
-        first = False
-        sheet.append(list(headers))
-        for row in rows:
-            sheet.append(list(row))
-            for col, value in enumerate(row, start=1):
-                if isinstance(value, Decimal):
-                    sheet.cell(row=sheet.max_row, column=col).number_format = "0.00"
-        for col, header in enumerate(headers, start=1):
-            sheet.column_dimensions[get_column_letter(col)].width = max(12, min(40, len(header) + 4))
-        sheet.freeze_panes = "A2"
-    out = io.BytesIO()
-    workbook.save(out)
-    return out.getvalue()
+    """The settlement as an Excel workbook: one sheet per table, the summary first."""
+    return tables.to_xlsx(_sections(settlement))

@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 
 from huiyuan.audit import service as audit
 from huiyuan.kit.clock import utcnow
+from huiyuan.kit.db import advisory_lock
 from huiyuan.kit.errors import (
     AppError,
     Conflict,
@@ -275,10 +276,7 @@ def _locked_gift(session: Session, gift_id: int) -> MallGift:
 
 
 def _lock_key(session: Session, brand_id: int, key: str) -> None:
-    if session.get_bind().dialect.name != "postgresql":
-        return  # SQLite: writers are serialised already
-    digest = hashlib.sha256(f"mall:{brand_id}:{key}".encode()).digest()
-    session.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
+    advisory_lock(session, f"mall:{brand_id}:{key}")
 
 
 def _move_stock(
@@ -366,7 +364,7 @@ def create_gift(session: Session, *, actor: Principal, data: GiftIn) -> MallGift
             existing_gift_id=existing.id,
         )
     pt = ledger.point_type_by_code(session, brand_id, data.point_type)
-    if not pt.spendable:
+    if not pt.spendable or pt.kind == "wallet":  # wallet money is spent only through huiyuan.wallet
         raise ValidationFailed(
             f"Points of type '{pt.code}' cannot be spent.",
             errors=[field_error("point_type", "not a spendable point type", "not-spendable")],

@@ -38,7 +38,8 @@ from huiyuan.kit.clock import utcnow
 from huiyuan.kit.db import Base, BrandOwned, TimestampMixin
 from huiyuan.kit.types import IdType, JSONType, UTCDateTime
 
-POINT_KINDS = ("spendable", "growth", "annual")
+# "wallet": the sub-ledgers of stored value (``huiyuan.wallet``), hidden from the points product.
+POINT_KINDS = ("spendable", "growth", "annual", "wallet")
 LOT_STATES = ("pending", "active", "frozen", "expired")
 ENTRY_KINDS = (
     "earn",

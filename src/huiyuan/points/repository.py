@@ -65,6 +65,11 @@ def _unexpired(now: datetime) -> ColumnElement[bool]:
     return or_(PointLot.expires_at.is_(None), PointLot.expires_at > now)
 
 
+# Point types of kind "wallet" are the sub-ledgers of stored value (``huiyuan.wallet``): the points
+# product neither lists them nor counts their lots and entries.
+_WALLET_TYPES = select(PointType.id).where(PointType.kind == "wallet").scalar_subquery()
+
+
 class PointConfigRepository:
     """Point types and earn rules."""
 
@@ -72,13 +77,13 @@ class PointConfigRepository:
         self.session = session
 
     def types(self, *, include_retired: bool = True) -> list[PointType]:
-        stmt = select(PointType)
+        stmt = select(PointType).where(PointType.kind != "wallet")
         if not include_retired:
             stmt = stmt.where(PointType.status == "active")
         return list(self.session.scalars(stmt.order_by(PointType.id)))
 
     def type_by_code(self, code: str, *, brand_id: int | None, for_update: bool = False) -> PointType | None:
-        stmt = select(PointType).where(PointType.code == code)
+        stmt = select(PointType).where(PointType.code == code, PointType.kind != "wallet")
         if brand_id is not None:
             stmt = stmt.where(PointType.brand_id == brand_id)
         if for_update:
@@ -163,6 +168,7 @@ class PointQueryRepository:
                 PointLot.state.in_(HELD_STATES),
                 PointLot.remaining > 0,
                 _unexpired(now),
+                PointLot.point_type_id.not_in(_WALLET_TYPES),
             )
             .group_by(PointLot.point_type_id, PointLot.state)
         )
@@ -185,7 +191,9 @@ class PointQueryRepository:
         self, member_id: int, f: EntryFilter, *, before_id: int | None, limit: int
     ) -> list[PointEntry]:
         """Newest first; ``before_id`` is the keyset position of the previous page."""
-        stmt = select(PointEntry).where(PointEntry.member_id == member_id)
+        stmt = select(PointEntry).where(
+            PointEntry.member_id == member_id, PointEntry.point_type_id.not_in(_WALLET_TYPES)
+        )
         if f.point_type_id is not None:
             stmt = stmt.where(PointEntry.point_type_id == f.point_type_id)
         if f.kind:
@@ -212,7 +220,9 @@ class PointQueryRepository:
         limit: int,
     ) -> list[PointLot]:
         """Newest first; ``before_id`` is the keyset position of the previous page."""
-        stmt = select(PointLot).where(PointLot.member_id == member_id)
+        stmt = select(PointLot).where(
+            PointLot.member_id == member_id, PointLot.point_type_id.not_in(_WALLET_TYPES)
+        )
         if state:
             stmt = stmt.where(PointLot.state == state)
         if point_type_id is not None:
@@ -232,7 +242,12 @@ class PointQueryRepository:
                 PointLot.unit_value,
                 func.coalesce(func.sum(PointLot.remaining), 0),
             )
-            .where(PointLot.state.in_(HELD_STATES), PointLot.remaining > 0, _unexpired(now))
+            .where(
+                PointLot.state.in_(HELD_STATES),
+                PointLot.remaining > 0,
+                _unexpired(now),
+                PointLot.point_type_id.not_in(_WALLET_TYPES),
+            )
             .group_by(PointLot.point_type_id, PointLot.funded_by, PointLot.unit_value)
         )
         return [
@@ -251,7 +266,11 @@ class PointQueryRepository:
             .join(PointEntryLot, PointEntryLot.lot_id == PointLot.id)
             .join(PointEntry, PointEntry.id == PointEntryLot.entry_id)
             .join(PointReservation, PointReservation.id == PointEntry.reservation_id)
-            .where(PointReservation.status == "held", PointEntry.kind == "reserve")
+            .where(
+                PointReservation.status == "held",
+                PointEntry.kind == "reserve",
+                PointLot.point_type_id.not_in(_WALLET_TYPES),
+            )
             .group_by(PointLot.point_type_id, PointLot.funded_by, PointLot.unit_value)
         )
         return [
@@ -260,7 +279,12 @@ class PointQueryRepository:
 
     def holders(self, *, now: datetime) -> tuple[dict[int, int], int]:
         """Members holding outstanding points: per point type, and in all."""
-        where = (PointLot.state.in_(HELD_STATES), PointLot.remaining > 0, _unexpired(now))
+        where = (
+            PointLot.state.in_(HELD_STATES),
+            PointLot.remaining > 0,
+            _unexpired(now),
+            PointLot.point_type_id.not_in(_WALLET_TYPES),
+        )
         per_type = self.session.execute(
             select(PointLot.point_type_id, func.count(distinct(PointLot.member_id)))
             .where(*where)
@@ -281,6 +305,7 @@ class PointQueryRepository:
             PointLot.expires_at.is_not(None),
             PointLot.expires_at > now,
             PointLot.expires_at <= until,
+            PointLot.point_type_id.not_in(_WALLET_TYPES),
         )
         if member_id is not None:
             stmt = stmt.where(PointLot.member_id == member_id)

@@ -714,7 +714,17 @@ def expiring(session: Session, *, actor: Principal, days: int, member_id: int | 
 # -- checkout --------------------------------------------------------------------------------------
 
 
+def _product_type(session: Session, brand_id: int, code: str) -> None:
+    """Refuse the wallet's sub-ledgers (kind "wallet"): their money moves only through ``huiyuan.wallet``."""
+    if ledger.point_type_by_code(session, brand_id, code).kind == "wallet":
+        raise ValidationFailed(
+            f"Unknown point type '{code}'.",
+            errors=[field_error("point_type", "no such point type", "unknown-point-type")],
+        )
+
+
 def _spendable_type(session: Session, brand_id: int, code: str) -> PointType:
+    _product_type(session, brand_id, code)
     pt = ledger.point_type_by_code(session, brand_id, code)
     if not pt.spendable:
         raise PointsNotAllowed(f"Points of type '{pt.code}' cannot be spent.")
@@ -773,6 +783,7 @@ def reserve(session: Session, *, actor: Principal, data: ReserveIn, key: str) ->
     """Hold points for a checkout under ``key``, which also names the reservation."""
     brand_id = actor.scope.require_brand()
     get_member(session, data.member_id)
+    _product_type(session, brand_id, data.point_type)
     return ledger.reserve(
         session,
         actor=actor,
@@ -872,6 +883,7 @@ def grant(
     """A manual earn: a new lot, active at once, funded by ``funded_by``."""
     brand_id = actor.scope.require_brand()
     member = get_member(session, member_id)
+    _product_type(session, brand_id, point_type)
     result = ledger.earn(
         session,
         actor=actor,
@@ -902,6 +914,7 @@ def adjust(
 ) -> LedgerResult:
     """An operator's correction (± points) with its reason."""
     member = get_member(session, member_id)
+    _product_type(session, member.brand_id, point_type)
     result = ledger.adjust(
         session,
         actor=actor,
@@ -931,6 +944,7 @@ def freeze(
 ) -> LedgerResult:
     """Freeze (or unfreeze) some or all of a member's lots of a point type."""
     member = get_member(session, member_id)
+    _product_type(session, member.brand_id, point_type)
     result = ledger.freeze(
         session,
         actor=actor,
@@ -967,6 +981,7 @@ def transfer(
     """Move available points from one member to another of the same brand."""
     member = get_member(session, member_id)
     receiver = get_member(session, to_member_id)
+    _product_type(session, member.brand_id, point_type)
     result = ledger.transfer(
         session,
         actor=actor,

@@ -2,6 +2,8 @@
 value (which is also how a member dropped for inactivity is reactivated by a new purchase).
 Evaluation is idempotent, so a retried event changes nothing twice.
 
+When a member enters a level, the level's ongoing ``benefits`` are granted (``tier.changed``).
+
 Two evaluations are skipped because they cannot change the outcome:
 
 * growth earned *for an order* (``points.earned`` with source ``order``): the order's own
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from huiyuan.benefits import registry as benefits
 from huiyuan.kit.scope import system_for_brand
 from huiyuan.outbox.handlers import on
 from huiyuan.outbox.models import OutboxEvent
 from huiyuan.tiers import service
+from huiyuan.tiers.repository import TierRepository
 
 _EVALUATED = "huiyuan.tiers.evaluated_in_batch"
 
@@ -47,3 +51,29 @@ def evaluate_after_growth(session: Session, event: OutboxEvent) -> None:
     if event.payload.get("point_type_kind") != "growth" or event.payload.get("source_type") == "order":
         return
     _evaluate(session, event)
+
+
+@on("tier.changed")
+def grant_level_benefits(session: Session, event: OutboxEvent) -> None:
+    """A member entered a level (or began a new term of it, ``retain``): grant the level's ongoing
+    ``benefits`` through the registry, keyed ``tier-benefit:{member}:{level}:{change}:{i}`` so a
+    retried event grants nothing twice. A refused grant fails the event, which is retried."""
+    p = event.payload
+    if event.brand_id is None or p.get("to_level") is None:
+        return
+    if p.get("from_level") == p.get("to_level") and p.get("reason") != "retain":
+        return
+    levels = TierRepository(session).levels(event.brand_id)
+    level = next((lv for lv in levels if lv.code == p["to_level"]), None)
+    if level is None or not level.benefits:
+        return
+    for i, spec in enumerate(level.benefits):
+        benefits.grant(
+            session,
+            actor=system_for_brand(event.brand_id),
+            member_id=int(p["member_id"]),
+            benefit=spec,
+            source_type="tier",
+            source_id=str(level.id),
+            key=f"tier-benefit:{p['member_id']}:{level.id}:{p['change_id']}:{i}",
+        )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 17:31:03.405064
+Create Date: 2026-11-23 20:03:38.920763
 """
 
 from collections.abc import Sequence
@@ -36,6 +36,105 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_brands")),
         sa.UniqueConstraint("code", name=op.f("uq_brands_code")),
     )
+    op.create_table(
+        "events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("source_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("message_id", sa.String(length=200), nullable=False),
+        sa.Column("event", sa.String(length=200), nullable=True),
+        sa.Column("received_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "violations",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("user_id", sa.String(length=200), nullable=True),
+        sa.Column("anonymous_id", sa.String(length=200), nullable=True),
+        sa.Column("previous_id", sa.String(length=200), nullable=True),
+        sa.Column("group_id", sa.String(length=200), nullable=True),
+        sa.Column("timestamp", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("original_timestamp", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("sent_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "properties",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "traits",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "context",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "external_ids",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "extra",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
+        sa.UniqueConstraint("source_id", "message_id", name=op.f("uq_events_source_id_message_id")),
+    )
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_events_brand_anonymous",
+            ["brand_id", "anonymous_id"],
+            unique=False,
+            sqlite_where=sa.text("user_id IS NULL"),
+            postgresql_where=sa.text("user_id IS NULL"),
+        )
+        batch_op.create_index(
+            "ix_events_brand_flagged",
+            ["brand_id", "id"],
+            unique=False,
+            sqlite_where=sa.text("violations IS NOT NULL"),
+            postgresql_where=sa.text("violations IS NOT NULL"),
+        )
+        batch_op.create_index(
+            "ix_events_brand_user",
+            ["brand_id", "user_id"],
+            unique=False,
+            sqlite_where=sa.text("user_id IS NOT NULL"),
+            postgresql_where=sa.text("user_id IS NOT NULL"),
+        )
+
+    op.create_table(
+        "quarantined_events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("source_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("message_id", sa.String(length=200), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=True),
+        sa.Column("event", sa.String(length=200), nullable=True),
+        sa.Column("received_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "violations",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "message",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_quarantined_events")),
+        sa.UniqueConstraint(
+            "source_id", "message_id", name=op.f("uq_quarantined_events_source_id_message_id")
+        ),
+    )
+    with op.batch_alter_table("quarantined_events", schema=None) as batch_op:
+        batch_op.create_index("ix_quarantined_events_brand_event", ["brand_id", "event"], unique=False)
+
     op.create_table(
         "api_keys",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -85,6 +184,90 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_audit_log_at"), ["at"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_log_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index("ix_audit_log_entity", ["entity_type", "entity_id"], unique=False)
+
+    op.create_table(
+        "benefit_card_products",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("price", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("validity_months", sa.Integer(), nullable=False),
+        sa.Column("activation", sa.String(length=16), nullable=False),
+        sa.Column(
+            "lines",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "perks",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "eligible_tiers",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("limit_per_member", sa.Integer(), nullable=True),
+        sa.Column("sale_from", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("sale_to", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_benefit_card_products_brand_id_brands")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_benefit_card_products")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_benefit_card_products_brand_id_code")),
+    )
+    with op.batch_alter_table("benefit_card_products", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_benefit_card_products_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "benefit_definitions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("service_type", sa.String(length=40), nullable=True),
+        sa.Column("verification", sa.String(length=16), nullable=True),
+        sa.Column(
+            "params",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "limits",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "appointment",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("valid_days", sa.Integer(), nullable=True),
+        sa.Column("unit_cost", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("funded_by", sa.String(length=40), nullable=False),
+        sa.Column("served_by", sa.String(length=40), nullable=False),
+        sa.Column("partner_id", sa.String(length=64), nullable=True),
+        sa.Column("claimable", sa.Boolean(), nullable=False),
+        sa.Column("claim_limit", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_benefit_definitions_brand_id_brands")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_benefit_definitions")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_benefit_definitions_brand_id_code")),
+    )
+    with op.batch_alter_table("benefit_definitions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_benefit_definitions_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
         "console_users",
@@ -142,6 +325,96 @@ def upgrade() -> None:
     with op.batch_alter_table("custom_field_definitions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_custom_field_definitions_brand_id"), ["brand_id"], unique=False)
 
+    op.create_table(
+        "event_definitions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column(
+            "properties",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("allow_additional", sa.Boolean(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_event_definitions_brand_id_brands")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_event_definitions")),
+        sa.UniqueConstraint(
+            "brand_id",
+            "kind",
+            "name",
+            "version",
+            name=op.f("uq_event_definitions_brand_id_kind_name_version"),
+        ),
+    )
+    op.create_table(
+        "event_settings",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("violation_mode", sa.String(length=16), nullable=False),
+        sa.Column("unplanned_policy", sa.String(length=16), nullable=False),
+        sa.Column("plan_token", sa.String(length=32), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_event_settings_brand_id_brands")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_event_settings")),
+        sa.UniqueConstraint("brand_id", name=op.f("uq_event_settings_brand_id")),
+    )
+    op.create_table(
+        "event_sources",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("key_prefix", sa.String(length=16), nullable=False),
+        sa.Column("key_hash", sa.String(length=64), nullable=False),
+        sa.Column("rate_limit", sa.String(length=32), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=True),
+        sa.Column("revoked_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_event_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_event_sources_brand_id_brands")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_event_sources")),
+        sa.UniqueConstraint("key_hash", name=op.f("uq_event_sources_key_hash")),
+    )
+    with op.batch_alter_table("event_sources", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_event_sources_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "event_violation_stats",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("event", sa.String(length=200), nullable=False),
+        sa.Column("property", sa.String(length=200), nullable=False),
+        sa.Column("rule", sa.String(length=40), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("quarantined", sa.Integer(), nullable=False),
+        sa.Column("last_seen_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_event_violation_stats_brand_id_brands")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_event_violation_stats")),
+        sa.UniqueConstraint(
+            "brand_id",
+            "day",
+            "kind",
+            "event",
+            "property",
+            "rule",
+            name=op.f("uq_event_violation_stats_brand_id_day_kind_event_property_rule"),
+        ),
+    )
     op.create_table(
         "idempotency_keys",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -259,6 +532,72 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("job_schedule_slots", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_job_schedule_slots_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "oneid_changes",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("oneid", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "others",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("cause", sa.String(length=16), nullable=False),
+        sa.Column("link_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("reason", sa.String(length=300), nullable=True),
+        sa.Column("at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_oneid_changes_brand_id_brands")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oneid_changes")),
+    )
+    with op.batch_alter_table("oneid_changes", schema=None) as batch_op:
+        batch_op.create_index("ix_oneid_changes_brand_id", ["brand_id", "id"], unique=False)
+
+    op.create_table(
+        "oneid_persons",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("merged_into", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_oneid_persons_brand_id_brands")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oneid_persons")),
+    )
+    with op.batch_alter_table("oneid_persons", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oneid_persons_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "oneid_settings",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "types",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "source_trust",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "survivorship",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("auto_link_threshold", sa.Float(), nullable=False),
+        sa.Column("review_threshold", sa.Float(), nullable=False),
+        sa.Column("events_cursor", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_oneid_settings_brand_id_brands")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oneid_settings")),
+        sa.UniqueConstraint("brand_id", name=op.f("uq_oneid_settings_brand_id")),
+    )
+    with op.batch_alter_table("oneid_settings", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oneid_settings_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
         "outbox_events",
@@ -477,6 +816,60 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_console_sessions_user_id"), ["user_id"], unique=False)
 
     op.create_table(
+        "coupon_templates",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "rules",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("face_value", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("code_source", sa.String(length=16), nullable=False),
+        sa.Column(
+            "code_format",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("stock_total", sa.Integer(), nullable=True),
+        sa.Column("stock_available", sa.Integer(), nullable=True),
+        sa.Column("budget_total", huiyuan.kit.types.Money(), nullable=True),
+        sa.Column("budget_available", huiyuan.kit.types.Money(), nullable=True),
+        sa.Column("limit_per_member", sa.Integer(), nullable=True),
+        sa.Column("limit_per_member_per_day", sa.Integer(), nullable=True),
+        sa.Column("limit_per_day", sa.Integer(), nullable=True),
+        sa.Column("claimable", sa.Boolean(), nullable=False),
+        sa.Column("claim_from", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("claim_to", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("point_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("points_price", sa.Integer(), nullable=True),
+        sa.Column("cash_price", huiyuan.kit.types.Money(), nullable=True),
+        sa.Column("return_on_refund", sa.Boolean(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.CheckConstraint(
+            "budget_available IS NULL OR budget_available >= 0", name=op.f("ck_coupon_templates_budget")
+        ),
+        sa.CheckConstraint(
+            "stock_available IS NULL OR stock_available >= 0", name=op.f("ck_coupon_templates_stock")
+        ),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_coupon_templates_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["point_type_id"], ["point_types.id"], name=op.f("fk_coupon_templates_point_type_id_point_types")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupon_templates")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_coupon_templates_brand_id_code")),
+    )
+    with op.batch_alter_table("coupon_templates", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_coupon_templates_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
         "import_row_errors",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("import_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -591,6 +984,33 @@ def upgrade() -> None:
         batch_op.create_index("ix_members_brand_status", ["brand_id", "status"], unique=False)
         batch_op.create_index(batch_op.f("ix_members_email_bidx"), ["email_bidx"], unique=False)
         batch_op.create_index(batch_op.f("ix_members_phone_bidx"), ["phone_bidx"], unique=False)
+
+    op.create_table(
+        "oneid_lookup",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("type", sa.String(length=24), nullable=False),
+        sa.Column("value_bidx", sa.String(length=64), nullable=False),
+        sa.Column("value_enc", sa.Text(), nullable=True),
+        sa.Column("masked", sa.String(length=80), nullable=False),
+        sa.Column("oneid", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("first_oneid", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("first_seen_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_oneid_lookup_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["oneid"], ["oneid_persons.id"], name=op.f("fk_oneid_lookup_oneid_oneid_persons")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oneid_lookup")),
+        sa.UniqueConstraint(
+            "brand_id", "type", "value_bidx", name=op.f("uq_oneid_lookup_brand_id_type_value_bidx")
+        ),
+    )
+    with op.batch_alter_table("oneid_lookup", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oneid_lookup_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_oneid_lookup_oneid", ["oneid"], unique=False)
 
     op.create_table(
         "paid_plan_levels",
@@ -714,6 +1134,70 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_tier_levels_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
+        "unplanned_events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("first_seen_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "sample",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("definition_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_unplanned_events_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["definition_id"],
+            ["event_definitions.id"],
+            name=op.f("fk_unplanned_events_definition_id_event_definitions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_unplanned_events")),
+        sa.UniqueConstraint("brand_id", "kind", "name", name=op.f("uq_unplanned_events_brand_id_kind_name")),
+    )
+    op.create_table(
+        "wallet_types",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=28), nullable=False),
+        sa.Column("name", sa.String(length=80), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("spend_order", sa.String(length=16), nullable=False),
+        sa.Column(
+            "principal_point_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "bonus_point_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("bonus_expiry_days", sa.Integer(), nullable=True),
+        sa.Column("require_pin", sa.Boolean(), nullable=False),
+        sa.Column("max_balance", sa.BigInteger(), nullable=True),
+        sa.Column("reservation_minutes", sa.Integer(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bonus_point_type_id"],
+            ["point_types.id"],
+            name=op.f("fk_wallet_types_bonus_point_type_id_point_types"),
+        ),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_wallet_types_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["principal_point_type_id"],
+            ["point_types.id"],
+            name=op.f("fk_wallet_types_principal_point_type_id_point_types"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wallet_types")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_wallet_types_brand_id_code")),
+    )
+    with op.batch_alter_table("wallet_types", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_wallet_types_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
         "webhook_deliveries",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("subscription_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -773,6 +1257,80 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "coupon_issue_runs",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("template_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column(
+            "targets",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("reference", sa.String(length=120), nullable=True),
+        sa.Column("requested", sa.Integer(), nullable=False),
+        sa.Column("issued", sa.Integer(), nullable=False),
+        sa.Column("skipped", sa.Integer(), nullable=False),
+        sa.Column(
+            "report",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_coupon_issue_runs_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["template_id"],
+            ["coupon_templates.id"],
+            name=op.f("fk_coupon_issue_runs_template_id_coupon_templates"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupon_issue_runs")),
+    )
+    with op.batch_alter_table("coupon_issue_runs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_coupon_issue_runs_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "coupon_locks",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("order_ref", sa.String(length=64), nullable=False),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("channel", sa.String(length=32), nullable=True),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("expires_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("discount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("order_amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column(
+            "allocation",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("redeemed_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("payment_reference", sa.String(length=64), nullable=True),
+        sa.Column("closed_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("close_reason", sa.String(length=200), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_coupon_locks_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_coupon_locks_member_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupon_locks")),
+        sa.UniqueConstraint("brand_id", "key", name=op.f("uq_coupon_locks_brand_id_key")),
+    )
+    with op.batch_alter_table("coupon_locks", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_coupon_locks_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_coupon_locks_due", ["brand_id", "state", "expires_at"], unique=False)
+        batch_op.create_index("ix_coupon_locks_order", ["brand_id", "order_ref"], unique=False)
+
+    op.create_table(
         "custom_field_unique_values",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("field_key", sa.String(length=64), nullable=False),
@@ -800,6 +1358,107 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_custom_field_unique_values_member_id"), ["member_id"], unique=False
         )
+
+    op.create_table(
+        "member_benefit_cards",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("product_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("product_code", sa.String(length=40), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("price_paid", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("validity_months", sa.Integer(), nullable=False),
+        sa.Column(
+            "lines",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "perks",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("payment_reference", sa.String(length=64), nullable=False),
+        sa.Column("purchase_hash", sa.String(length=64), nullable=False),
+        sa.Column("bought_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("activated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_due_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("refund_reference", sa.String(length=64), nullable=True),
+        sa.Column("refund_hash", sa.String(length=64), nullable=True),
+        sa.Column("refunded_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("refunded_amount", huiyuan.kit.types.Money(), nullable=True),
+        sa.Column(
+            "refund_detail",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_member_benefit_cards_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_member_benefit_cards_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["product_id"],
+            ["benefit_card_products.id"],
+            name=op.f("fk_member_benefit_cards_product_id_benefit_card_products"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_member_benefit_cards")),
+        sa.UniqueConstraint(
+            "brand_id", "payment_reference", name=op.f("uq_member_benefit_cards_brand_id_payment_reference")
+        ),
+        sa.UniqueConstraint(
+            "brand_id", "refund_reference", name=op.f("uq_member_benefit_cards_brand_id_refund_reference")
+        ),
+    )
+    with op.batch_alter_table("member_benefit_cards", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_member_benefit_cards_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_member_benefit_cards_due", ["status", "next_due_at"], unique=False)
+        batch_op.create_index("ix_member_benefit_cards_member", ["member_id", "product_id"], unique=False)
+
+    op.create_table(
+        "member_benefits",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("definition_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=True),
+        sa.Column("remaining", sa.Integer(), nullable=True),
+        sa.Column("reserved", sa.Integer(), nullable=False),
+        sa.Column("used", sa.Integer(), nullable=False),
+        sa.Column("valid_from", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("valid_to", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("source_type", sa.String(length=24), nullable=False),
+        sa.Column("source_id", sa.String(length=64), nullable=False),
+        sa.Column("grant_key", sa.String(length=200), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.CheckConstraint(
+            "remaining IS NULL OR (remaining >= 0 AND reserved <= remaining)",
+            name=op.f("ck_member_benefits_no_overdraft"),
+        ),
+        sa.CheckConstraint("reserved >= 0 AND used >= 0", name=op.f("ck_member_benefits_counts")),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_member_benefits_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["definition_id"],
+            ["benefit_definitions.id"],
+            name=op.f("fk_member_benefits_definition_id_benefit_definitions"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_member_benefits_member_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_member_benefits")),
+        sa.UniqueConstraint("brand_id", "grant_key", name=op.f("uq_member_benefits_brand_id_grant_key")),
+    )
+    with op.batch_alter_table("member_benefits", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_member_benefits_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_member_benefits_due", ["status", "valid_to"], unique=False)
+        batch_op.create_index("ix_member_benefits_member", ["member_id", "status"], unique=False)
 
     op.create_table(
         "member_cards",
@@ -915,6 +1574,109 @@ def upgrade() -> None:
     with op.batch_alter_table("member_verifications", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_member_verifications_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_member_verifications_member_id"), ["member_id"], unique=False)
+
+    op.create_table(
+        "oneid_links",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("left_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("right_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("rule", sa.String(length=60), nullable=False),
+        sa.Column("confidence", sa.Float(), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("blocked", sa.Boolean(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("last_seen_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("removed_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("removed_by", sa.String(length=200), nullable=True),
+        sa.Column("removed_reason", sa.String(length=300), nullable=True),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_oneid_links_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["left_id"], ["oneid_lookup.id"], name=op.f("fk_oneid_links_left_id_oneid_lookup")
+        ),
+        sa.ForeignKeyConstraint(
+            ["right_id"], ["oneid_lookup.id"], name=op.f("fk_oneid_links_right_id_oneid_lookup")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oneid_links")),
+        sa.UniqueConstraint(
+            "left_id", "right_id", "source", name=op.f("uq_oneid_links_left_id_right_id_source")
+        ),
+    )
+    with op.batch_alter_table("oneid_links", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oneid_links_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_oneid_links_brand_status", ["brand_id", "status"], unique=False)
+        batch_op.create_index("ix_oneid_links_right", ["right_id"], unique=False)
+
+    op.create_table(
+        "oneid_match_proposals",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("left_node_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("right_node_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("left_oneid", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("right_oneid", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("probability", sa.Float(), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("decided_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("decided_by", sa.String(length=200), nullable=True),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_oneid_match_proposals_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["left_node_id"],
+            ["oneid_lookup.id"],
+            name=op.f("fk_oneid_match_proposals_left_node_id_oneid_lookup"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["right_node_id"],
+            ["oneid_lookup.id"],
+            name=op.f("fk_oneid_match_proposals_right_node_id_oneid_lookup"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oneid_match_proposals")),
+        sa.UniqueConstraint(
+            "brand_id",
+            "left_node_id",
+            "right_node_id",
+            name=op.f("uq_oneid_match_proposals_brand_id_left_node_id_right_node_id"),
+        ),
+    )
+    with op.batch_alter_table("oneid_match_proposals", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oneid_match_proposals_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(
+            "ix_oneid_match_proposals_brand_status", ["brand_id", "status", "id"], unique=False
+        )
+
+    op.create_table(
+        "oneid_observations",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("node_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("attribute", sa.String(length=40), nullable=False),
+        sa.Column(
+            "value",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("value_enc", sa.Text(), nullable=True),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("first_seen_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("observed_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_oneid_observations_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["node_id"], ["oneid_lookup.id"], name=op.f("fk_oneid_observations_node_id_oneid_lookup")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oneid_observations")),
+        sa.UniqueConstraint(
+            "node_id", "attribute", "source", name=op.f("uq_oneid_observations_node_id_attribute_source")
+        ),
+    )
+    with op.batch_alter_table("oneid_observations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oneid_observations_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
         "orders",
@@ -1126,6 +1888,277 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("tier_snapshots", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_tier_snapshots_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "wallet_accounts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("wallet_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("status_reason", sa.String(length=200), nullable=True),
+        sa.Column("pin_hash", sa.String(length=200), nullable=True),
+        sa.Column("pin_failed_attempts", sa.Integer(), nullable=False),
+        sa.Column("pin_locked_until", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("opened_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_wallet_accounts_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_wallet_accounts_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["wallet_type_id"],
+            ["wallet_types.id"],
+            name=op.f("fk_wallet_accounts_wallet_type_id_wallet_types"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wallet_accounts")),
+        sa.UniqueConstraint(
+            "member_id", "wallet_type_id", name=op.f("uq_wallet_accounts_member_id_wallet_type_id")
+        ),
+    )
+    with op.batch_alter_table("wallet_accounts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_wallet_accounts_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_wallet_accounts_member_id"), ["member_id"], unique=False)
+
+    op.create_table(
+        "wallet_topup_rules",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("wallet_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column(
+            "tier_codes",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "channels",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "weekdays",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("valid_from", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("valid_to", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("min_amount", sa.BigInteger(), nullable=False),
+        sa.Column("bonus_kind", sa.String(length=16), nullable=False),
+        sa.Column("bonus_fixed", sa.BigInteger(), nullable=False),
+        sa.Column("bonus_percent", sa.Numeric(precision=6, scale=2), nullable=False),
+        sa.Column("bonus_cap", sa.BigInteger(), nullable=True),
+        sa.Column("granted_total", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_wallet_topup_rules_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["wallet_type_id"],
+            ["wallet_types.id"],
+            name=op.f("fk_wallet_topup_rules_wallet_type_id_wallet_types"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wallet_topup_rules")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_wallet_topup_rules_brand_id_code")),
+    )
+    with op.batch_alter_table("wallet_topup_rules", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_wallet_topup_rules_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_wallet_topup_rules_type", ["wallet_type_id", "status"], unique=False)
+
+    op.create_table(
+        "benefit_appointments",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_benefit_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("definition_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("starts_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("booking_key", sa.String(length=200), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("note", sa.String(length=200), nullable=True),
+        sa.Column("changes", sa.Integer(), nullable=False),
+        sa.Column("booked_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_benefit_appointments_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["definition_id"],
+            ["benefit_definitions.id"],
+            name=op.f("fk_benefit_appointments_definition_id_benefit_definitions"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_benefit_id"],
+            ["member_benefits.id"],
+            name=op.f("fk_benefit_appointments_member_benefit_id_member_benefits"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_benefit_appointments_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["store_id"], ["stores.id"], name=op.f("fk_benefit_appointments_store_id_stores")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_benefit_appointments")),
+        sa.UniqueConstraint(
+            "brand_id", "booking_key", name=op.f("uq_benefit_appointments_brand_id_booking_key")
+        ),
+    )
+    with op.batch_alter_table("benefit_appointments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_benefit_appointments_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_benefit_appointments_member", ["member_id", "starts_at"], unique=False)
+        batch_op.create_index(
+            "ix_benefit_appointments_slot", ["definition_id", "starts_at", "status"], unique=False
+        )
+
+    op.create_table(
+        "benefit_card_issues",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("card_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("line", sa.Integer(), nullable=False),
+        sa.Column("period", sa.Integer(), nullable=False),
+        sa.Column("due_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("value", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column(
+            "result",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("member_benefit_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("issued_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_benefit_card_issues_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["card_id"],
+            ["member_benefit_cards.id"],
+            name=op.f("fk_benefit_card_issues_card_id_member_benefit_cards"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_benefit_id"],
+            ["member_benefits.id"],
+            name=op.f("fk_benefit_card_issues_member_benefit_id_member_benefits"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_benefit_card_issues_member_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_benefit_card_issues")),
+        sa.UniqueConstraint(
+            "card_id", "line", "period", name=op.f("uq_benefit_card_issues_card_id_line_period")
+        ),
+    )
+    with op.batch_alter_table("benefit_card_issues", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_benefit_card_issues_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_benefit_card_issues_entitlement", ["member_benefit_id"], unique=False)
+
+    op.create_table(
+        "benefit_events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("definition_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_benefit_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=True),
+        sa.Column("quantity", sa.Integer(), nullable=True),
+        sa.Column(
+            "detail",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("occurred_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_benefit_events_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["definition_id"],
+            ["benefit_definitions.id"],
+            name=op.f("fk_benefit_events_definition_id_benefit_definitions"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_benefit_id"],
+            ["member_benefits.id"],
+            name=op.f("fk_benefit_events_member_benefit_id_member_benefits"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_benefit_events_member_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_benefit_events")),
+        sa.UniqueConstraint("brand_id", "key", name=op.f("uq_benefit_events_brand_id_key")),
+    )
+    with op.batch_alter_table("benefit_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_benefit_events_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_benefit_events_definition", ["definition_id", "id"], unique=False)
+        batch_op.create_index("ix_benefit_events_entitlement", ["member_benefit_id", "id"], unique=False)
+
+    op.create_table(
+        "benefit_scan_codes",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_benefit_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("nonce", sa.String(length=32), nullable=False),
+        sa.Column("expires_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("used_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_benefit_scan_codes_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_benefit_id"],
+            ["member_benefits.id"],
+            name=op.f("fk_benefit_scan_codes_member_benefit_id_member_benefits"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_benefit_scan_codes_member_id_members")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_benefit_scan_codes")),
+    )
+    with op.batch_alter_table("benefit_scan_codes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_benefit_scan_codes_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_benefit_scan_codes_entitlement", ["member_benefit_id"], unique=False)
+
+    op.create_table(
+        "oneid_conflicts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("link_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("reason", sa.String(length=20), nullable=False),
+        sa.Column(
+            "detail",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "oneids",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("occurrences", sa.Integer(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("resolved_by", sa.String(length=200), nullable=True),
+        sa.Column("note", sa.String(length=300), nullable=True),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_oneid_conflicts_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["link_id"], ["oneid_links.id"], name=op.f("fk_oneid_conflicts_link_id_oneid_links")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oneid_conflicts")),
+    )
+    with op.batch_alter_table("oneid_conflicts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oneid_conflicts_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_oneid_conflicts_brand_status", ["brand_id", "status", "id"], unique=False)
 
     op.create_table(
         "order_discounts",
@@ -1346,6 +2379,134 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_refunds_order_id"), ["order_id"], unique=False)
 
     op.create_table(
+        "wallet_bindings",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("wallet_account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "principal_account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("bonus_account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("after_entry_id", sa.BigInteger(), nullable=False),
+        sa.Column("until_entry_id", sa.BigInteger(), nullable=True),
+        sa.Column("bound_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("unbound_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("verification_method", sa.String(length=24), nullable=True),
+        sa.Column("verification_ref", sa.String(length=120), nullable=True),
+        sa.Column("reason", sa.String(length=200), nullable=True),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bonus_account_id"],
+            ["point_accounts.id"],
+            name=op.f("fk_wallet_bindings_bonus_account_id_point_accounts"),
+        ),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_wallet_bindings_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_wallet_bindings_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["principal_account_id"],
+            ["point_accounts.id"],
+            name=op.f("fk_wallet_bindings_principal_account_id_point_accounts"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["wallet_account_id"],
+            ["wallet_accounts.id"],
+            name=op.f("fk_wallet_bindings_wallet_account_id_wallet_accounts"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wallet_bindings")),
+    )
+    with op.batch_alter_table("wallet_bindings", schema=None) as batch_op:
+        batch_op.create_index("ix_wallet_bindings_account", ["wallet_account_id", "id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_wallet_bindings_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_wallet_bindings_member_id"), ["member_id"], unique=False)
+
+    op.create_table(
+        "wallet_operations",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("wallet_account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "result",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_wallet_operations_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["wallet_account_id"],
+            ["wallet_accounts.id"],
+            name=op.f("fk_wallet_operations_wallet_account_id_wallet_accounts"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wallet_operations")),
+        sa.UniqueConstraint("brand_id", "key", name=op.f("uq_wallet_operations_brand_id_key")),
+    )
+    with op.batch_alter_table("wallet_operations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_wallet_operations_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "benefit_usages",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_benefit_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("definition_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("method", sa.String(length=16), nullable=False),
+        sa.Column("used_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("minutes", sa.Integer(), nullable=True),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("reference", sa.String(length=120), nullable=True),
+        sa.Column("note", sa.String(length=200), nullable=True),
+        sa.Column("scan_code_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("appointment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("unit_cost", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("funded_by", sa.String(length=40), nullable=False),
+        sa.Column("served_by", sa.String(length=40), nullable=False),
+        sa.Column("verified_by", sa.String(length=200), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["appointment_id"],
+            ["benefit_appointments.id"],
+            name=op.f("fk_benefit_usages_appointment_id_benefit_appointments"),
+        ),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_benefit_usages_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["definition_id"],
+            ["benefit_definitions.id"],
+            name=op.f("fk_benefit_usages_definition_id_benefit_definitions"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_benefit_id"],
+            ["member_benefits.id"],
+            name=op.f("fk_benefit_usages_member_benefit_id_member_benefits"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_benefit_usages_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["scan_code_id"],
+            ["benefit_scan_codes.id"],
+            name=op.f("fk_benefit_usages_scan_code_id_benefit_scan_codes"),
+        ),
+        sa.ForeignKeyConstraint(["store_id"], ["stores.id"], name=op.f("fk_benefit_usages_store_id_stores")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_benefit_usages")),
+        sa.UniqueConstraint("appointment_id", name=op.f("uq_benefit_usages_appointment_id")),
+        sa.UniqueConstraint("scan_code_id", name=op.f("uq_benefit_usages_scan_code_id")),
+    )
+    with op.batch_alter_table("benefit_usages", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_benefit_usages_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_benefit_usages_brand_time", ["brand_id", "used_at"], unique=False)
+        batch_op.create_index(
+            "ix_benefit_usages_member", ["member_id", "definition_id", "used_at"], unique=False
+        )
+
+    op.create_table(
         "point_entries",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("operation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -1428,6 +2589,109 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_refund_items_refund_id"), ["refund_id"], unique=False)
 
     op.create_table(
+        "wallet_topups",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("wallet_account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("binding_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("bonus", sa.BigInteger(), nullable=False),
+        sa.Column("rule_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("channel", sa.String(length=24), nullable=False),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("payment_ref", sa.String(length=64), nullable=False),
+        sa.Column("principal_lot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("bonus_lot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("state", sa.String(length=24), nullable=False),
+        sa.Column("principal_refunded", sa.BigInteger(), nullable=False),
+        sa.Column("cash_refunded", sa.BigInteger(), nullable=False),
+        sa.Column("bonus_reversed", sa.BigInteger(), nullable=False),
+        sa.Column("bonus_forgiven", sa.BigInteger(), nullable=False),
+        sa.Column("bonus_charged", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.CheckConstraint("amount > 0 AND bonus >= 0", name=op.f("ck_wallet_topups_amounts")),
+        sa.CheckConstraint("principal_refunded <= amount", name=op.f("ck_wallet_topups_refunded")),
+        sa.ForeignKeyConstraint(
+            ["binding_id"], ["wallet_bindings.id"], name=op.f("fk_wallet_topups_binding_id_wallet_bindings")
+        ),
+        sa.ForeignKeyConstraint(
+            ["bonus_lot_id"], ["point_lots.id"], name=op.f("fk_wallet_topups_bonus_lot_id_point_lots")
+        ),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_wallet_topups_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_wallet_topups_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["principal_lot_id"], ["point_lots.id"], name=op.f("fk_wallet_topups_principal_lot_id_point_lots")
+        ),
+        sa.ForeignKeyConstraint(
+            ["rule_id"], ["wallet_topup_rules.id"], name=op.f("fk_wallet_topups_rule_id_wallet_topup_rules")
+        ),
+        sa.ForeignKeyConstraint(["store_id"], ["stores.id"], name=op.f("fk_wallet_topups_store_id_stores")),
+        sa.ForeignKeyConstraint(
+            ["wallet_account_id"],
+            ["wallet_accounts.id"],
+            name=op.f("fk_wallet_topups_wallet_account_id_wallet_accounts"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wallet_topups")),
+        sa.UniqueConstraint("brand_id", "key", name=op.f("uq_wallet_topups_brand_id_key")),
+    )
+    with op.batch_alter_table("wallet_topups", schema=None) as batch_op:
+        batch_op.create_index("ix_wallet_topups_account", ["wallet_account_id", "id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_wallet_topups_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "coupons",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("template_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=80), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("valid_from", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("valid_to", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("issued_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("local_day", sa.Date(), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("issue_key", sa.String(length=200), nullable=False),
+        sa.Column("issue_ref", sa.String(length=120), nullable=True),
+        sa.Column("budget_reserved", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("points_entry_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("payment_reference", sa.String(length=64), nullable=True),
+        sa.Column("paid_amount", huiyuan.kit.types.Money(), nullable=True),
+        sa.Column("lock_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("discount", huiyuan.kit.types.Money(), nullable=True),
+        sa.Column("redeemed_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_coupons_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["lock_id"], ["coupon_locks.id"], name=op.f("fk_coupons_lock_id_coupon_locks")
+        ),
+        sa.ForeignKeyConstraint(["member_id"], ["members.id"], name=op.f("fk_coupons_member_id_members")),
+        sa.ForeignKeyConstraint(
+            ["points_entry_id"], ["point_entries.id"], name=op.f("fk_coupons_points_entry_id_point_entries")
+        ),
+        sa.ForeignKeyConstraint(
+            ["template_id"], ["coupon_templates.id"], name=op.f("fk_coupons_template_id_coupon_templates")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupons")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_coupons_brand_id_code")),
+        sa.UniqueConstraint("brand_id", "issue_key", name=op.f("uq_coupons_brand_id_issue_key")),
+    )
+    with op.batch_alter_table("coupons", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_coupons_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_coupons_due", ["brand_id", "status", "valid_to"], unique=False)
+        batch_op.create_index(batch_op.f("ix_coupons_lock_id"), ["lock_id"], unique=False)
+        batch_op.create_index("ix_coupons_member", ["member_id", "status", "valid_to"], unique=False)
+        batch_op.create_index("ix_coupons_template_day", ["template_id", "local_day"], unique=False)
+        batch_op.create_index(
+            "ix_coupons_template_member", ["template_id", "member_id", "local_day"], unique=False
+        )
+
+    op.create_table(
         "mall_redemptions",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
@@ -1505,6 +2769,193 @@ def upgrade() -> None:
         batch_op.create_index("ix_point_entry_lots_lot", ["lot_id"], unique=False)
 
     op.create_table(
+        "wallet_payments",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("wallet_account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("binding_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("principal_amount", sa.BigInteger(), nullable=False),
+        sa.Column("bonus_amount", sa.BigInteger(), nullable=False),
+        sa.Column("order_ref", sa.String(length=64), nullable=True),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("state", sa.String(length=24), nullable=False),
+        sa.Column(
+            "principal_reservation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column(
+            "bonus_reservation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("principal_entry_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("bonus_entry_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("refunded_principal", sa.BigInteger(), nullable=False),
+        sa.Column("refunded_bonus", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("settled_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.CheckConstraint("amount = principal_amount + bonus_amount", name=op.f("ck_wallet_payments_parts")),
+        sa.CheckConstraint(
+            "refunded_principal <= principal_amount AND refunded_bonus <= bonus_amount",
+            name=op.f("ck_wallet_payments_refunded"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["binding_id"], ["wallet_bindings.id"], name=op.f("fk_wallet_payments_binding_id_wallet_bindings")
+        ),
+        sa.ForeignKeyConstraint(
+            ["bonus_entry_id"],
+            ["point_entries.id"],
+            name=op.f("fk_wallet_payments_bonus_entry_id_point_entries"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["bonus_reservation_id"],
+            ["point_reservations.id"],
+            name=op.f("fk_wallet_payments_bonus_reservation_id_point_reservations"),
+        ),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_wallet_payments_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_wallet_payments_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["principal_entry_id"],
+            ["point_entries.id"],
+            name=op.f("fk_wallet_payments_principal_entry_id_point_entries"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["principal_reservation_id"],
+            ["point_reservations.id"],
+            name=op.f("fk_wallet_payments_principal_reservation_id_point_reservations"),
+        ),
+        sa.ForeignKeyConstraint(["store_id"], ["stores.id"], name=op.f("fk_wallet_payments_store_id_stores")),
+        sa.ForeignKeyConstraint(
+            ["wallet_account_id"],
+            ["wallet_accounts.id"],
+            name=op.f("fk_wallet_payments_wallet_account_id_wallet_accounts"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wallet_payments")),
+        sa.UniqueConstraint("brand_id", "key", name=op.f("uq_wallet_payments_brand_id_key")),
+    )
+    with op.batch_alter_table("wallet_payments", schema=None) as batch_op:
+        batch_op.create_index("ix_wallet_payments_account", ["wallet_account_id", "state"], unique=False)
+        batch_op.create_index(batch_op.f("ix_wallet_payments_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "coupon_codes",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("template_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=80), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("coupon_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_coupon_codes_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["coupon_id"], ["coupons.id"], name=op.f("fk_coupon_codes_coupon_id_coupons")
+        ),
+        sa.ForeignKeyConstraint(
+            ["template_id"],
+            ["coupon_templates.id"],
+            name=op.f("fk_coupon_codes_template_id_coupon_templates"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupon_codes")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_coupon_codes_brand_id_code")),
+    )
+    with op.batch_alter_table("coupon_codes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_coupon_codes_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_coupon_codes_pick", ["template_id", "status", "id"], unique=False)
+
+    op.create_table(
+        "coupon_events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("coupon_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("lock_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("amount", huiyuan.kit.types.Money(), nullable=True),
+        sa.Column(
+            "detail",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("occurred_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_coupon_events_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["coupon_id"], ["coupons.id"], name=op.f("fk_coupon_events_coupon_id_coupons")
+        ),
+        sa.ForeignKeyConstraint(
+            ["lock_id"], ["coupon_locks.id"], name=op.f("fk_coupon_events_lock_id_coupon_locks")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupon_events")),
+    )
+    with op.batch_alter_table("coupon_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_coupon_events_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_coupon_events_coupon", ["coupon_id", "id"], unique=False)
+
+    op.create_table(
+        "coupon_shares",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("coupon_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("template_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("lock_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("party", sa.String(length=16), nullable=False),
+        sa.Column("party_id", sa.String(length=64), nullable=True),
+        sa.Column("amount", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("channel", sa.String(length=32), nullable=True),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("occurred_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_coupon_shares_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["coupon_id"], ["coupons.id"], name=op.f("fk_coupon_shares_coupon_id_coupons")
+        ),
+        sa.ForeignKeyConstraint(
+            ["lock_id"], ["coupon_locks.id"], name=op.f("fk_coupon_shares_lock_id_coupon_locks")
+        ),
+        sa.ForeignKeyConstraint(
+            ["template_id"],
+            ["coupon_templates.id"],
+            name=op.f("fk_coupon_shares_template_id_coupon_templates"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupon_shares")),
+    )
+    with op.batch_alter_table("coupon_shares", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_coupon_shares_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_coupon_shares_coupon_id"), ["coupon_id"], unique=False)
+        batch_op.create_index("ix_coupon_shares_settle", ["brand_id", "occurred_at"], unique=False)
+
+    op.create_table(
+        "coupon_stock_entries",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("template_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=False),
+        sa.Column("budget", huiyuan.kit.types.Money(), nullable=False),
+        sa.Column("coupon_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("reason", sa.String(length=200), nullable=True),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("occurred_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_coupon_stock_entries_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["coupon_id"], ["coupons.id"], name=op.f("fk_coupon_stock_entries_coupon_id_coupons")
+        ),
+        sa.ForeignKeyConstraint(
+            ["template_id"],
+            ["coupon_templates.id"],
+            name=op.f("fk_coupon_stock_entries_template_id_coupon_templates"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupon_stock_entries")),
+    )
+    with op.batch_alter_table("coupon_stock_entries", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_coupon_stock_entries_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_coupon_stock_entries_template", ["template_id", "id"], unique=False)
+
+    op.create_table(
         "mall_gift_codes",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("gift_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -1560,11 +3011,59 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_mall_stock_entries_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index("ix_mall_stock_entries_gift", ["gift_id", "id"], unique=False)
 
+    op.create_table(
+        "wallet_refunds",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("wallet_account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("payment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("topup_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("principal", sa.BigInteger(), nullable=False),
+        sa.Column("bonus", sa.BigInteger(), nullable=False),
+        sa.Column("bonus_forgiven", sa.BigInteger(), nullable=False),
+        sa.Column("bonus_charged", sa.BigInteger(), nullable=False),
+        sa.Column("cash_refund", sa.BigInteger(), nullable=False),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("reason", sa.String(length=200), nullable=False),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_wallet_refunds_brand_id_brands")),
+        sa.ForeignKeyConstraint(
+            ["payment_id"], ["wallet_payments.id"], name=op.f("fk_wallet_refunds_payment_id_wallet_payments")
+        ),
+        sa.ForeignKeyConstraint(["store_id"], ["stores.id"], name=op.f("fk_wallet_refunds_store_id_stores")),
+        sa.ForeignKeyConstraint(
+            ["topup_id"], ["wallet_topups.id"], name=op.f("fk_wallet_refunds_topup_id_wallet_topups")
+        ),
+        sa.ForeignKeyConstraint(
+            ["wallet_account_id"],
+            ["wallet_accounts.id"],
+            name=op.f("fk_wallet_refunds_wallet_account_id_wallet_accounts"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wallet_refunds")),
+        sa.UniqueConstraint("brand_id", "key", name=op.f("uq_wallet_refunds_brand_id_key")),
+    )
+    with op.batch_alter_table("wallet_refunds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_wallet_refunds_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index("ix_wallet_refunds_brand_time", ["brand_id", "created_at"], unique=False)
+        batch_op.create_index("ix_wallet_refunds_payment", ["payment_id"], unique=False)
+        batch_op.create_index("ix_wallet_refunds_topup", ["topup_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("wallet_refunds", schema=None) as batch_op:
+        batch_op.drop_index("ix_wallet_refunds_topup")
+        batch_op.drop_index("ix_wallet_refunds_payment")
+        batch_op.drop_index("ix_wallet_refunds_brand_time")
+        batch_op.drop_index(batch_op.f("ix_wallet_refunds_brand_id"))
+
+    op.drop_table("wallet_refunds")
     with op.batch_alter_table("mall_stock_entries", schema=None) as batch_op:
         batch_op.drop_index("ix_mall_stock_entries_gift")
         batch_op.drop_index(batch_op.f("ix_mall_stock_entries_brand_id"))
@@ -1576,6 +3075,32 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_mall_gift_codes_brand_id"))
 
     op.drop_table("mall_gift_codes")
+    with op.batch_alter_table("coupon_stock_entries", schema=None) as batch_op:
+        batch_op.drop_index("ix_coupon_stock_entries_template")
+        batch_op.drop_index(batch_op.f("ix_coupon_stock_entries_brand_id"))
+
+    op.drop_table("coupon_stock_entries")
+    with op.batch_alter_table("coupon_shares", schema=None) as batch_op:
+        batch_op.drop_index("ix_coupon_shares_settle")
+        batch_op.drop_index(batch_op.f("ix_coupon_shares_coupon_id"))
+        batch_op.drop_index(batch_op.f("ix_coupon_shares_brand_id"))
+
+    op.drop_table("coupon_shares")
+    with op.batch_alter_table("coupon_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_coupon_events_coupon")
+        batch_op.drop_index(batch_op.f("ix_coupon_events_brand_id"))
+
+    op.drop_table("coupon_events")
+    with op.batch_alter_table("coupon_codes", schema=None) as batch_op:
+        batch_op.drop_index("ix_coupon_codes_pick")
+        batch_op.drop_index(batch_op.f("ix_coupon_codes_brand_id"))
+
+    op.drop_table("coupon_codes")
+    with op.batch_alter_table("wallet_payments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_wallet_payments_brand_id"))
+        batch_op.drop_index("ix_wallet_payments_account")
+
+    op.drop_table("wallet_payments")
     with op.batch_alter_table("point_entry_lots", schema=None) as batch_op:
         batch_op.drop_index("ix_point_entry_lots_lot")
         batch_op.drop_index(batch_op.f("ix_point_entry_lots_entry_id"))
@@ -1589,6 +3114,20 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_mall_redemptions_brand_id"))
 
     op.drop_table("mall_redemptions")
+    with op.batch_alter_table("coupons", schema=None) as batch_op:
+        batch_op.drop_index("ix_coupons_template_member")
+        batch_op.drop_index("ix_coupons_template_day")
+        batch_op.drop_index("ix_coupons_member")
+        batch_op.drop_index(batch_op.f("ix_coupons_lock_id"))
+        batch_op.drop_index("ix_coupons_due")
+        batch_op.drop_index(batch_op.f("ix_coupons_brand_id"))
+
+    op.drop_table("coupons")
+    with op.batch_alter_table("wallet_topups", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_wallet_topups_brand_id"))
+        batch_op.drop_index("ix_wallet_topups_account")
+
+    op.drop_table("wallet_topups")
     with op.batch_alter_table("refund_items", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refund_items_refund_id"))
         batch_op.drop_index(batch_op.f("ix_refund_items_brand_id"))
@@ -1602,6 +3141,22 @@ def downgrade() -> None:
         batch_op.drop_index("ix_point_entries_account")
 
     op.drop_table("point_entries")
+    with op.batch_alter_table("benefit_usages", schema=None) as batch_op:
+        batch_op.drop_index("ix_benefit_usages_member")
+        batch_op.drop_index("ix_benefit_usages_brand_time")
+        batch_op.drop_index(batch_op.f("ix_benefit_usages_brand_id"))
+
+    op.drop_table("benefit_usages")
+    with op.batch_alter_table("wallet_operations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_wallet_operations_brand_id"))
+
+    op.drop_table("wallet_operations")
+    with op.batch_alter_table("wallet_bindings", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_wallet_bindings_member_id"))
+        batch_op.drop_index(batch_op.f("ix_wallet_bindings_brand_id"))
+        batch_op.drop_index("ix_wallet_bindings_account")
+
+    op.drop_table("wallet_bindings")
     with op.batch_alter_table("refunds", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refunds_order_id"))
         batch_op.drop_index(batch_op.f("ix_refunds_brand_id"))
@@ -1641,6 +3196,43 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_order_discounts_brand_id"))
 
     op.drop_table("order_discounts")
+    with op.batch_alter_table("oneid_conflicts", schema=None) as batch_op:
+        batch_op.drop_index("ix_oneid_conflicts_brand_status")
+        batch_op.drop_index(batch_op.f("ix_oneid_conflicts_brand_id"))
+
+    op.drop_table("oneid_conflicts")
+    with op.batch_alter_table("benefit_scan_codes", schema=None) as batch_op:
+        batch_op.drop_index("ix_benefit_scan_codes_entitlement")
+        batch_op.drop_index(batch_op.f("ix_benefit_scan_codes_brand_id"))
+
+    op.drop_table("benefit_scan_codes")
+    with op.batch_alter_table("benefit_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_benefit_events_entitlement")
+        batch_op.drop_index("ix_benefit_events_definition")
+        batch_op.drop_index(batch_op.f("ix_benefit_events_brand_id"))
+
+    op.drop_table("benefit_events")
+    with op.batch_alter_table("benefit_card_issues", schema=None) as batch_op:
+        batch_op.drop_index("ix_benefit_card_issues_entitlement")
+        batch_op.drop_index(batch_op.f("ix_benefit_card_issues_brand_id"))
+
+    op.drop_table("benefit_card_issues")
+    with op.batch_alter_table("benefit_appointments", schema=None) as batch_op:
+        batch_op.drop_index("ix_benefit_appointments_slot")
+        batch_op.drop_index("ix_benefit_appointments_member")
+        batch_op.drop_index(batch_op.f("ix_benefit_appointments_brand_id"))
+
+    op.drop_table("benefit_appointments")
+    with op.batch_alter_table("wallet_topup_rules", schema=None) as batch_op:
+        batch_op.drop_index("ix_wallet_topup_rules_type")
+        batch_op.drop_index(batch_op.f("ix_wallet_topup_rules_brand_id"))
+
+    op.drop_table("wallet_topup_rules")
+    with op.batch_alter_table("wallet_accounts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_wallet_accounts_member_id"))
+        batch_op.drop_index(batch_op.f("ix_wallet_accounts_brand_id"))
+
+    op.drop_table("wallet_accounts")
     with op.batch_alter_table("tier_snapshots", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_tier_snapshots_brand_id"))
 
@@ -1678,6 +3270,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_orders_brand_id"))
 
     op.drop_table("orders")
+    with op.batch_alter_table("oneid_observations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_oneid_observations_brand_id"))
+
+    op.drop_table("oneid_observations")
+    with op.batch_alter_table("oneid_match_proposals", schema=None) as batch_op:
+        batch_op.drop_index("ix_oneid_match_proposals_brand_status")
+        batch_op.drop_index(batch_op.f("ix_oneid_match_proposals_brand_id"))
+
+    op.drop_table("oneid_match_proposals")
+    with op.batch_alter_table("oneid_links", schema=None) as batch_op:
+        batch_op.drop_index("ix_oneid_links_right")
+        batch_op.drop_index("ix_oneid_links_brand_status")
+        batch_op.drop_index(batch_op.f("ix_oneid_links_brand_id"))
+
+    op.drop_table("oneid_links")
     with op.batch_alter_table("member_verifications", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_member_verifications_member_id"))
         batch_op.drop_index(batch_op.f("ix_member_verifications_brand_id"))
@@ -1699,11 +3306,33 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_member_cards_brand_id"))
 
     op.drop_table("member_cards")
+    with op.batch_alter_table("member_benefits", schema=None) as batch_op:
+        batch_op.drop_index("ix_member_benefits_member")
+        batch_op.drop_index("ix_member_benefits_due")
+        batch_op.drop_index(batch_op.f("ix_member_benefits_brand_id"))
+
+    op.drop_table("member_benefits")
+    with op.batch_alter_table("member_benefit_cards", schema=None) as batch_op:
+        batch_op.drop_index("ix_member_benefit_cards_member")
+        batch_op.drop_index("ix_member_benefit_cards_due")
+        batch_op.drop_index(batch_op.f("ix_member_benefit_cards_brand_id"))
+
+    op.drop_table("member_benefit_cards")
     with op.batch_alter_table("custom_field_unique_values", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_custom_field_unique_values_member_id"))
         batch_op.drop_index(batch_op.f("ix_custom_field_unique_values_brand_id"))
 
     op.drop_table("custom_field_unique_values")
+    with op.batch_alter_table("coupon_locks", schema=None) as batch_op:
+        batch_op.drop_index("ix_coupon_locks_order")
+        batch_op.drop_index("ix_coupon_locks_due")
+        batch_op.drop_index(batch_op.f("ix_coupon_locks_brand_id"))
+
+    op.drop_table("coupon_locks")
+    with op.batch_alter_table("coupon_issue_runs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_coupon_issue_runs_brand_id"))
+
+    op.drop_table("coupon_issue_runs")
     with op.batch_alter_table("consents", schema=None) as batch_op:
         batch_op.drop_index("ix_consents_member_purpose")
         batch_op.drop_index(batch_op.f("ix_consents_brand_id"))
@@ -1715,6 +3344,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_webhook_deliveries_brand_id"))
 
     op.drop_table("webhook_deliveries")
+    with op.batch_alter_table("wallet_types", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_wallet_types_brand_id"))
+
+    op.drop_table("wallet_types")
+    op.drop_table("unplanned_events")
     with op.batch_alter_table("tier_levels", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_tier_levels_brand_id"))
 
@@ -1729,6 +3363,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_paid_plan_levels_brand_id"))
 
     op.drop_table("paid_plan_levels")
+    with op.batch_alter_table("oneid_lookup", schema=None) as batch_op:
+        batch_op.drop_index("ix_oneid_lookup_oneid")
+        batch_op.drop_index(batch_op.f("ix_oneid_lookup_brand_id"))
+
+    op.drop_table("oneid_lookup")
     with op.batch_alter_table("members", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_members_phone_bidx"))
         batch_op.drop_index(batch_op.f("ix_members_email_bidx"))
@@ -1746,6 +3385,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_import_row_errors_brand_id"))
 
     op.drop_table("import_row_errors")
+    with op.batch_alter_table("coupon_templates", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_coupon_templates_brand_id"))
+
+    op.drop_table("coupon_templates")
     with op.batch_alter_table("console_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_console_sessions_user_id"))
 
@@ -1785,6 +3428,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_outbox_events_brand_id"))
 
     op.drop_table("outbox_events")
+    with op.batch_alter_table("oneid_settings", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_oneid_settings_brand_id"))
+
+    op.drop_table("oneid_settings")
+    with op.batch_alter_table("oneid_persons", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_oneid_persons_brand_id"))
+
+    op.drop_table("oneid_persons")
+    with op.batch_alter_table("oneid_changes", schema=None) as batch_op:
+        batch_op.drop_index("ix_oneid_changes_brand_id")
+
+    op.drop_table("oneid_changes")
     with op.batch_alter_table("job_schedule_slots", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_job_schedule_slots_brand_id"))
 
@@ -1806,6 +3461,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_idempotency_keys_brand_id"))
 
     op.drop_table("idempotency_keys")
+    op.drop_table("event_violation_stats")
+    with op.batch_alter_table("event_sources", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_event_sources_brand_id"))
+
+    op.drop_table("event_sources")
+    op.drop_table("event_settings")
+    op.drop_table("event_definitions")
     with op.batch_alter_table("custom_field_definitions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_custom_field_definitions_brand_id"))
 
@@ -1814,6 +3476,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_console_users_brand_id"))
 
     op.drop_table("console_users")
+    with op.batch_alter_table("benefit_definitions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_benefit_definitions_brand_id"))
+
+    op.drop_table("benefit_definitions")
+    with op.batch_alter_table("benefit_card_products", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_benefit_card_products_brand_id"))
+
+    op.drop_table("benefit_card_products")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_entity")
         batch_op.drop_index(batch_op.f("ix_audit_log_brand_id"))
@@ -1824,5 +3494,27 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_api_keys_brand_id"))
 
     op.drop_table("api_keys")
+    with op.batch_alter_table("quarantined_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_quarantined_events_brand_event")
+
+    op.drop_table("quarantined_events")
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_events_brand_user",
+            sqlite_where=sa.text("user_id IS NOT NULL"),
+            postgresql_where=sa.text("user_id IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            "ix_events_brand_flagged",
+            sqlite_where=sa.text("violations IS NOT NULL"),
+            postgresql_where=sa.text("violations IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            "ix_events_brand_anonymous",
+            sqlite_where=sa.text("user_id IS NULL"),
+            postgresql_where=sa.text("user_id IS NULL"),
+        )
+
+    op.drop_table("events")
     op.drop_table("brands")
     # ### end Alembic commands ###

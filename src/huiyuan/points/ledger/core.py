@@ -13,11 +13,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from huiyuan.kit.clock import utcnow
+from huiyuan.kit.db import advisory_lock
 from huiyuan.kit.errors import (
     AppError,
     IdempotencyMismatch,
@@ -185,13 +186,10 @@ def _account_id(session: Session, *, brand_id: int, member_id: int, point_type_i
 
 
 def _replay(session: Session, brand_id: int, key: str, kind: str, digest: str) -> LedgerResult | None:
-    if session.get_bind().dialect.name == "postgresql":
-        # Writers of different accounts can race one key; the account lock does not order them, so
-        # queue them on the key itself: the losers then read the winner's committed operation
-        # instead of failing on the unique constraint. Taken after the account locks, held to commit.
-        key_hash = hashlib.sha256(f"points:{brand_id}:{key}".encode()).digest()
-        lock_id = int.from_bytes(key_hash[:8], "big", signed=True)
-        session.execute(select(func.pg_advisory_xact_lock(lock_id)))
+    # Writers of different accounts can race one key; the account lock does not order them, so
+    # queue them on the key itself: the losers then read the winner's committed operation instead
+    # of failing on the unique constraint. Taken after the account locks, held to commit.
+    advisory_lock(session, f"points:{brand_id}:{key}")
     op = session.scalars(
         select(PointOperation).where(PointOperation.brand_id == brand_id, PointOperation.key == key)
     ).one_or_none()
