@@ -179,6 +179,8 @@ class PointEntry(BrandOwned, Base):
         Index("ix_point_entries_member", "member_id", "id"),
         Index("ix_point_entries_brand_time", "brand_id", "occurred_at"),
         Index("ix_point_entries_source", "brand_id", "source_type", "source_id"),
+        # Releasing, confirming or refunding a hold finds its reserve entries by reservation.
+        Index("ix_point_entries_reservation", "reservation_id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)

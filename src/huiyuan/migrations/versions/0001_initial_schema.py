@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 20:03:38.920763
+Create Date: 2026-11-23 22:08:29.451556
 """
 
 from collections.abc import Sequence
@@ -2563,6 +2563,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_point_entries_brand_id"), ["brand_id"], unique=False)
         batch_op.create_index("ix_point_entries_brand_time", ["brand_id", "occurred_at"], unique=False)
         batch_op.create_index("ix_point_entries_member", ["member_id", "id"], unique=False)
+        batch_op.create_index("ix_point_entries_reservation", ["reservation_id"], unique=False)
         batch_op.create_index(
             "ix_point_entries_source", ["brand_id", "source_type", "source_id"], unique=False
         )
@@ -3135,6 +3136,7 @@ def downgrade() -> None:
     op.drop_table("refund_items")
     with op.batch_alter_table("point_entries", schema=None) as batch_op:
         batch_op.drop_index("ix_point_entries_source")
+        batch_op.drop_index("ix_point_entries_reservation")
         batch_op.drop_index("ix_point_entries_member")
         batch_op.drop_index("ix_point_entries_brand_time")
         batch_op.drop_index(batch_op.f("ix_point_entries_brand_id"))
