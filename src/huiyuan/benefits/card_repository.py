@@ -101,6 +101,24 @@ class CardRepository:
         )
         return list(self.session.scalars(stmt))
 
+    def covering_span(
+        self, member_ids: list[int], since: datetime, until: datetime
+    ) -> list[MemberBenefitCard]:
+        """Active cards of these members whose term overlaps [since, until]."""
+        if not member_ids:
+            return []
+        stmt = (
+            select(MemberBenefitCard)
+            .where(
+                MemberBenefitCard.member_id.in_(member_ids),
+                MemberBenefitCard.status == "active",
+                MemberBenefitCard.activated_at <= until,
+                MemberBenefitCard.expires_at > since,
+            )
+            .order_by(MemberBenefitCard.id)
+        )
+        return list(self.session.scalars(stmt))
+
     def due_ids(self, now: datetime, *, after_id: int, limit: int) -> list[int]:
         """Active cards with a period to issue or a term that has ended by ``now``, by id."""
         stmt = (

@@ -467,5 +467,46 @@ def card_perks(session: Session, member_id: int, at: datetime | None = None) -> 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MultiplierTerm:
+    """A card's points multiplier over its term [starts_at, ends_at)."""
+
+    starts_at: datetime
+    ends_at: datetime
+    factor: Decimal
+    source: str
+
+    def best_at(self, at: datetime, best: MultiplierTerm | None) -> MultiplierTerm | None:
+        if not self.starts_at <= at < self.ends_at:
+            return best
+        return self if best is None or self.factor > best.factor else best
+
+
+def points_multiplier_terms(
+    session: Session, member_ids: list[int], since: datetime, until: datetime
+) -> dict[int, list[MultiplierTerm]]:
+    """Per member, the points multipliers of their active cards over [since, until], read in one
+    query — for earning over many orders at once. Earning takes the best term covering each order's
+    payment time (cards do not add up), like ``card_perks``."""
+    terms: dict[int, list[MultiplierTerm]] = {}
+    for card in CardRepository(session).covering_span(member_ids, since, until):
+        raw = (card.perks or {}).get("points_multiplier")
+        if not raw or card.activated_at is None or card.expires_at is None:
+            continue
+        factor = Decimal(str(raw))
+        if factor > 1:
+            terms.setdefault(card.member_id, []).append(
+                MultiplierTerm(card.activated_at, card.expires_at, factor, f"card:{card.product_code}")
+            )
+    return terms
+
+
+def best_multiplier(terms: list[MultiplierTerm], at: datetime) -> MultiplierTerm | None:
+    best: MultiplierTerm | None = None
+    for term in terms:
+        best = term.best_at(at, best)
+    return best
+
+
 def products_on_sale(session: Session) -> list[BenefitCardProduct]:
     return CardRepository(session).on_sale(utcnow())

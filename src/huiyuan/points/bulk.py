@@ -158,9 +158,15 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
     tiers = current_tiers(session, brand_id, member_ids) if current_tiers is not None else {}
     plan_terms = earning._optional("huiyuan.paid.service", "plan_terms")
     terms: dict[int, Any] = {}
+    paid_times = [o.paid_at for o in orders]
     if plan_terms is not None and orders:
-        paid_times = [o.paid_at for o in orders]
         terms = plan_terms(session, member_ids, min(paid_times), max(paid_times))
+
+    card_terms = earning._optional("huiyuan.benefits.cards", "points_multiplier_terms")
+    best_card = earning._optional("huiyuan.benefits.cards", "best_multiplier")
+    cards: dict[int, Any] = {}
+    if card_terms is not None and orders:
+        cards = card_terms(session, member_ids, min(paid_times), max(paid_times))
 
     def plan_at(member_id: int, at: Any) -> Any:
         for term in terms.get(member_id, ()):  # newest start first, as ``active_plan`` decides
@@ -181,6 +187,7 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
                 order.paid_at,
                 tier=tiers.get(member.id),
                 plan=plan_at(member.id, order.paid_at),
+                card=best_card(cards.get(member.id, []), order.paid_at) if best_card is not None else None,
             )
         facts = rules.OrderFacts(
             order_id=order.id,

@@ -16,8 +16,9 @@ Rule budgets: a rule with a ``budget`` cap is locked (``FOR UPDATE``) before its
 its ``granted_total`` raised in the same transaction; locks are taken in rule-id order before the
 account lock, the same order on every path, so two earners never deadlock.
 
-Tier and paid plan are read from their domains' read functions when those domains are installed;
-earning depends on them in this one direction only (they learn about points through events).
+Tier, paid plan and benefit-card multipliers are read from their domains' read functions when those
+domains are installed; earning depends on them in this one direction only (they learn about points
+through events).
 """
 
 from __future__ import annotations
@@ -64,10 +65,17 @@ _LOOK_UP: Any = object()
 
 
 def member_facts(
-    session: Session, member: Member, at: datetime, *, tier: Any = _LOOK_UP, plan: Any = _LOOK_UP
+    session: Session,
+    member: Member,
+    at: datetime,
+    *,
+    tier: Any = _LOOK_UP,
+    plan: Any = _LOOK_UP,
+    card: Any = _LOOK_UP,
 ) -> rules.MemberFacts:
-    """The member as earn rules see it: tier, paid plan and their multipliers, birthday. A caller
-    that read tier and plan for many members at once passes them (``None`` for none)."""
+    """The member as earn rules see it: tier, paid plan, benefit card and their multipliers,
+    birthday. A caller that read them for many members at once passes them (``None`` for none);
+    ``card`` is the best ``benefits.cards.MultiplierTerm`` covering ``at``."""
     multipliers: list[rules.ExternalMultiplier] = []
     tier_code = plan_code = None
     current_tier = _optional("huiyuan.tiers.service", "current_tier")
@@ -86,6 +94,16 @@ def member_facts(
         factor = Decimal(str(getattr(plan, "points_multiplier", 1) or 1))
         if factor > 1:
             multipliers.append(rules.ExternalMultiplier(source=f"paid:{plan_code}", factor=factor))
+    if card is _LOOK_UP:
+        card_terms = _optional("huiyuan.benefits.cards", "points_multiplier_terms")
+        best = _optional("huiyuan.benefits.cards", "best_multiplier")
+        card = (
+            best(card_terms(session, [member.id], at, at).get(member.id, []), at)
+            if card_terms is not None and best is not None
+            else None
+        )
+    if card is not None:
+        multipliers.append(rules.ExternalMultiplier(source=card.source, factor=card.factor))
     return rules.MemberFacts(
         member_id=member.id,
         tier_code=tier_code,
