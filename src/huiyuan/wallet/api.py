@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 
 from huiyuan.auth.deps import require
+from huiyuan.kit import tables
 from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
@@ -278,16 +279,6 @@ def settlement(
     actor.scope.require_brand()
     result = statements.settle(session, start=start, end=end, wallet_types=wallet_type)
     name = f"wallet-settlement-{start.date().isoformat()}-{end.date().isoformat()}"
-    if format == "csv":
-        return Response(
-            statements.to_csv(result),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-        )
-    if format == "xlsx":
-        return Response(
-            statements.to_xlsx(result),
-            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
-        )
+    if format != "json":
+        return tables.download(statements.sections(result), name, format)
     return result

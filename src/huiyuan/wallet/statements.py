@@ -228,7 +228,7 @@ def settle(
 COLUMNS = ("store", *FIGURES, "cash_in", "redeemed", "net", "bonus_redeemed")
 
 
-def _sections(s: SettlementOut) -> list[Section]:
+def sections(s: SettlementOut) -> list[Section]:
     lines = [[line.store or "(online)", *(getattr(line, c) for c in COLUMNS[1:])] for line in s.lines]
     lines.append(["(total)", *(getattr(s.total, c) for c in COLUMNS[1:])])
     summary: list[list[Any]] = [
@@ -242,9 +242,9 @@ def _sections(s: SettlementOut) -> list[Section]:
 
 def to_csv(s: SettlementOut) -> str:
     """The settlement as CSV (UTF-8 with a BOM, so spreadsheet programs read it right)."""
-    return tables.to_csv(_sections(s))
+    return tables.to_csv(sections(s))
 
 
 def to_xlsx(s: SettlementOut) -> bytes:
     """The settlement as a workbook: the per-store table and the period."""
-    return tables.to_xlsx(_sections(s))
+    return tables.to_xlsx(sections(s))
