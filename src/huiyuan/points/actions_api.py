@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from huiyuan.auth.deps import require
+from huiyuan.kit import tables
 from huiyuan.kit.idempotency import IdempotencyKey
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
@@ -127,18 +128,8 @@ def clearing_report(
     brand_id = actor.scope.require_brand()
     settlement = clearing.settle(session, brand_id=brand_id, start=start, end=end, point_types=point_type)
     name = f"clearing-{start.date().isoformat()}-{end.date().isoformat()}"
-    if format == "csv":
-        return Response(
-            clearing.to_csv(settlement),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-        )
-    if format == "xlsx":
-        return Response(
-            clearing.to_xlsx(settlement),
-            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
-        )
+    if format != "json":
+        return tables.download(clearing.sections(settlement), name, format)
     body = {f.name: _plain(getattr(settlement, f.name)) for f in dataclasses.fields(settlement)}
     body["flows"] = [_plain(dataclasses.asdict(x)) for x in settlement.flows]
     body["unilateral"] = [_plain(dataclasses.asdict(x)) for x in settlement.unilateral]

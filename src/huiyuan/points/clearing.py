@@ -649,7 +649,7 @@ def _direction(net: Decimal) -> str:
     return "无 / none"
 
 
-def _sections(s: Settlement) -> list[tuple[str, tuple[str, ...], list[list[Any]]]]:
+def sections(s: Settlement) -> list[tuple[str, tuple[str, ...], list[list[Any]]]]:
     """(title, headers, rows) of each table of the export; values are int, Decimal or str."""
     summary: list[list[Any]] = [
         ["品牌 / Brand", s.brand_name],
@@ -716,9 +716,9 @@ def _sections(s: Settlement) -> list[tuple[str, tuple[str, ...], list[list[Any]]
 
 def to_csv(settlement: Settlement) -> str:
     """The settlement as CSV: one block per table, bilingual headers (``kit.tables``)."""
-    return tables.to_csv(_sections(settlement))
+    return tables.to_csv(sections(settlement))
 
 
 def to_xlsx(settlement: Settlement) -> bytes:
     """The settlement as an Excel workbook: one sheet per table, the summary first."""
-    return tables.to_xlsx(_sections(settlement))
+    return tables.to_xlsx(sections(settlement))
