@@ -231,9 +231,9 @@ def test_cancel_in_cooling_off_refunds_everything(client: Any, world: World, clo
     assert _outbox(world, subscription_id=sub["id"]) == ["paid.bought", "paid.cancelled"]
     with world.db.unit_of_work(write=False) as s:
         actions = s.scalars(
-            select(AuditEntry.action).where(
-                AuditEntry.entity_type == "paid_subscription", AuditEntry.entity_id == str(sub["id"])
-            )
+            select(AuditEntry.action)
+            .where(AuditEntry.entity_type == "paid_subscription", AuditEntry.entity_id == str(sub["id"]))
+            .order_by(AuditEntry.id)
         )
         assert list(actions) == ["paid.bought", "paid.cancelled"]
         rows = s.scalars(select(SubscriptionEvent.kind).order_by(SubscriptionEvent.id))

@@ -48,7 +48,10 @@ def test_upgrade_on_growth_through_the_points_event(clock: FrozenClock, client, 
     assert reasons(client, a.headers, m) == [("initial", None, "base"), ("upgrade", "base", "silver")]
     with world.db.unit_of_work(write=False) as s:
         changed = [
-            e.payload for e in s.scalars(select(OutboxEvent).where(OutboxEvent.type == "tier.changed"))
+            e.payload
+            for e in s.scalars(
+                select(OutboxEvent).where(OutboxEvent.type == "tier.changed").order_by(OutboxEvent.id)
+            )
         ]
         audited = list(s.scalars(select(AuditEntry.action).where(AuditEntry.entity_id == str(m))))
         current = service.current_tier(s, m)

@@ -118,7 +118,9 @@ def test_wallet_types_and_rules_are_configured_and_validated(client, world: Worl
     problem(client.patch(f"{W}/top-up-rules/{rule_id}", json={"name": "x"}, headers=h), 409, "conflict")
     assert client.get(f"{W}/top-up-rules", params={"status": "active"}, headers=h).json() == []
     with world.db.unit_of_work() as s:
-        actions = s.scalars(select(AuditEntry.action).where(AuditEntry.action.like("wallet%"))).all()
+        actions = s.scalars(
+            select(AuditEntry.action).where(AuditEntry.action.like("wallet%")).order_by(AuditEntry.id)
+        ).all()
     assert actions == [
         "wallet_type.created",
         "wallet_type.updated",
