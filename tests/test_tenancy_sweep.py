@@ -4,14 +4,25 @@ this test until it is added here."""
 
 from __future__ import annotations
 
+import base64
 import io
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
 from huiyuan.audit.models import AuditEntry
 from tests.conftest import World
 from tests.factories import enroll
+
+# A multipart upload (a one-line CSV) instead of a JSON body.
+UPLOAD: dict[str, Any] = {"file": ("f.csv", b"member_id\n1\n", "text/csv")}
+# A slot two days ahead, 10:00 Shanghai time: valid for the sweep's appointment benefit.
+_SLOT = (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=2)).replace(
+    hour=10, minute=0, second=0, microsecond=0
+)
+BOOKING: dict[str, Any] = {"starts_at": _SLOT.isoformat()}
 
 # (method, path template, body) — ids are filled from the objects brand alpha owns.
 CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -129,6 +140,89 @@ CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/v1/points/mall/redemptions/{redemption_id}", None),
     ("POST", "/api/v1/points/mall/redemptions/{redemption_id}/pay", {"payment_reference": "PAY-B"}),
     ("POST", "/api/v1/points/mall/redemptions/{redemption_id}/cancel", {"reason": "x"}),
+    # Coupons
+    ("GET", "/api/v1/coupons/templates/{template_id}", None),
+    ("PATCH", "/api/v1/coupons/templates/{template_id}", {"name": "偷改"}),
+    ("POST", "/api/v1/coupons/templates/{template_id}/stock", {"quantity": 5, "reason": "x"}),
+    ("POST", "/api/v1/coupons/templates/{template_id}/codes", UPLOAD),
+    ("POST", "/api/v1/coupons/templates/{template_id}/push", {"member_ids": [1]}),
+    ("POST", "/api/v1/coupons/templates/{template_id}/push/file", UPLOAD),
+    ("GET", "/api/v1/coupons/push/{run_id}", None),
+    ("GET", "/api/v1/coupons/locks/{lock_id}", None),
+    ("POST", "/api/v1/coupons/locks/{lock_id}/redeem", {"payment_reference": "PAY-B"}),
+    ("POST", "/api/v1/coupons/locks/{lock_id}/release", {"reason": "x"}),
+    ("POST", "/api/v1/coupons/locks/{lock_id}/return", {"reason": "x"}),
+    ("GET", "/api/v1/coupons/{coupon_id}", None),
+    ("GET", "/api/v1/coupons/{coupon_id}/events", None),
+    ("POST", "/api/v1/coupons/{coupon_id}/void", {"reason": "x"}),
+    ("POST", "/api/v1/coupons/{coupon_id}/refund", {"reason": "x"}),
+    # Benefits and benefit cards
+    ("GET", "/api/v1/benefits/definitions/{definition_id}", None),
+    ("PATCH", "/api/v1/benefits/definitions/{definition_id}", {"unit_cost": "1.00"}),
+    ("GET", "/api/v1/benefits/definitions/{definition_id}/events", None),
+    ("GET", "/api/v1/members/{member_id}/benefits", None),
+    ("POST", "/api/v1/members/{member_id}/benefits", {"benefit": "SPA", "idempotency_key": "sweep-b"}),
+    ("GET", "/api/v1/benefits/entitlements/{member_benefit_id}", None),
+    ("GET", "/api/v1/benefits/entitlements/{member_benefit_id}/events", None),
+    ("POST", "/api/v1/benefits/entitlements/{member_benefit_id}/void", {"reason": "x"}),
+    ("POST", "/api/v1/benefits/entitlements/{member_benefit_id}/verify", {"note": "x"}),
+    (
+        "POST",
+        "/api/v1/benefits/entitlements/{member_benefit_id}/appointments",
+        {**BOOKING, "idempotency_key": "sweep-bk-b"},
+    ),
+    ("GET", "/api/v1/benefits/appointments/{appointment_id}", None),
+    ("PATCH", "/api/v1/benefits/appointments/{appointment_id}", BOOKING),
+    ("POST", "/api/v1/benefits/appointments/{appointment_id}/cancel", {"reason": "x"}),
+    ("POST", "/api/v1/benefits/appointments/{appointment_id}/verify", {"note": "x"}),
+    ("GET", "/api/v1/benefits/cards/products/{product_id}", None),
+    ("PATCH", "/api/v1/benefits/cards/products/{product_id}", {"price": "1.00"}),
+    ("GET", "/api/v1/members/{member_id}/benefit-cards", None),
+    ("GET", "/api/v1/members/{member_id}/benefit-cards/perks", None),
+    ("POST", "/api/v1/members/{member_id}/benefit-cards", {"product_id": 1, "payment_reference": "WX-B"}),
+    ("GET", "/api/v1/benefits/cards/{card_id}", None),
+    ("POST", "/api/v1/benefits/cards/{card_id}/activate", None),
+    ("GET", "/api/v1/benefits/cards/{card_id}/refund-quote", None),
+    ("POST", "/api/v1/benefits/cards/{card_id}/refund", {"refund_reference": "RF-B"}),
+    # Wallet
+    ("GET", "/api/v1/wallet/types/{code}", None),
+    ("PATCH", "/api/v1/wallet/types/{code}", {"spend_order": "bonus_first"}),
+    ("GET", "/api/v1/wallet/top-up-rules/{rule_id}", None),
+    ("PATCH", "/api/v1/wallet/top-up-rules/{rule_id}", {"status": "paused"}),
+    ("GET", "/api/v1/wallet/accounts/{account_id}", None),
+    ("POST", "/api/v1/wallet/accounts/{account_id}/lock", {"reason": "x"}),
+    ("POST", "/api/v1/wallet/accounts/{account_id}/unlock", {"reason": "x"}),
+    ("POST", "/api/v1/wallet/accounts/{account_id}/close", {"reason": "x"}),
+    (
+        "POST",
+        "/api/v1/wallet/accounts/{account_id}/rebind",
+        {"to_member_id": 1, "verification": {"method": "id_document", "reference": "x"}, "reason": "x"},
+    ),
+    ("GET", "/api/v1/wallet/accounts/{account_id}/bindings", None),
+    ("GET", "/api/v1/wallet/accounts/{account_id}/statement", None),
+    ("GET", "/api/v1/wallet/top-ups/{key}", None),
+    (
+        "POST",
+        "/api/v1/wallet/top-ups/{key}/refunds",
+        {"reason": "x", "amount": "1.00", "idempotency_key": "sweep-tr"},
+    ),
+    ("GET", "/api/v1/wallet/payments/{key}", None),
+    ("POST", "/api/v1/wallet/payments/{key}/confirm", None),
+    ("POST", "/api/v1/wallet/payments/{key}/release", None),
+    (
+        "POST",
+        "/api/v1/wallet/payments/{key}/refunds",
+        {"reason": "x", "amount": "1.00", "idempotency_key": "sweep-pr"},
+    ),
+    # Events: sources and the tracking plan
+    ("GET", "/api/v1/event-sources/{source_id}", None),
+    ("PATCH", "/api/v1/event-sources/{source_id}", {"name": "偷改"}),
+    ("POST", "/api/v1/event-sources/{source_id}/revoke", None),
+    ("GET", "/api/v1/tracking-plan/events/{definition_id}/versions", None),
+    ("POST", "/api/v1/tracking-plan/events/{definition_id}/versions", {"properties": []}),
+    ("POST", "/api/v1/tracking-plan/events/{definition_id}/status", {"status": "deprecated"}),
+    ("POST", "/api/v1/tracking-plan/unplanned/{unplanned_id}/approve", None),
+    ("POST", "/api/v1/tracking-plan/unplanned/{unplanned_id}/ignore", None),
 ]
 
 
@@ -232,7 +326,141 @@ def _alpha_objects(client: Any, world: World) -> dict[str, Any]:
     redeemed = client.post(f"/api/v1/members/{member['id']}/points/mall/redeem", json=redeem, headers=h)
     assert redeemed.status_code == 201, redeemed.text
     ids["redemption_id"] = redeemed.json()["id"]
+    _alpha_coupons(client, h, ids)
+    _alpha_benefits(client, h, ids)
+    _alpha_wallet(client, h, ids)
+    _alpha_events(client, h, ids)
     return ids
+
+
+def _created(r: Any) -> dict[str, Any]:
+    assert r.status_code in (200, 201, 202), r.text
+    return dict(r.json())
+
+
+def _alpha_coupons(client: Any, h: dict[str, str], ids: dict[str, Any]) -> None:
+    template = {
+        "code": "SWEEP-10",
+        "name": "减10",
+        "stock_total": 100,
+        "status": "active",
+        "rules": {
+            "discount": {"kind": "amount_off", "amount": "10.00"},
+            "validity": {"kind": "relative", "days": 30},
+        },
+    }
+    ids["template_id"] = _created(client.post("/api/v1/coupons/templates", json=template, headers=h))["id"]
+    issue = {"template_id": ids["template_id"], "member_id": ids["member_id"], "idempotency_key": "sweep-i"}
+    ids["coupon_id"] = _created(client.post("/api/v1/coupons/issue", json=issue, headers=h))["id"]
+    cart = {"lines": [{"line_id": "1", "sku": "SKU-1", "unit_price": "99.00", "quantity": 1}]}
+    lock = {"member_id": ids["member_id"], "order_ref": "SO-A", "cart": cart, "idempotency_key": "sweep-l"}
+    ids["lock_id"] = _created(client.post("/api/v1/coupons/locks", json=lock, headers=h))["id"]
+    push = {"member_ids": [ids["member_id"]]}
+    run = client.post(f"/api/v1/coupons/templates/{ids['template_id']}/push", json=push, headers=h)
+    ids["push_run_id"] = _created(run)["id"]
+
+
+def _alpha_benefits(client: Any, h: dict[str, str], ids: dict[str, Any]) -> None:
+    spa = {
+        "code": "SPA",
+        "name": "护理",
+        "kind": "custom",
+        "verification": "appointment",
+        "appointment": {"slot_minutes": 30, "capacity": 5, "min_notice_minutes": 0},
+        "limits": {"uses_per_entitlement": 3},
+        "unit_cost": "80.00",
+    }
+    ids["definition_id"] = _created(client.post("/api/v1/benefits/definitions", json=spa, headers=h))["id"]
+    grant = {"benefit": "SPA", "idempotency_key": "sweep-ga"}
+    granted = _created(client.post(f"/api/v1/members/{ids['member_id']}/benefits", json=grant, headers=h))
+    ids["member_benefit_id"] = granted.get("entitlement", granted)["id"]
+    booking = client.post(
+        f"/api/v1/benefits/entitlements/{ids['member_benefit_id']}/appointments",
+        json={**BOOKING, "idempotency_key": "sweep-bk"},
+        headers=h,
+    )
+    ids["appointment_id"] = _created(booking).get("appointment", booking.json())["id"]
+    product = {
+        "code": "SPA-CARD",
+        "name": "护理卡",
+        "price": "99.00",
+        "validity_months": 1,
+        "lines": [
+            {"benefit": {"kind": "benefit", "benefit": "SPA", "quantity": 1}, "every": "once", "value": "80"}
+        ],
+    }
+    made = client.post("/api/v1/benefits/cards/products", json=product, headers=h)
+    ids["card_product_id"] = _created(made)["id"]
+    buy = {"product_id": ids["card_product_id"], "payment_reference": "WX-A"}
+    bought = client.post(f"/api/v1/members/{ids['member_id']}/benefit-cards", json=buy, headers=h)
+    ids["benefit_card_id"] = _created(bought)["id"]
+
+
+def _alpha_wallet(client: Any, h: dict[str, str], ids: dict[str, Any]) -> None:
+    wallet = {"code": "gift", "name": "礼品卡"}
+    ids["wallet_type"] = _created(client.post("/api/v1/wallet/types", json=wallet, headers=h))["code"]
+    rule = {
+        "code": "r10",
+        "name": "赠10",
+        "wallet_type": "gift",
+        "bonus_kind": "fixed",
+        "bonus_fixed": "10.00",
+    }
+    ids["rule_id"] = _created(client.post("/api/v1/wallet/top-up-rules", json=rule, headers=h))["id"]
+    top_up = {
+        "member_id": ids["member_id"],
+        "wallet_type": "gift",
+        "amount": "100.00",
+        "channel": "store",
+        "payment_ref": "WX-T",
+        "idempotency_key": "sweep-tu",
+    }
+    done = _created(client.post("/api/v1/wallet/top-ups", json=top_up, headers=h))
+    ids["top_up_key"] = "sweep-tu"
+    ids["account_id"] = done["wallet_account_id"]
+    hold = {
+        "member_id": ids["member_id"],
+        "wallet_type": "gift",
+        "amount": "5.00",
+        "idempotency_key": "sweep-p",
+    }
+    _created(client.post("/api/v1/wallet/payments/reserve", json=hold, headers=h))
+    ids["payment_key"] = "sweep-p"
+
+
+def _alpha_events(client: Any, h: dict[str, str], ids: dict[str, Any]) -> None:
+    source = _created(client.post("/api/v1/event-sources", json={"name": "web", "kind": "web"}, headers=h))
+    ids["source_id"] = source["id"]
+    definition = {
+        "name": "Product Viewed",
+        "properties": [{"name": "sku", "type": "string", "required": True}],
+    }
+    made = client.post("/api/v1/tracking-plan/events", json=definition, headers=h)
+    tracking_definition = _created(made)["id"]
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{source['write_key']}:".encode()).decode()}
+    sent = client.post("/v1/track", json={"userId": "u1", "event": "Wishlist Added"}, headers=auth)
+    assert sent.status_code == 200, sent.text
+    unplanned = client.get("/api/v1/tracking-plan/unplanned", headers=h).json()["items"]
+    ids["unplanned_id"] = unplanned[0]["id"]
+    ids["tracking_definition_id"] = tracking_definition
+
+
+RENAMED: dict[str, dict[str, str]] = {
+    "/api/v1/tracking-plan/events/": {"definition_id": "tracking_definition_id"},
+    "/api/v1/coupons/push/": {"run_id": "push_run_id"},
+    "/api/v1/benefits/cards/products/": {"product_id": "card_product_id"},
+    "/api/v1/benefits/cards/": {"card_id": "benefit_card_id"},
+    "/api/v1/wallet/types/": {"code": "wallet_type"},
+    "/api/v1/wallet/top-ups/": {"key": "top_up_key"},
+    "/api/v1/wallet/payments/": {"key": "payment_key"},
+}
+
+
+def _renamed(template: str, ids: dict[str, Any]) -> dict[str, Any]:
+    for prefix, names in RENAMED.items():
+        if template.startswith(prefix):
+            return {name: ids[own] for name, own in names.items()}
+    return {}
 
 
 def test_every_id_route_is_404_for_another_brand(client: Any, world: World, db: Any) -> None:
@@ -250,8 +478,13 @@ def test_every_id_route_is_404_for_another_brand(client: Any, world: World, db: 
         audit_before = s.scalar(select(func.count()).select_from(AuditEntry))
     beta = world.brands[1].headers
     for method, template, body in CALLS:
-        path = template.format(**ids)
-        r = client.request(method, path, headers=beta, json=body)
+        # Path parameters named alike in two domains get the right object of each.
+        named = {**ids, **_renamed(template, ids)}
+        path = template.format(**named)
+        if body is UPLOAD:
+            r = client.request(method, path, headers=beta, files=UPLOAD)
+        else:
+            r = client.request(method, path, headers=beta, json=body)
         assert r.status_code == 404, f"{method} {template}: {r.status_code} {r.text[:200]}"
         assert r.headers["content-type"].startswith("application/problem+json")
     with db.unit_of_work(write=False) as s:

@@ -153,6 +153,7 @@ def buy(
     response_model=MemberPerksOut,
     tags=TAGS,
     summary="The perks of the member's active cards (discount, points multiplier) for checkout and earning",
+    responses={404: {"description": "No such member in this brand"}},
 )
 def perks(member_id: int, session: SessionDep, actor: Reader) -> MemberPerksOut:
     return cards.card_perks(session, member_id)

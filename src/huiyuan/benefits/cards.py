@@ -438,7 +438,9 @@ def _best(values: list[Decimal | None]) -> Decimal | None:
 
 def card_perks(session: Session, member_id: int, at: datetime | None = None) -> MemberPerksOut:
     """The perks of the member's cards active at ``at`` (now), and the best of each, for the
-    checkout and earning code to read."""
+    checkout and earning code to read. A member outside the caller's brand is not found."""
+    if BenefitRepository(session).member(member_id) is None:
+        raise NotFound(f"Member {member_id} was not found.")
     at = at or utcnow()
     cards = []
     for card in CardRepository(session).covering(member_id, at):

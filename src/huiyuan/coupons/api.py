@@ -249,6 +249,7 @@ async def push_issue_file(
     file: Annotated[UploadFile, File()],
     reference: str | None = None,
 ) -> IssueRunOut:
+    templates.get_template(session, template_id)  # another brand's template: 404 before the file is read
     text = (await file.read()).decode("utf-8-sig", errors="replace")
     ids = push.parse_targets_csv(session, text)
     run = push.start_push(
