@@ -53,4 +53,4 @@ migration: $(PYSTAMP)
 	bash scripts/regen-migration.sh
 
 clean:
-	rm -rf $(VENV) node_modules huiyuan.db huiyuan.db-* huiyuan-jobs.db* demo-credentials.json
+	rm -rf $(VENV) node_modules huiyuan.db huiyuan.db-* huiyuan-jobs.db* huiyuan-warehouse.duckdb* demo-credentials.json

@@ -36,6 +36,7 @@ ROUTER_MODULES = (
     "huiyuan.wallet.me_api",
     "huiyuan.events.api",
     "huiyuan.identity.api",
+    "huiyuan.warehouse.api",
     "huiyuan.outbox.api",
     "huiyuan.jobs.api",
     "huiyuan.selfservice.api",

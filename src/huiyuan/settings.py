@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     # Where uploaded files (imports) and generated reports are kept.
     data_dir: str = "./var"
+    # The analytics warehouse (DuckDB file) that ``warehouse.sync`` fills from this database.
+    warehouse_path: str = "./huiyuan-warehouse.duckdb"
     api_rate_limit: str = "600/minute"
     login_rate_limit: str = "10/minute"
     rate_limit_storage: str = "memory://"

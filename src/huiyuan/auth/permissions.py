@@ -36,6 +36,7 @@ PERMISSIONS: dict[str, str] = {
     "benefits:read": "Read benefits, members' entitlements, bookings, cards and benefit settlement",
     "benefits:write": "Configure benefits and cards; grant, void and book benefits; sell and refund cards",
     "benefits:verify": "Verify benefits at the desk: scan codes, manual and identity checks, appointments",
+    "analytics:read": "Read analyses and the warehouse's freshness",
 }
 
 READ_ONLY = frozenset(
@@ -51,6 +52,7 @@ READ_ONLY = frozenset(
         "identity:read",
         "events:read",
         "benefits:read",
+        "analytics:read",
     }
 )
 OPERATOR = READ_ONLY | {

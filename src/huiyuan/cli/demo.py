@@ -10,21 +10,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
-from rich.text import Text
 from sqlalchemy.engine import make_url
 
-from huiyuan.cli.common import console, db_url
+from huiyuan.cli.common import RichReporter, console, db_url, progress_bars
 from huiyuan.demo.world import DemoWorld, Reporter, build_world
 from huiyuan.kit.db import Database
 from huiyuan.kit.errors import AppError
@@ -39,32 +28,8 @@ PHASES = {
 }
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        elapsed = task.finished_time if task.finished else task.elapsed
-        if not elapsed or not task.completed:
-            return Text("", style="progress.data.speed")
-        return Text(f"{task.completed / elapsed:,.0f} rows/s", style="progress.data.speed")
-
-
-class RichReporter(Reporter):
-    """One Rich progress bar per phase, with rows per second."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
-
-    def start(self, phase: str, total: int) -> None:
-        self.tasks[phase] = self.progress.add_task(PHASES.get(phase, phase), total=max(total, 1))
-
-    def advance(self, phase: str, rows: int) -> None:
-        self.progress.advance(self.tasks[phase], rows)
-
-    def finish(self, phase: str) -> None:
-        task_id = self.tasks[phase]
-        task = next(t for t in self.progress.tasks if t.id == task_id)
-        self.progress.update(task_id, total=max(task.completed, 1))
-        self.progress.stop_task(task_id)
+class _DemoReporter(RichReporter, Reporter):
+    """The shared progress bars, as the demo builder's reporter."""
 
 
 def _reset_sqlite(url: str) -> None:
@@ -170,21 +135,14 @@ def demo(
         upgrade(url)
     database = Database(url)
     try:
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _RateColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with progress_bars() as progress:
             world = build_world(
                 database,
                 members=members,
                 seed=seed,
                 months=months,
                 end=until,
-                reporter=RichReporter(progress),
+                reporter=_DemoReporter(progress, PHASES),
                 loyalty=loyalty,
                 coupons=coupons,
                 events=events,

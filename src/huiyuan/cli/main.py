@@ -10,10 +10,12 @@ import typer
 from huiyuan.cli.clv import app as clv_app
 from huiyuan.cli.common import console, db_url
 from huiyuan.cli.keys import app as keys_app
+from huiyuan.cli.warehouse import app as warehouse_app
 
 app = typer.Typer(help="huiyuan — member-operations CRM for retail", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(clv_app, name="clv")
+app.add_typer(warehouse_app, name="warehouse")
 
 DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default: HUIYUAN_DATABASE_URL)")]
 

@@ -25,6 +25,7 @@ JOB_MODULES: tuple[str, ...] = (
     "huiyuan.tiers.jobs",
     "huiyuan.paid.jobs",
     "huiyuan.coupons.jobs",
+    "huiyuan.warehouse.jobs",
     "huiyuan.identity.jobs",
     "huiyuan.benefits.jobs",
 )
