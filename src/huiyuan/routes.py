@@ -37,6 +37,7 @@ ROUTER_MODULES = (
     "huiyuan.events.api",
     "huiyuan.identity.api",
     "huiyuan.warehouse.api",
+    "huiyuan.analytics.api",
     "huiyuan.outbox.api",
     "huiyuan.jobs.api",
     "huiyuan.selfservice.api",

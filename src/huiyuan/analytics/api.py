@@ -1,0 +1,192 @@
+"""Analyses over the warehouse, as JSON or CSV: ``POST /api/v1/analytics/rfm`` (scores and segments
+per member, with the segment summary) and ``POST /api/v1/analytics/lifecycle``. The caller's brand
+is the one analysed; the warehouse must have been synced (``huiyuan warehouse sync``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from huiyuan.analytics import rfm
+from huiyuan.auth.deps import require
+from huiyuan.kit import tables
+from huiyuan.kit.errors import Conflict
+from huiyuan.kit.scope import Principal
+from huiyuan.settings import get_settings
+from huiyuan.warehouse import connect
+
+router = APIRouter(prefix="/api/v1")
+Reader = Annotated[Principal, require("analytics:read")]
+TAGS: list[str | Enum] = ["analytics"]
+Format = Annotated[Literal["json", "csv"], Query(description="`csv` downloads the per-member table")]
+
+
+class WarehouseNotReady(Conflict):
+    code = "warehouse-not-ready"
+    title = "The warehouse has not been synced yet"
+
+
+@contextmanager
+def _orders() -> Iterator[Any]:
+    path = get_settings().warehouse_path
+    if not Path(path).exists():
+        raise WarehouseNotReady(
+            f"No warehouse at {path}: run `huiyuan warehouse sync` (or wait for the job)."
+        )
+    con = connect(path)
+    try:
+        yield con.table("fact_orders")
+    finally:
+        con.disconnect()
+
+
+def _records(expr: Any) -> list[dict[str, Any]]:
+    frame = expr.execute()
+    return [{k: (None if v != v else v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+class SegmentOut(BaseModel):
+    segment: str
+    label_zh: str
+    label_en: str
+    members: int
+    share: float
+    recency: float
+    frequency: float
+    monetary: float
+
+
+class MemberRFMOut(BaseModel):
+    member_id: int
+    recency: int
+    frequency: int
+    monetary: float
+    r: int
+    f: int
+    m: int
+    segment: str
+
+
+class RFMOut(BaseModel):
+    as_of: str
+    members: int
+    segments: list[SegmentOut]
+    items: list[MemberRFMOut]
+
+
+LABELS = {code: (zh, en) for code, zh, en in rfm.SEGMENTS.values()}
+
+
+@router.post(
+    "/analytics/rfm",
+    response_model=RFMOut,
+    tags=TAGS,
+    summary="RFM scores and the eight segments per member (JSON, or CSV of the members)",
+    responses={200: {"content": {"text/csv": {}}}, 409: {"description": "The warehouse is not synced yet"}},
+)
+def rfm_analysis(request: rfm.RFMRequest, actor: Reader, format: Format = "json") -> Any:
+    brand_id = actor.scope.require_brand()
+    with _orders() as orders:
+        scored = rfm.rfm(orders, brand_id, request)
+        members = _records(scored)
+        summary = _records(rfm.segment_summary(scored))
+    if format == "csv":
+        headers = ("member_id", "recency_days", "frequency", "monetary", "r", "f", "m", "segment", "细分")
+        rows = [
+            (
+                m["member_id"],
+                m["recency"],
+                m["frequency"],
+                m["monetary"],
+                m["r"],
+                m["f"],
+                m["m"],
+                m["segment"],
+                LABELS[m["segment"]][0],
+            )
+            for m in members
+        ]
+        response: Response = tables.download(
+            [("RFM", headers, rows)], f"rfm-{request.as_of.isoformat()}", "csv"
+        )
+        return response
+    return RFMOut(
+        as_of=request.as_of.isoformat(),
+        members=len(members),
+        segments=[
+            SegmentOut(label_zh=LABELS[s["segment"]][0], label_en=LABELS[s["segment"]][1], **s)
+            for s in summary
+        ],
+        items=[MemberRFMOut(**m) for m in members],
+    )
+
+
+class StateOut(BaseModel):
+    state: str
+    label_zh: str
+    label_en: str
+    members: int
+
+
+class MemberStateOut(BaseModel):
+    member_id: int
+    recency: int
+    frequency: int
+    monetary: float
+    state: str
+
+
+class LifecycleOut(BaseModel):
+    as_of: str
+    states: list[StateOut]
+    items: list[MemberStateOut]
+
+
+@router.post(
+    "/analytics/lifecycle",
+    response_model=LifecycleOut,
+    tags=TAGS,
+    summary="Lifecycle state per member (active, silent, sleeping, about to churn, churned)",
+    responses={200: {"content": {"text/csv": {}}}, 409: {"description": "The warehouse is not synced yet"}},
+)
+def lifecycle_analysis(request: rfm.LifecycleRequest, actor: Reader, format: Format = "json") -> Any:
+    brand_id = actor.scope.require_brand()
+    with _orders() as orders:
+        members = _records(rfm.lifecycle(orders, brand_id, request))
+    if format == "csv":
+        headers = ("member_id", "recency_days", "frequency", "monetary", "state", "状态")
+        rows = [
+            (
+                m["member_id"],
+                m["recency"],
+                m["frequency"],
+                m["monetary"],
+                m["state"],
+                rfm.LIFECYCLE_LABELS[m["state"]][0],
+            )
+            for m in members
+        ]
+        response: Response = tables.download(
+            [("Lifecycle", headers, rows)], f"lifecycle-{request.as_of.isoformat()}", "csv"
+        )
+        return response
+    counts = {state: 0 for state in rfm.LIFECYCLE}
+    for m in members:
+        counts[m["state"]] += 1
+    return LifecycleOut(
+        as_of=request.as_of.isoformat(),
+        states=[
+            StateOut(
+                state=s, label_zh=rfm.LIFECYCLE_LABELS[s][0], label_en=rfm.LIFECYCLE_LABELS[s][1], members=n
+            )
+            for s, n in counts.items()
+        ],
+        items=[MemberStateOut(**m) for m in members],
+    )

@@ -1,0 +1,72 @@
+"""The RFM and lifecycle endpoints read the synced warehouse for the caller's brand only, answer
+JSON or CSV, and say so (409) when the warehouse was never synced."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from huiyuan.kit.db import Database
+from huiyuan.settings import get_settings
+from huiyuan.warehouse import sync as wsync
+from tests.factories import enroll
+from tests.orders.helpers import order_body
+
+
+def test_rfm_and_lifecycle_over_http(
+    client: Any, world: Any, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alpha, beta = world.brands
+    path = tmp_path / "w.duckdb"
+    monkeypatch.setattr(get_settings(), "warehouse_path", str(path))
+    body = {"as_of": "2026-03-31", "levels": 3}
+    missing = client.post("/api/v1/analytics/rfm", json=body, headers=alpha.headers)
+    assert missing.status_code == 409 and missing.json()["code"] == "warehouse-not-ready"
+
+    members = [enroll(client, alpha.headers)["id"] for _ in range(3)]
+    paid = ["2026-03-30T02:00:00Z", "2026-02-01T02:00:00Z", "2025-06-01T02:00:00Z"]
+    for n, (member, at) in enumerate(zip(members, paid, strict=True)):
+        r = client.post(
+            "/api/v1/orders", json=order_body(f"A-{n}", member_id=member, paid_at=at), headers=alpha.headers
+        )
+        assert r.status_code == 201, r.text
+    other = enroll(client, beta.headers)["id"]
+    r = client.post(
+        "/api/v1/orders", json=order_body("B-1", store="beta-s1", member_id=other), headers=beta.headers
+    )
+    assert r.status_code == 201, r.text
+    wsync.sync(db, path, settle_seconds=0)
+
+    got = client.post("/api/v1/analytics/rfm", json=body, headers=alpha.headers)
+    assert got.status_code == 200, got.text
+    out = got.json()
+    assert out["members"] == 3 and [i["member_id"] for i in out["items"]] == sorted(members)
+    assert {i["recency"] for i in out["items"]} == {1, 58, 303}
+    assert sum(s["members"] for s in out["segments"]) == 3
+    assert all(s["label_zh"] for s in out["segments"])
+    theirs = client.post("/api/v1/analytics/rfm", json=body, headers=beta.headers).json()
+    assert [i["member_id"] for i in theirs["items"]] == [other]
+
+    as_csv = client.post("/api/v1/analytics/rfm?format=csv", json=body, headers=alpha.headers)
+    assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(as_csv.text.lstrip("\ufeff"))))
+    assert rows[1][0] == "member_id" and len(rows) == 2 + 3
+
+    life = client.post(
+        "/api/v1/analytics/lifecycle", json={"as_of": "2026-03-31"}, headers=alpha.headers
+    ).json()
+    assert {s["state"]: s["members"] for s in life["states"]} == {
+        "active": 1,
+        "silent": 1,
+        "sleeping": 0,
+        "about_to_churn": 1,
+        "churned": 0,
+    }
+    bad = client.post(
+        "/api/v1/analytics/rfm", json={"as_of": "2026-03-31", "scoring": "thresholds"}, headers=alpha.headers
+    )
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
