@@ -66,6 +66,31 @@ def test_rfm_and_lifecycle_over_http(
         "about_to_churn": 1,
         "churned": 0,
     }
+    # KPIs of the same warehouse: orders of 180.00 on 2026-03-30, 2026-02-01 and 2025-06-01.
+    q = {"start": "2026-03-01", "end": "2026-03-31"}
+    k = client.get("/api/v1/analytics/kpi", params=q, headers=alpha.headers)
+    assert k.status_code == 200, k.text
+    now = k.json()["current"]
+    assert (now["sales"], now["orders"], now["buyers"], now["aov"]) == (180.0, 1, 1, 180.0)
+    assert k.json()["previous_period"]["orders"] == 1 and k.json()["previous_year"]["orders"] == 0
+    trend = client.get("/api/v1/analytics/kpi/trend", params={**q, "grain": "week"}, headers=alpha.headers)
+    assert [i["orders"] for i in trend.json()["items"]] == [1]  # 2026-02-01 is outside March
+    assert client.get(
+        "/api/v1/analytics/kpi/trend", params={**q, "format": "csv"}, headers=alpha.headers
+    ).text.startswith("\ufeff")
+    cities = client.get(
+        "/api/v1/analytics/kpi/breakdown", params={**q, "dimension": "city"}, headers=alpha.headers
+    )
+    assert [i["sales"] for i in cities.json()["items"]] == [180.0]
+    moved = client.get(
+        "/api/v1/analytics/kpi/contribution", params={**q, "against": "year"}, headers=alpha.headers
+    ).json()
+    assert [(i["delta"], i["share_of_change"]) for i in moved["items"]] == [(180.0, 1.0)]
+    backwards = client.get(
+        "/api/v1/analytics/kpi", params={"start": "2026-03-31", "end": "2026-03-01"}, headers=alpha.headers
+    )
+    assert backwards.status_code == 422 and backwards.json()["errors"][0]["field"] == "end"
+
     bad = client.post(
         "/api/v1/analytics/rfm", json={"as_of": "2026-03-31", "scoring": "thresholds"}, headers=alpha.headers
     )

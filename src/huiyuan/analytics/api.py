@@ -1,11 +1,14 @@
 """Analyses over the warehouse, as JSON or CSV: ``POST /api/v1/analytics/rfm`` (scores and segments
-per member, with the segment summary) and ``POST /api/v1/analytics/lifecycle``. The caller's brand
+per member, with the segment summary), ``POST /api/v1/analytics/lifecycle`` and the KPI family
+``GET /api/v1/analytics/kpi[/trend|/breakdown|/contribution]``. The caller's brand
 is the one analysed; the warehouse must have been synced (``huiyuan warehouse sync``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,10 +17,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from huiyuan.analytics import rfm
+from huiyuan.analytics import kpi, rfm
 from huiyuan.auth.deps import require
 from huiyuan.kit import tables
-from huiyuan.kit.errors import Conflict
+from huiyuan.kit.errors import Conflict, ValidationFailed, field_error
 from huiyuan.kit.scope import Principal
 from huiyuan.settings import get_settings
 from huiyuan.warehouse import connect
@@ -190,3 +193,143 @@ def lifecycle_analysis(request: rfm.LifecycleRequest, actor: Reader, format: For
         ],
         items=[MemberStateOut(**m) for m in members],
     )
+
+
+# -- KPI ---------------------------------------------------------------------------------------------
+
+Start = Annotated[date, Query(description="First business day")]
+End = Annotated[date, Query(description="Last business day (included)")]
+
+
+def _period(start: date, end: date) -> kpi.Period:
+    try:
+        return kpi.Period(start=start, end=end)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "The period is not valid.", errors=[field_error("end", str(exc).split(", ", 1)[-1], "period")]
+        ) from None
+
+
+def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        clean: dict[str, Any] = {}
+        for k, v in row.items():
+            if isinstance(v, datetime):
+                v = v.date()
+            if isinstance(v, (float, Decimal)):
+                v = round(float(v), 6)
+            clean[k] = v
+        out.append(clean)
+    return out
+
+
+def _table(name: str, rows: list[dict[str, Any]], filename: str) -> Response:
+    headers = tuple(rows[0]) if rows else ("empty",)
+    return tables.download([(name, headers, [tuple(r.values()) for r in rows])], filename, "csv")
+
+
+class KPIOut(BaseModel):
+    start: date
+    end: date
+    current: dict[str, Any]
+    previous_period: dict[str, Any]
+    previous_year: dict[str, Any]
+
+
+@router.get(
+    "/analytics/kpi",
+    response_model=KPIOut,
+    tags=TAGS,
+    summary="Every KPI over a period, with the previous period and the same period a year before",
+    responses={409: {"description": "The warehouse is not synced yet"}},
+)
+def kpi_totals(actor: Reader, start: Start, end: End) -> KPIOut:
+    brand_id = actor.scope.require_brand()
+    period = _period(start, end)
+    with _orders() as orders:
+        rows = {
+            name: (_plain(_records(kpi.totals(orders, brand_id, p))) or [{}])[0]
+            for name, p in (
+                ("current", period),
+                ("previous_period", period.previous("period")),
+                ("previous_year", period.previous("year")),
+            )
+        }
+    return KPIOut(start=start, end=end, **rows)
+
+
+@router.get(
+    "/analytics/kpi/trend",
+    tags=TAGS,
+    summary="KPIs per day, week (from Monday) or month (JSON or CSV)",
+    responses={200: {"content": {"text/csv": {}}}, 409: {"description": "The warehouse is not synced yet"}},
+)
+def kpi_trend(
+    actor: Reader, start: Start, end: End, grain: kpi.Grain = "day", format: Format = "json"
+) -> Any:
+    brand_id = actor.scope.require_brand()
+    period = _period(start, end)
+    with _orders() as orders:
+        rows = _plain(_records(kpi.trend(orders, brand_id, period, grain)))
+    if format == "csv":
+        return _table("KPI trend", rows, f"kpi-trend-{start}-{end}")
+    return {"start": start, "end": end, "grain": grain, "items": rows}
+
+
+@router.get(
+    "/analytics/kpi/breakdown",
+    tags=TAGS,
+    summary="KPIs per channel, store or city (JSON or CSV)",
+    responses={200: {"content": {"text/csv": {}}}, 409: {"description": "The warehouse is not synced yet"}},
+)
+def kpi_breakdown(
+    actor: Reader,
+    start: Start,
+    end: End,
+    dimension: Literal["channel", "store", "city"] = "channel",
+    format: Format = "json",
+) -> Any:
+    brand_id = actor.scope.require_brand()
+    period = _period(start, end)
+    with _orders() as orders:
+        stores = orders._find_backend().table("dim_store")
+        rows = _plain(_records(kpi.breakdown(orders, brand_id, period, dimension, stores=stores)))
+    if format == "csv":
+        return _table("KPI breakdown", rows, f"kpi-{dimension}-{start}-{end}")
+    return {"start": start, "end": end, "dimension": dimension, "items": rows}
+
+
+@router.get(
+    "/analytics/kpi/contribution",
+    tags=TAGS,
+    summary="Which channels, stores or cities drove the change of sales, orders or units",
+    responses={409: {"description": "The warehouse is not synced yet"}},
+)
+def kpi_contribution(
+    actor: Reader,
+    start: Start,
+    end: End,
+    dimension: Literal["channel", "store", "city"] = "channel",
+    metric: Literal["sales", "orders", "units"] = "sales",
+    against: Literal["period", "year"] = "period",
+) -> Any:
+    brand_id = actor.scope.require_brand()
+    period = _period(start, end)
+    with _orders() as orders:
+        stores = orders._find_backend().table("dim_store")
+        rows = _plain(
+            _records(
+                kpi.contribution(
+                    orders, brand_id, period, dimension, metric=metric, against=against, stores=stores
+                )
+            )
+        )
+    return {
+        "start": start,
+        "end": end,
+        "dimension": dimension,
+        "metric": metric,
+        "against": against,
+        "items": rows,
+    }
