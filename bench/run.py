@@ -10,7 +10,9 @@
     evaluation with 20 coupons in the wallet, each against ``GET /ping``;
 (g) events — ``/v1/batch`` ingestion (batches of 100 and 500) through the real server vs a raw
     executemany of the same rows into the same table, and where the time goes per stage;
-(h) oneid — batch OneID over 10M links vs bare scipy connected components, resolve p50/p99.
+(h) oneid — batch OneID over 10M links vs bare scipy connected components, resolve p50/p99;
+(i) warehouse — the warehouse sync rate, and KPI breakdown, KPI trend and RFM through huiyuan's
+    Ibis code vs hand-written DuckDB queries on the same file.
 """
 
 from __future__ import annotations
@@ -21,9 +23,20 @@ import time
 
 from bench import bulk_orders, coupon_codes, coupons, member_import, oneid, order_ingest, points
 from bench import events as events_bench
+from bench import warehouse as warehouse_bench
 from bench.common import emit, make_world, server
 
-ALL = ("order_ingest", "bulk_orders", "member_import", "points", "coupon_codes", "coupons", "events", "oneid")
+ALL = (
+    "order_ingest",
+    "bulk_orders",
+    "member_import",
+    "points",
+    "coupon_codes",
+    "coupons",
+    "events",
+    "oneid",
+    "warehouse",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,6 +87,11 @@ def main(argv: list[str] | None = None) -> None:
             oneid.run_resolve(world, clients=args.clients, seconds=seconds)
         if "events" in args.only:
             events_bench.run(world.url, world.brand_id, seconds=seconds)
+        if "warehouse" in args.only:
+            if args.quick:
+                warehouse_bench.run(members=3_000, months=6, events=50_000, repeat=3)
+            else:
+                warehouse_bench.run(members=50_000, months=12, events=500_000)
     finally:
         if not args.keep:
             shutil.rmtree(world.dir, ignore_errors=True)

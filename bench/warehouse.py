@@ -1,0 +1,177 @@
+"""(i) Warehouse and analyses: the sync rate, and each analysis through huiyuan's own code path
+(Ibis over the warehouse file) against a hand-written DuckDB query computing the same result, on the
+same connection, in the same run.
+
+* ``warehouse.build`` — seconds to build the demo world (not a product figure);
+* ``warehouse.sync`` — rows/s of a first, full ``huiyuan.warehouse.sync`` into an empty file;
+* ``warehouse.kpi_breakdown`` — ``kpi.breakdown`` by channel over the last 365 days vs the
+  hand-written ``GROUP BY``; ``ratio`` = ours ÷ hand-written (goal ≤ 1.5);
+* ``warehouse.kpi_trend`` — ``kpi.trend`` by week vs a hand-written weekly ``GROUP BY``;
+* ``warehouse.rfm`` — ``rfm.rfm`` (quantile scores) vs a hand-written window query.
+
+Each timing is the median of ``--repeat`` runs after one warm-up; results are checked equal first.
+``python -m bench.warehouse [--members N] [--months M] [--events E]`` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.common import emit
+
+
+def _median_seconds(fn: Callable[[], Any], repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run(members: int, months: int, events: int, repeat: int = 5) -> None:
+    from huiyuan.analytics import kpi, rfm
+    from huiyuan.demo.world import build_world
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.migrate import upgrade
+    from huiyuan.warehouse import connect
+    from huiyuan.warehouse import sync as wsync
+
+    folder = Path(tempfile.mkdtemp(prefix="huiyuan-bench-wh-"))
+    try:
+        url = f"sqlite:///{folder / 'oltp.db'}"
+        upgrade(url)
+        db = Database(url)
+        started = time.perf_counter()
+        world = build_world(db, members=members, seed=11, months=months, loyalty=False, events=events)
+        emit("warehouse.build", time.perf_counter() - started, "s", members=members, events=events)
+        path = folder / "warehouse.duckdb"
+        report = wsync.sync(db, path, settle_seconds=0)
+        emit(
+            "warehouse.sync",
+            report.rows / report.seconds,
+            "rows/s",
+            rows=report.rows,
+            seconds=round(report.seconds, 2),
+            tables=report.copied,
+        )
+        db.dispose()
+
+        brand = world.brands[0].id
+        con = connect(path)
+        orders = con.table("fact_orders")
+        last = con.raw_sql("SELECT max(date_key) FROM fact_orders").fetchone()[0]
+        end = date(last // 10_000, last // 100 % 100, last % 100)
+        period = kpi.Period(start=end - timedelta(days=364), end=end)
+        lo, hi = period.start.strftime("%Y%m%d"), period.end.strftime("%Y%m%d")
+
+        def ours_breakdown() -> Any:
+            return kpi.breakdown(orders, brand, period, "channel").execute()
+
+        hand_breakdown_sql = f"""
+            SELECT channel, sum(amount - coalesce(refunded, 0)) AS sales, count(*) AS orders,
+                   sum(units) AS units,
+                   count(DISTINCT coalesce(person_key, 'order:' || order_id)) AS buyers,
+                   sum(list_amount) AS list_amount, sum(discount) AS discount
+            FROM fact_orders
+            WHERE brand_id = {brand} AND status <> 'cancelled' AND date_key BETWEEN {lo} AND {hi}
+            GROUP BY channel ORDER BY sales DESC, channel"""
+
+        def hand_breakdown() -> Any:
+            return con.raw_sql(hand_breakdown_sql).fetchall()
+
+        got = ours_breakdown()
+        assert [(c, int(o)) for c, o in zip(got["value"], got["orders"], strict=True)] == [
+            (r[0], r[2]) for r in hand_breakdown()
+        ]
+        _compare(
+            "warehouse.kpi_breakdown", ours_breakdown, hand_breakdown, repeat, orders=int(got["orders"].sum())
+        )
+
+        def ours_trend() -> Any:
+            return kpi.trend(orders, brand, period, "week").execute()
+
+        hand_trend_sql = f"""
+            WITH t AS (
+              SELECT date_trunc('week', make_date(date_key // 10000, (date_key // 100) % 100, date_key % 100))
+                       AS bucket, *
+              FROM fact_orders
+              WHERE brand_id = {brand} AND status <> 'cancelled' AND date_key BETWEEN {lo} AND {hi})
+            SELECT bucket, sum(amount - coalesce(refunded, 0)) AS sales, count(*) AS orders,
+                   sum(units) AS units, count(DISTINCT coalesce(person_key, 'order:' || order_id)) AS buyers
+            FROM t GROUP BY bucket ORDER BY bucket"""
+
+        def hand_trend() -> Any:
+            return con.raw_sql(hand_trend_sql).fetchall()
+
+        assert len(ours_trend()) == len(hand_trend())
+        _compare("warehouse.kpi_trend", ours_trend, hand_trend, repeat, weeks=len(hand_trend()))
+
+        request = rfm.RFMRequest(as_of=end)
+
+        def ours_rfm() -> Any:
+            return rfm.rfm(orders, brand, request).execute()
+
+        hand_rfm_sql = f"""
+            WITH per AS (
+              SELECT member_id,
+                     date_diff('day',
+                               max(make_date(date_key // 10000, (date_key // 100) % 100, date_key % 100)),
+                               DATE '{end.isoformat()}') AS recency,
+                     count(*) AS frequency, sum(amount - coalesce(refunded, 0)) AS monetary
+              FROM fact_orders
+              WHERE brand_id = {brand} AND member_id IS NOT NULL AND status <> 'cancelled'
+                AND date_key > {(end - timedelta(days=365)).strftime("%Y%m%d")} AND date_key <= {hi}
+              GROUP BY member_id)
+            SELECT member_id, recency, frequency, monetary,
+                   ceil(cume_dist() OVER (ORDER BY recency DESC) * 5 - 1e-9) AS r,
+                   ceil(cume_dist() OVER (ORDER BY frequency) * 5 - 1e-9) AS f,
+                   ceil(cume_dist() OVER (ORDER BY monetary) * 5 - 1e-9) AS m
+            FROM per ORDER BY member_id"""
+
+        def hand_rfm() -> Any:
+            return con.raw_sql(hand_rfm_sql).fetchall()
+
+        assert len(ours_rfm()) == len(hand_rfm())
+        _compare("warehouse.rfm", ours_rfm, hand_rfm, repeat, members=len(hand_rfm()))
+        con.disconnect()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _compare(
+    name: str, ours: Callable[[], Any], hand: Callable[[], Any], repeat: int, **context: Any
+) -> None:
+    ours_s = _median_seconds(ours, repeat)
+    hand_s = _median_seconds(hand, repeat)
+    emit(
+        name,
+        ours_s * 1000,
+        "ms",
+        hand_written_ms=round(hand_s * 1000, 2),
+        ratio=round(ours_s / hand_s, 2),
+        **context,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.warehouse", description=__doc__)
+    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    run(args.members, args.months, args.events, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
