@@ -9,6 +9,9 @@ same connection, in the same run.
 * ``warehouse.kpi_trend`` — ``kpi.trend`` by week vs a hand-written weekly ``GROUP BY``;
 * ``warehouse.rfm`` — ``rfm.rfm`` (quantile scores) vs a hand-written window query.
 
+"Ours" is the path the API takes: build the expression, ``analytics.engine.records`` (SQL compiled
+once per distinct expression, rows as dicts); the hand-written query returns tuples.
+
 Each timing is the median of ``--repeat`` runs after one warm-up; results are checked equal first.
 ``python -m bench.warehouse [--members N] [--months M] [--events E]`` runs it on its own.
 """
@@ -39,7 +42,7 @@ def _median_seconds(fn: Callable[[], Any], repeat: int) -> float:
 
 
 def run(members: int, months: int, events: int, repeat: int = 5) -> None:
-    from huiyuan.analytics import kpi, rfm
+    from huiyuan.analytics import engine, kpi, rfm
     from huiyuan.demo.world import build_world
     from huiyuan.kit.db import Database
     from huiyuan.kit.migrate import upgrade
@@ -75,7 +78,7 @@ def run(members: int, months: int, events: int, repeat: int = 5) -> None:
         lo, hi = period.start.strftime("%Y%m%d"), period.end.strftime("%Y%m%d")
 
         def ours_breakdown() -> Any:
-            return kpi.breakdown(orders, brand, period, "channel").execute()
+            return engine.records(kpi.breakdown(orders, brand, period, "channel"))
 
         hand_breakdown_sql = f"""
             SELECT channel, sum(amount - coalesce(refunded, 0)) AS sales, count(*) AS orders,
@@ -98,7 +101,7 @@ def run(members: int, months: int, events: int, repeat: int = 5) -> None:
         )
 
         def ours_trend() -> Any:
-            return kpi.trend(orders, brand, period, "week").execute()
+            return engine.records(kpi.trend(orders, brand, period, "week"))
 
         hand_trend_sql = f"""
             WITH t AS (
@@ -119,7 +122,7 @@ def run(members: int, months: int, events: int, repeat: int = 5) -> None:
         request = rfm.RFMRequest(as_of=end)
 
         def ours_rfm() -> Any:
-            return rfm.rfm(orders, brand, request).execute()
+            return engine.records(rfm.rfm(orders, brand, request))
 
         hand_rfm_sql = f"""
             WITH per AS (

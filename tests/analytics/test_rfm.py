@@ -168,3 +168,21 @@ def test_requests_are_validated() -> None:
         )
     with pytest.raises(ValidationError):
         rfm.LifecycleRequest(as_of=AS_OF, thresholds_days=[30, 30, 60, 90])
+
+
+def test_engine_runs_compiled_sql_on_both_backends(backends: dict[str, dict[str, Any]]) -> None:
+    from huiyuan.analytics import engine
+
+    request = rfm.RFMRequest(as_of=AS_OF, levels=4)
+    for tables in backends.values():
+        expr = rfm.rfm(tables["fact_orders"], 1, request)
+        rows = engine.records(expr)
+        again = engine.records(rfm.rfm(tables["fact_orders"], 1, request))  # the compiled SQL, reused
+        assert rows == again
+        assert [(r["member_id"], r["segment"]) for r in rows] == [
+            (1, "important_value"),
+            (2, "important_development"),
+            (3, "general_retention"),
+            (4, "general_win_back"),
+        ]
+        assert engine.sql_of(expr) is engine.sql_of(rfm.rfm(tables["fact_orders"], 1, request))

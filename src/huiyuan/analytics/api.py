@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from huiyuan.analytics import kpi, rfm
+from huiyuan.analytics import engine, kpi, rfm
 from huiyuan.auth.deps import require
 from huiyuan.kit import tables
 from huiyuan.kit.errors import Conflict, ValidationFailed, field_error
@@ -51,8 +51,7 @@ def _orders() -> Iterator[Any]:
 
 
 def _records(expr: Any) -> list[dict[str, Any]]:
-    frame = expr.execute()
-    return [{k: (None if v != v else v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    return engine.records(expr)
 
 
 class SegmentOut(BaseModel):
