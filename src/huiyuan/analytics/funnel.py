@@ -1,0 +1,268 @@
+"""Funnels over the warehouse's ``fact_events``, written once with Ibis (DuckDB by default; the same
+expression runs on PostgreSQL, ClickHouse or Spark).
+
+Semantics, per person (``person_key``):
+
+* **Entries.** Every step-1 event (matching its filters, inside ``[start, end]`` business days) is an
+  entry; its window is ``[t₁, t₁ + window]``.
+* **sequential** (default): step k+1 is the first matching event at or after step k's time, still
+  inside the entry's window; other events may happen in between.
+* **strict**: step k+1 must be the person's *very next* event after step k (the person's events of
+  the brand ordered by time, then event id), inside the window.
+* **any_order**: step k (k ≥ 2) is done when a matching event happens inside the window, in any
+  order; the entry reaches step k when steps 1…k are all done.
+* **Exclusions**: an exclusion event strictly between step i and step i + 1 of an entry stops that
+  entry at step i.
+* **One entry per person**: the entry that reaches the furthest step, the earliest on ties (the
+  "uniques" counting of Mixpanel and Amplitude). The person counts once at every step up to it.
+* **Breakdown** by an event property: ``first_touch`` takes the value on the step-1 event, ``step:N``
+  the value on the step-N event (people who did not reach step N fall under ``null``).
+* **Time to convert** to step k: seconds from step 1; median and 90th percentile over the people who
+  reached it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+import ibis
+import ibis.expr.types as ir
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from huiyuan.analytics.kpi import business_day
+
+Op = Literal["eq", "neq", "in", "gt", "lt"]
+
+
+class PropertyFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    property: str = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.$-]+$")
+    op: Op = "eq"
+    value: str | float | list[str] | list[float]
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event: str = Field(min_length=1, max_length=200)
+    filters: list[PropertyFilter] = Field(default_factory=list, max_length=10)
+
+
+class Exclusion(Step):
+    after_step: int = Field(ge=1, description="Between this step and the next")
+
+
+class FunnelRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "start": "2026-06-01",
+                    "end": "2026-06-30",
+                    "steps": [
+                        {"event": "Product Viewed"},
+                        {
+                            "event": "Product Added",
+                            "filters": [{"property": "price", "op": "gt", "value": 100}],
+                        },
+                        {"event": "Order Completed"},
+                    ],
+                    "window_seconds": 86400,
+                    "mode": "sequential",
+                    "breakdown": "channel",
+                    "attribution": "first_touch",
+                }
+            ]
+        },
+    )
+
+    start: date
+    end: date
+    steps: list[Step] = Field(min_length=2, max_length=10)
+    window_seconds: int = Field(default=86_400, ge=1, le=90 * 86_400)
+    mode: Literal["sequential", "strict", "any_order"] = "sequential"
+    exclusions: list[Exclusion] = Field(default_factory=list, max_length=5)
+    breakdown: str | None = Field(default=None, max_length=120, pattern=r"^[A-Za-z0-9_.$-]+$")
+    attribution: str = Field(default="first_touch", pattern=r"^(first_touch|step:[0-9]+)$")
+    trend: Literal["day", "week", "month"] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FunnelRequest:
+        if self.end < self.start:
+            raise ValueError("end must not be before start")
+        for ex in self.exclusions:
+            if ex.after_step >= len(self.steps):
+                raise ValueError("an exclusion's after_step must be before the last step")
+        if self.attribution.startswith("step:") and not 1 <= int(self.attribution[5:]) <= len(self.steps):
+            raise ValueError("attribution step out of range")
+        return self
+
+
+def _property(t: ir.Table, name: str) -> ir.Value:
+    return t.properties[name]
+
+
+def _matches(t: ir.Table, step: Step) -> ir.BooleanValue:
+    cond = t.event == step.event
+    for f in step.filters:
+        raw = _property(t, f.property)
+        numeric = isinstance(f.value, (int, float)) or (
+            isinstance(f.value, list) and f.value and isinstance(f.value[0], (int, float))
+        )
+        value = raw.float if numeric else raw.str
+        if f.op == "eq":
+            cond &= value == f.value
+        elif f.op == "neq":
+            cond &= (value != f.value) | value.isnull()
+        elif f.op == "in":
+            cond &= value.isin(list(f.value) if isinstance(f.value, list) else [f.value])
+        elif f.op == "gt":
+            cond &= value > f.value
+        else:
+            cond &= value < f.value
+    return cond
+
+
+def _key(day: date) -> int:
+    return day.year * 10_000 + day.month * 100 + day.day
+
+
+def entries(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table:
+    """One row per person: the chosen entry's step times ``t1 … tN`` (null past the reached step),
+    ``reached`` and the breakdown value."""
+    brand = events.filter(events.brand_id == brand_id)
+    window = ibis.interval(seconds=request.window_seconds)
+    n = len(request.steps)
+    strict = request.mode == "strict"
+    if strict:
+        brand = brand.mutate(
+            seq=ibis.row_number().over(group_by=brand.person_key, order_by=[brand.ts, brand.event_id])
+        )
+    else:
+        brand = brand.mutate(seq=brand.event_id)
+    by_step = []
+    for step in request.steps:
+        by_step.append(brand.filter(_matches(brand, step)))
+
+    first = by_step[0].filter(
+        by_step[0].date_key >= _key(request.start), by_step[0].date_key <= _key(request.end)
+    )
+    bk = request.breakdown
+    cur = first.select(
+        person=first.person_key,
+        entry_id=first.event_id,
+        t1=first.ts,
+        d1=first.date_key,
+        seq1=first.seq,
+        b1=_property(first, bk).str if bk else ibis.null("string"),
+    )
+    for k in range(2, n + 1):
+        prev_t, prev_seq = f"t{k - 1}", f"seq{k - 1}"
+        nxt = by_step[k - 1]
+        cand = nxt.select(
+            p=nxt.person_key,
+            tk=nxt.ts,
+            seqk=nxt.seq,
+            bk=_property(nxt, bk).str if bk else ibis.null("string"),
+        )
+        if request.mode == "any_order":
+            cond = [cur.person == cand.p, cand.tk >= cur.t1, cand.tk <= cur.t1 + window]
+        elif strict:
+            cond = [cur.person == cand.p, cand.seqk == cur[prev_seq] + 1, cand.tk <= cur.t1 + window]
+        else:
+            cond = [
+                cur.person == cand.p,
+                (cand.tk > cur[prev_t]) | ((cand.tk == cur[prev_t]) & (cand.seqk > cur[prev_seq])),
+                cand.tk <= cur.t1 + window,
+            ]
+        joined = cur.left_join(cand, cond)
+        # The earliest matching event continues the entry (ties: the lower sequence number).
+        ranked = joined.mutate(
+            _rank=ibis.row_number().over(group_by=joined.entry_id, order_by=[joined.tk, joined.seqk])
+        )
+        best = ranked.filter(ranked._rank == 0)
+        cur = best.select(
+            *[c for c in cur.columns],
+            **{f"t{k}": best.tk, f"seq{k}": best.seqk, f"b{k}": best.bk},
+        )
+
+    reached = ibis.literal(1)
+    alive = ibis.literal(True)
+    for k in range(2, n + 1):
+        alive = alive & cur[f"t{k}"].notnull()
+        reached = reached + alive.cast("int32")
+    cur = cur.mutate(reached=reached.cast("int32"))
+    for ex in request.exclusions:
+        x = brand.filter(_matches(brand, ex)).select(xp=brand.person_key, xt=brand.ts)
+        lo, hi = f"t{ex.after_step}", f"t{ex.after_step + 1}"
+        hit = cur.join(x, [cur.person == x.xp, x.xt > cur[lo], x.xt < cur[hi]]).select("entry_id").distinct()
+        hits = hit.select(hit_id=hit.entry_id)
+        flagged = cur.left_join(hits, cur.entry_id == hits.hit_id)
+        cur = flagged.mutate(
+            reached=ibis.cases(
+                (flagged.hit_id.notnull() & (flagged.reached > ex.after_step), ex.after_step),
+                else_=flagged.reached,
+            )
+        ).drop("hit_id")
+    # One entry per person: furthest, then earliest.
+    chosen = cur.mutate(
+        _pick=ibis.row_number().over(
+            group_by=cur.person, order_by=[ibis.desc(cur.reached), cur.t1, cur.entry_id]
+        )
+    )
+    chosen = chosen.filter(chosen._pick == 0)
+    if request.attribution == "first_touch":
+        value = chosen.b1
+    else:
+        k = int(request.attribution[5:])
+        value = ibis.cases((chosen.reached >= k, chosen[f"b{k}"]), else_=ibis.null("string"))
+    return chosen.mutate(breakdown=value)
+
+
+def funnel(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table:
+    """Per breakdown value (or one row when there is none): people at each step ``step_1 …
+    step_N`` and the median / p90 seconds to each step ``median_s_k``, ``p90_s_k``."""
+    e = entries(events, brand_id, request)
+    n = len(request.steps)
+    aggs: dict[str, Any] = {}
+    for k in range(1, n + 1):
+        aggs[f"step_{k}"] = (e.reached >= k).sum()
+    for k in range(2, n + 1):
+        secs = (e[f"t{k}"].epoch_seconds() - e.t1.epoch_seconds()).cast("float64")
+        reached = e.reached >= k
+        aggs[f"median_s_{k}"] = secs.quantile(0.5, where=reached)
+        aggs[f"p90_s_{k}"] = secs.quantile(0.9, where=reached)
+    keys = ["breakdown"] if request.breakdown else []
+    out = e.group_by(keys).aggregate(**aggs) if keys else e.aggregate(**aggs)
+    return out.order_by([ibis.desc("step_1"), "breakdown"]) if keys else out
+
+
+def trend(
+    events: ir.Table, brand_id: int, request: FunnelRequest, grain: Literal["day", "week", "month"]
+) -> ir.Table:
+    """People entering and converting (reaching the last step) per entry day / week / month."""
+    e = entries(events, brand_id, request)
+    n = len(request.steps)
+    day = business_day(e.d1)
+    bucket = day if grain == "day" else day.truncate("W" if grain == "week" else "M")
+    e = e.mutate(bucket=bucket)
+    return (
+        e.group_by("bucket")
+        .aggregate(entered=e.person.count(), converted=(e.reached >= n).sum())
+        .order_by("bucket")
+    )
+
+
+def rates(row: dict[str, Any], steps: int) -> dict[str, Any]:
+    """Overall (from step 1) and step-to-step conversion rates of one result row."""
+    first = row.get("step_1") or 0
+    out = {}
+    for k in range(1, steps + 1):
+        here = row.get(f"step_{k}") or 0
+        before = row.get(f"step_{k - 1}") or 0 if k > 1 else here
+        out[f"overall_{k}"] = here / first if first else None
+        out[f"from_previous_{k}"] = here / before if before else None
+    return out
