@@ -7,7 +7,11 @@ same connection, in the same run.
 * ``warehouse.kpi_breakdown`` — ``kpi.breakdown`` by channel over the last 365 days vs the
   hand-written ``GROUP BY``; ``ratio`` = ours ÷ hand-written (goal ≤ 1.5);
 * ``warehouse.kpi_trend`` — ``kpi.trend`` by week vs a hand-written weekly ``GROUP BY``;
-* ``warehouse.rfm`` — ``rfm.rfm`` (quantile scores) vs a hand-written window query.
+* ``warehouse.rfm`` — ``rfm.rfm`` (quantile scores) vs a hand-written window query;
+* ``warehouse.funnel`` — a two-step sequential funnel (the brand's two most frequent events, one-day
+  window) over all its events vs a hand-written self-join;
+* ``warehouse.retention`` — weekly first-time retention of the most frequent event vs a
+  hand-written cohort query.
 
 "Ours" is the path the API takes: build the expression, ``analytics.engine.records`` (SQL compiled
 once per distinct expression, rows as dicts); the hand-written query returns tuples.
@@ -93,12 +97,9 @@ def run(members: int, months: int, events: int, repeat: int = 5) -> None:
             return con.raw_sql(hand_breakdown_sql).fetchall()
 
         got = ours_breakdown()
-        assert [(c, int(o)) for c, o in zip(got["value"], got["orders"], strict=True)] == [
-            (r[0], r[2]) for r in hand_breakdown()
-        ]
-        _compare(
-            "warehouse.kpi_breakdown", ours_breakdown, hand_breakdown, repeat, orders=int(got["orders"].sum())
-        )
+        assert [(r["value"], r["orders"]) for r in got] == [(r[0], r[2]) for r in hand_breakdown()]
+        orders_n = sum(r["orders"] for r in got)
+        _compare("warehouse.kpi_breakdown", ours_breakdown, hand_breakdown, repeat, orders=orders_n)
 
         def ours_trend() -> Any:
             return engine.records(kpi.trend(orders, brand, period, "week"))
@@ -146,9 +147,91 @@ def run(members: int, months: int, events: int, repeat: int = 5) -> None:
 
         assert len(ours_rfm()) == len(hand_rfm())
         _compare("warehouse.rfm", ours_rfm, hand_rfm, repeat, members=len(hand_rfm()))
+        _events(con, brand, end, repeat)
         con.disconnect()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _events(con: Any, brand: int, end: date, repeat: int) -> None:
+    """Funnel and retention over the demo's events (the tracking plan's own event names)."""
+    from huiyuan.analytics import engine
+    from huiyuan.analytics import funnel as fn
+    from huiyuan.analytics import retention as rt
+
+    events = con.table("fact_events")
+    names = [
+        r[0]
+        for r in con.raw_sql(
+            f"SELECT event FROM fact_events WHERE brand_id = {brand} AND event IS NOT NULL"
+            " GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 2"
+        ).fetchall()
+    ]
+    if len(names) < 2:
+        return
+    first, second = names
+    span = con.raw_sql(
+        f"SELECT min(date_key), max(date_key) FROM fact_events WHERE brand_id = {brand}"
+    ).fetchone()
+    lo_day = date(span[0] // 10_000, span[0] // 100 % 100, span[0] % 100)
+    hi_day = date(span[1] // 10_000, span[1] // 100 % 100, span[1] % 100)
+    request = fn.FunnelRequest(
+        start=lo_day, end=hi_day, steps=[{"event": first}, {"event": second}], window_seconds=86_400
+    )
+
+    def ours_funnel() -> Any:
+        return engine.records(fn.funnel(events, brand, request))
+
+    hand_funnel_sql = f"""
+        SELECT count(DISTINCT a.person_key),
+               count(DISTINCT CASE WHEN b.person_key IS NOT NULL THEN a.person_key END)
+        FROM fact_events a
+        LEFT JOIN fact_events b ON b.brand_id = a.brand_id AND b.person_key = a.person_key
+             AND b.event = '{second}'
+             AND (b.ts > a.ts OR (b.ts = a.ts AND b.event_id > a.event_id))
+             AND b.ts <= a.ts + INTERVAL 1 DAY
+        WHERE a.brand_id = {brand} AND a.event = '{first}'
+          AND a.date_key BETWEEN {lo_day.strftime("%Y%m%d")} AND {hi_day.strftime("%Y%m%d")}"""
+
+    def hand_funnel() -> Any:
+        return con.raw_sql(hand_funnel_sql).fetchall()
+
+    [row] = ours_funnel()
+    assert [(row["step_1"], row["step_2"])] == hand_funnel(), (row, hand_funnel())
+    _compare("warehouse.funnel", ours_funnel, hand_funnel, repeat, entered=row["step_1"])
+
+    retention = rt.RetentionRequest(
+        start=lo_day,
+        end=hi_day,
+        as_of=hi_day,
+        start_event={"event": first},
+        return_event={"event": first},
+        unit="week",
+        periods=4,
+    )
+
+    def ours_retention() -> Any:
+        return engine.records(rt.retention(events, brand, retention))
+
+    hand_retention_sql = f"""
+        WITH d AS (SELECT person_key, event,
+                     date_trunc('week', make_date(date_key // 10000, (date_key // 100) % 100, date_key % 100))
+                       AS wk
+                   FROM fact_events WHERE brand_id = {brand} AND date_key <= {hi_day.strftime("%Y%m%d")}
+                     AND event = '{first}'),
+             c AS (SELECT person_key, min(wk) AS cohort FROM d GROUP BY 1),
+             r AS (SELECT DISTINCT person_key, wk FROM d)
+        SELECT c.cohort, count(DISTINCT c.person_key) AS size,
+               count(DISTINCT CASE WHEN date_diff('day', c.cohort, r.wk) // 7 = 1 THEN c.person_key END)
+        FROM c LEFT JOIN r ON r.person_key = c.person_key
+        GROUP BY 1 ORDER BY 1"""
+
+    def hand_retention() -> Any:
+        return con.raw_sql(hand_retention_sql).fetchall()
+
+    ours_rows = ours_retention()
+    assert [(r["size"], r["n1"]) for r in ours_rows] == [(h[1], h[2]) for h in hand_retention()]
+    _compare("warehouse.retention", ours_retention, hand_retention, repeat, cohorts=len(ours_rows))
 
 
 def _compare(
@@ -168,9 +251,9 @@ def _compare(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.warehouse", description=__doc__)
-    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--members", type=int, default=50_000)
     parser.add_argument("--months", type=int, default=12)
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     run(args.members, args.months, args.events, args.repeat)
