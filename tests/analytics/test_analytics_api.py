@@ -95,3 +95,46 @@ def test_rfm_and_lifecycle_over_http(
         "/api/v1/analytics/rfm", json={"as_of": "2026-03-31", "scoring": "thresholds"}, headers=alpha.headers
     )
     assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+
+
+def test_funnel_and_retention_over_http(
+    client: Any, world: Any, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    alpha = world.brands[0]
+    path = tmp_path / "events.duckdb"
+    monkeypatch.setattr(get_settings(), "warehouse_path", str(path))
+    source = client.post("/api/v1/event-sources", json={"name": "web", "kind": "web"}, headers=alpha.headers)
+    assert source.status_code == 201, source.text
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{source.json()['write_key']}:".encode()).decode()}
+    batch = [
+        {"type": "track", "userId": "u1", "event": "Viewed", "timestamp": "2026-03-10T02:00:00Z"},
+        {"type": "track", "userId": "u1", "event": "Bought", "timestamp": "2026-03-10T02:30:00Z"},
+        {"type": "track", "userId": "u1", "event": "Viewed", "timestamp": "2026-03-11T02:00:00Z"},
+        {"type": "track", "userId": "u2", "event": "Viewed", "timestamp": "2026-03-10T03:00:00Z"},
+    ]
+    sent = client.post("/v1/batch", json={"batch": batch}, headers=auth)
+    assert sent.status_code == 200, sent.text
+    wsync.sync(db, path, settle_seconds=0)
+
+    body = {"start": "2026-03-10", "end": "2026-03-11", "steps": [{"event": "Viewed"}, {"event": "Bought"}]}
+    got = client.post("/api/v1/analytics/funnel", json={**body, "trend": "day"}, headers=alpha.headers)
+    assert got.status_code == 200, got.text
+    [row] = got.json()["items"]
+    assert (row["step_1"], row["step_2"], row["overall_2"], row["median_s_2"]) == (2, 1, 0.5, 1800.0)
+    assert [t["entered"] for t in got.json()["trend"]] == [2]
+    csv_r = client.post("/api/v1/analytics/funnel?format=csv", json=body, headers=alpha.headers)
+    assert csv_r.status_code == 200 and "step_1" in csv_r.text
+
+    ret = {"start": "2026-03-10", "end": "2026-03-11", "as_of": "2026-03-12", "periods": 2}
+    ret |= {"start_event": {"event": "Viewed"}, "return_event": {"event": "Viewed"}}
+    r = client.post("/api/v1/analytics/retention", json=ret, headers=alpha.headers)
+    assert r.status_code == 200, r.text
+    [cohort] = r.json()["items"]
+    assert (cohort["size"], cohort["n1"], cohort["e1"], cohort["e2"]) == (2, 1, True, True)
+    assert r.json()["curve"][0]["rate"] == 0.5
+    bad = client.post(
+        "/api/v1/analytics/funnel", json={**body, "steps": body["steps"][:1]}, headers=alpha.headers
+    )
+    assert bad.status_code == 422

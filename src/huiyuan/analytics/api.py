@@ -1,6 +1,7 @@
 """Analyses over the warehouse, as JSON or CSV: ``POST /api/v1/analytics/rfm`` (scores and segments
-per member, with the segment summary), ``POST /api/v1/analytics/lifecycle`` and the KPI family
-``GET /api/v1/analytics/kpi[/trend|/breakdown|/contribution]``. The caller's brand
+per member, with the segment summary), ``POST /api/v1/analytics/lifecycle``, the KPI family
+``GET /api/v1/analytics/kpi[/trend|/breakdown|/contribution]``, ``POST /api/v1/analytics/funnel``
+and ``POST /api/v1/analytics/retention``. The caller's brand
 is the one analysed; the warehouse must have been synced (``huiyuan warehouse sync``)."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from huiyuan.analytics import engine, kpi, rfm
+from huiyuan.analytics import engine, funnel, kpi, retention, rfm
 from huiyuan.auth.deps import require
 from huiyuan.kit import tables
 from huiyuan.kit.errors import Conflict, ValidationFailed, field_error
@@ -331,4 +332,64 @@ def kpi_contribution(
         "metric": metric,
         "against": against,
         "items": rows,
+    }
+
+
+# -- funnel and retention ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _events() -> Iterator[Any]:
+    path = get_settings().warehouse_path
+    if not Path(path).exists():
+        raise WarehouseNotReady(
+            f"No warehouse at {path}: run `huiyuan warehouse sync` (or wait for the job)."
+        )
+    con = connect(path)
+    try:
+        yield con.table("fact_events")
+    finally:
+        con.disconnect()
+
+
+@router.post(
+    "/analytics/funnel",
+    tags=TAGS,
+    summary="Funnel: people per step, overall and step-to-step rates, time to convert, trend (JSON or CSV)",
+    responses={200: {"content": {"text/csv": {}}}, 409: {"description": "The warehouse is not synced yet"}},
+)
+def funnel_analysis(request: funnel.FunnelRequest, actor: Reader, format: Format = "json") -> Any:
+    brand_id = actor.scope.require_brand()
+    with _events() as events:
+        rows = _plain(engine.records(funnel.funnel(events, brand_id, request)))
+        trend = (
+            _plain(engine.records(funnel.trend(events, brand_id, request, request.trend)))
+            if request.trend
+            else []
+        )
+    steps = len(request.steps)
+    rows = [{**r, **funnel.rates(r, steps)} for r in rows]
+    if format == "csv":
+        return _table("Funnel", rows, f"funnel-{request.start}-{request.end}")
+    return {"steps": [s.event for s in request.steps], "mode": request.mode, "items": rows, "trend": trend}
+
+
+@router.post(
+    "/analytics/retention",
+    tags=TAGS,
+    summary="Retention: cohort table and the weighted curve (JSON, or CSV of the cohort table)",
+    responses={200: {"content": {"text/csv": {}}}, 409: {"description": "The warehouse is not synced yet"}},
+)
+def retention_analysis(request: retention.RetentionRequest, actor: Reader, format: Format = "json") -> Any:
+    brand_id = actor.scope.require_brand()
+    with _events() as events:
+        rows = _plain(engine.records(retention.retention(events, brand_id, request)))
+    if format == "csv":
+        return _table("Retention", rows, f"retention-{request.start}-{request.end}")
+    return {
+        "unit": request.unit,
+        "measure": request.measure,
+        "cohort": request.cohort,
+        "items": rows,
+        "curve": retention.curve(rows, request.periods) if not request.breakdown else [],
     }

@@ -237,6 +237,7 @@ def funnel(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table:
         aggs[f"p90_s_{k}"] = secs.quantile(0.9, where=reached)
     keys = ["breakdown"] if request.breakdown else []
     out = e.group_by(keys).aggregate(**aggs) if keys else e.aggregate(**aggs)
+    out = out.mutate(**{f"step_{k}": out[f"step_{k}"].fill_null(0) for k in range(1, n + 1)})  # no entries
     return out.order_by([ibis.desc("step_1"), "breakdown"]) if keys else out
 
 
