@@ -79,6 +79,20 @@ class CardRepository:
         )
         return int(self.session.scalar(stmt.select_from(MemberBenefitCard)) or 0)
 
+    def sold_counts(self, product_ids: list[int]) -> dict[int, dict[str, int]]:
+        """Per product, its cards sold by status (pending, active, expired, refunded)."""
+        if not product_ids:
+            return {}
+        stmt = (
+            select(MemberBenefitCard.product_id, MemberBenefitCard.status, func.count())
+            .where(MemberBenefitCard.product_id.in_(product_ids))
+            .group_by(MemberBenefitCard.product_id, MemberBenefitCard.status)
+        )
+        out: dict[int, dict[str, int]] = {}
+        for product_id, status, n in self.session.execute(stmt):
+            out.setdefault(int(product_id), {})[str(status)] = int(n)
+        return out
+
     def member_cards(self, member_id: int) -> list[MemberBenefitCard]:
         stmt = (
             select(MemberBenefitCard)

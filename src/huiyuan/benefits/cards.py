@@ -510,5 +510,10 @@ def best_multiplier(terms: list[MultiplierTerm], at: datetime) -> MultiplierTerm
     return best
 
 
+def sold_counts(session: Session, product_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Cards sold per product, by card status (refunded ones included)."""
+    return CardRepository(session).sold_counts(product_ids)
+
+
 def products_on_sale(session: Session) -> list[BenefitCardProduct]:
     return CardRepository(session).on_sale(utcnow())

@@ -8,6 +8,8 @@ granted refer to them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -203,3 +205,39 @@ def get_definition(session: Session, definition_id: int) -> BenefitDefinition:
 
 def definition_out(d: BenefitDefinition) -> DefinitionOut:
     return DefinitionOut.model_validate(d, from_attributes=True)
+
+
+@dataclass
+class Activity:
+    """A definition's events by kind, and its grants and uses per brand-local day."""
+
+    counts: dict[str, int]
+    days: list[str]
+    issued: list[int]
+    verified: list[int]
+
+
+def definition_activity(
+    session: Session, definition_id: int, *, days: int, now: datetime | None = None
+) -> Activity:
+    """Event counts of a definition by kind, and its ``issued`` and ``verified`` events per local
+    day over the last ``days`` days (today included)."""
+    d = get_definition(session, definition_id)
+    repo = BenefitRepository(session)
+    zone = repo.zone(d.brand_id)
+    today = (now or utcnow()).astimezone(zone).date()
+    first = today - timedelta(days=days - 1)
+    labels = [(first + timedelta(days=i)).isoformat() for i in range(days)]
+    per_day = {kind: dict.fromkeys(labels, 0) for kind in ("issued", "verified")}
+    since = datetime.combine(first, time(), tzinfo=zone)
+    until = datetime.combine(today + timedelta(days=1), time(), tzinfo=zone)
+    for kind, at in repo.event_times(d.id, ("issued", "verified"), since, until):
+        day = at.astimezone(zone).date().isoformat()
+        if day in per_day[kind]:
+            per_day[kind][day] += 1
+    return Activity(
+        counts=repo.event_counts(d.id),
+        days=labels,
+        issued=list(per_day["issued"].values()),
+        verified=list(per_day["verified"].values()),
+    )

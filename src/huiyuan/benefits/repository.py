@@ -205,14 +205,45 @@ class BenefitRepository:
         return self.session.scalars(stmt).one_or_none()
 
     def events(
-        self, *, member_benefit_id: int | None = None, definition_id: int | None = None, limit: int = 500
+        self,
+        *,
+        member_benefit_id: int | None = None,
+        definition_id: int | None = None,
+        limit: int = 500,
+        newest_first: bool = False,
     ) -> list[BenefitEvent]:
-        stmt = select(BenefitEvent).order_by(BenefitEvent.id).limit(limit)
+        order = BenefitEvent.id.desc() if newest_first else BenefitEvent.id
+        stmt = select(BenefitEvent).order_by(order).limit(limit)
         if member_benefit_id is not None:
             stmt = stmt.where(BenefitEvent.member_benefit_id == member_benefit_id)
         if definition_id is not None:
             stmt = stmt.where(BenefitEvent.definition_id == definition_id)
         return list(self.session.scalars(stmt))
+
+    def event_counts(self, definition_id: int) -> dict[str, int]:
+        """How many events of each kind a definition has (configured, issued, verified …)."""
+        stmt = (
+            select(BenefitEvent.kind, func.count())
+            .where(BenefitEvent.definition_id == definition_id)
+            .group_by(BenefitEvent.kind)
+        )
+        return {str(kind): int(n) for kind, n in self.session.execute(stmt)}
+
+    def event_times(
+        self, definition_id: int, kinds: tuple[str, ...], since: datetime, until: datetime
+    ) -> list[tuple[str, datetime]]:
+        """``(kind, occurred_at)`` of a definition's events of these kinds in ``[since, until)``."""
+        stmt = (
+            select(BenefitEvent.kind, BenefitEvent.occurred_at)
+            .where(
+                BenefitEvent.definition_id == definition_id,
+                BenefitEvent.kind.in_(kinds),
+                BenefitEvent.occurred_at >= since,
+                BenefitEvent.occurred_at < until,
+            )
+            .order_by(BenefitEvent.id)
+        )
+        return [(str(kind), at) for kind, at in self.session.execute(stmt)]
 
     # -- usages ------------------------------------------------------------------------------------
 

@@ -207,6 +207,19 @@ def verify_scan(
     )
 
 
+def read_scan_code(session: Session, *, actor: Principal, token: str) -> MemberBenefit:
+    """The entitlement a scanned code names, without spending the code (the desk shows it first)."""
+    code_id, nonce = _read_token(token, actor.scope.require_brand())
+    code = BenefitRepository(session).scan_code(code_id)
+    if code is None or code.nonce != nonce:
+        raise ScanCodeInvalid()
+    if code.used_at is not None:
+        raise ScanCodeUsed("This code was already used; ask the member for a new one.")
+    if code.expires_at <= utcnow():
+        raise ScanCodeExpired()
+    return get_entitlement(session, code.member_benefit_id)
+
+
 def _masked_reference(value: str) -> str:
     value = value.strip()
     return "*" * max(0, len(value) - 4) + value[-4:]

@@ -21,12 +21,15 @@ from huiyuan.auth import service as auth
 from huiyuan.auth.deps import SESSION_COOKIE, check_rate
 from huiyuan.console import (
     pages_admin,
+    pages_analytics,
+    pages_benefits,
     pages_coupons,
     pages_imports,
     pages_members,
     pages_paid,
     pages_points,
     pages_tiers,
+    pages_wallet,
 )
 from huiyuan.console.deps import Console, ConsoleDep, requires
 from huiyuan.console.i18n import LANG_COOKIE, LANGUAGES, choose_language, translate
@@ -246,3 +249,6 @@ router.include_router(pages_points.router)
 router.include_router(pages_tiers.router)
 router.include_router(pages_paid.router)
 router.include_router(pages_coupons.router)
+router.include_router(pages_benefits.router)
+router.include_router(pages_wallet.router)
+router.include_router(pages_analytics.router)

@@ -282,14 +282,31 @@ class WalletRepository:
     # -- statements --------------------------------------------------------------------------------
 
     def statement_entries(
-        self, bindings: Sequence[WalletBinding], *, before_id: int | None, limit: int
+        self,
+        bindings: Sequence[WalletBinding],
+        *,
+        before_id: int | None,
+        limit: int,
+        kinds: Collection[str] | None = None,
+        point_type_id: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> list[PointEntry]:
-        """The ledger lines of the given bindings, newest first (keyset on entry id)."""
+        """The ledger lines of the given bindings, newest first (keyset on entry id); optionally only
+        entries of these kinds, of one sub-ledger's point type, or in ``[start, end)``."""
         if not bindings:
             return []
         stmt = select(PointEntry).where(or_(*(_of_binding(b) for b in bindings)))
         if before_id is not None:
             stmt = stmt.where(PointEntry.id < before_id)
+        if kinds is not None:
+            stmt = stmt.where(PointEntry.kind.in_(list(kinds)))
+        if point_type_id is not None:
+            stmt = stmt.where(PointEntry.point_type_id == point_type_id)
+        if start is not None:
+            stmt = stmt.where(PointEntry.occurred_at >= start)
+        if end is not None:
+            stmt = stmt.where(PointEntry.occurred_at < end)
         return list(self.session.scalars(stmt.order_by(PointEntry.id.desc()).limit(limit)))
 
     # -- settlement --------------------------------------------------------------------------------

@@ -59,18 +59,39 @@ ACTIVITY = {
 
 
 def statement(
-    session: Session, account_id: int, *, member_id: int | None, before_id: int | None, limit: int
+    session: Session,
+    account_id: int,
+    *,
+    member_id: int | None,
+    before_id: int | None,
+    limit: int,
+    activity: str | None = None,
+    sub_ledger: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> StatementOut:
-    """The account's ledger lines, newest first; ``member_id`` limits them to that member's bindings."""
+    """The account's ledger lines, newest first; ``member_id`` limits them to that member's bindings,
+    ``activity`` (top_up, payment, refund, rebind, expiry), ``sub_ledger`` (principal, bonus) and
+    ``[start, end)`` filter them."""
     repo = WalletRepository(session)
     account = accounts.get_account(session, account_id)
     if member_id is not None and account.member_id != member_id:
         raise NotFound(f"Wallet account {account_id} was not found.")
     bindings = [b for b in repo.bindings(account.id) if member_id is None or b.member_id == member_id]
-    rows = repo.statement_entries(bindings, before_id=before_id, limit=limit + 1)
-    shown = rows[:limit]
     wt = repo.type(account.wallet_type_id)
     assert wt is not None
+    kinds = [k for k, a in ACTIVITY.items() if a == activity] if activity else None
+    part = {"principal": wt.principal_point_type_id, "bonus": wt.bonus_point_type_id}.get(sub_ledger or "")
+    rows = repo.statement_entries(
+        bindings,
+        before_id=before_id,
+        limit=limit + 1,
+        kinds=kinds,
+        point_type_id=part,
+        start=start,
+        end=end,
+    )
+    shown = rows[:limit]
     return StatementOut(
         wallet_account_id=account.id,
         balance=accounts.balance_of(session, account),
