@@ -66,6 +66,20 @@ def test_rfm_and_lifecycle_over_http(
         "about_to_churn": 1,
         "churned": 0,
     }
+    cohorts = client.post(
+        "/api/v1/analytics/ltv/cohorts",
+        json={"enrolled_from": "2025-01-01", "enrolled_to": "2026-12-31", "as_of": "2026-12-31", "months": 1},
+        headers=alpha.headers,
+    )
+    assert cohorts.status_code == 200, cohorts.text
+    assert (3, 0) in {(i["size"], i["k"]) for i in cohorts.json()["items"]}  # enrolled today
+    spread = client.post(
+        "/api/v1/analytics/distribution",
+        json={"start": "2025-01-01", "end": "2026-03-31", "edges": [1, 2]},
+        headers=alpha.headers,
+    )
+    assert [(i["bucket"], i["members"]) for i in spread.json()["items"]] == [(0, 3)]
+
     # KPIs of the same warehouse: orders of 180.00 on 2026-03-30, 2026-02-01 and 2025-06-01.
     q = {"start": "2026-03-01", "end": "2026-03-31"}
     k = client.get("/api/v1/analytics/kpi", params=q, headers=alpha.headers)

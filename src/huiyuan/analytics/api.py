@@ -1,7 +1,7 @@
 """Analyses over the warehouse, as JSON or CSV: ``POST /api/v1/analytics/rfm`` (scores and segments
 per member, with the segment summary), ``POST /api/v1/analytics/lifecycle``, the KPI family
-``GET /api/v1/analytics/kpi[/trend|/breakdown|/contribution]``, ``POST /api/v1/analytics/funnel``
-and ``POST /api/v1/analytics/retention``. The caller's brand
+``GET /api/v1/analytics/kpi[/trend|/breakdown|/contribution]``, ``POST /api/v1/analytics/funnel``,
+``/retention``, ``/ltv/cohorts`` and ``/distribution``. The caller's brand
 is the one analysed; the warehouse must have been synced (``huiyuan warehouse sync``)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from huiyuan.analytics import engine, funnel, kpi, retention, rfm
+from huiyuan.analytics import engine, funnel, kpi, ltv, retention, rfm
 from huiyuan.auth.deps import require
 from huiyuan.kit import tables
 from huiyuan.kit.errors import Conflict, ValidationFailed, field_error
@@ -393,3 +393,37 @@ def retention_analysis(request: retention.RetentionRequest, actor: Reader, forma
         "items": rows,
         "curve": retention.curve(rows, request.periods) if not request.breakdown else [],
     }
+
+
+# -- LTV and distributions ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/analytics/ltv/cohorts",
+    tags=TAGS,
+    summary="Cumulative net sales per member by months since joining, per enrolment month (JSON or CSV)",
+    responses={200: {"content": {"text/csv": {}}}, 409: {"description": "The warehouse is not synced yet"}},
+)
+def ltv_cohorts(request: ltv.LTVRequest, actor: Reader, format: Format = "json") -> Any:
+    brand_id = actor.scope.require_brand()
+    with _orders() as orders:
+        members = orders._find_backend().table("dim_member")
+        rows = _plain(engine.records(ltv.cohort_ltv(orders, members, brand_id, request)))
+    if format == "csv":
+        return _table("LTV", rows, f"ltv-{request.enrolled_from}-{request.enrolled_to}")
+    return {"items": rows}
+
+
+@router.post(
+    "/analytics/distribution",
+    tags=TAGS,
+    summary="Members per bucket of their order count or net sales (JSON or CSV)",
+    responses={200: {"content": {"text/csv": {}}}, 409: {"description": "The warehouse is not synced yet"}},
+)
+def member_distribution(request: ltv.DistributionRequest, actor: Reader, format: Format = "json") -> Any:
+    brand_id = actor.scope.require_brand()
+    with _orders() as orders:
+        rows = _plain(engine.records(ltv.distribution(orders, brand_id, request)))
+    if format == "csv":
+        return _table("Distribution", rows, f"distribution-{request.measure}-{request.start}-{request.end}")
+    return {"measure": request.measure, "items": rows}
