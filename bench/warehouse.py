@@ -13,8 +13,9 @@ same connection, in the same run.
 * ``warehouse.retention`` — weekly first-time retention of the most frequent event vs a
   hand-written cohort query.
 
-"Ours" is the path the API takes: build the expression, ``analytics.engine.records`` (SQL compiled
-once per distinct expression, rows as dicts); the hand-written query returns tuples.
+"Ours" is the path the API takes, ``analytics.engine.query``: the request is the key of its
+compiled SQL (built and compiled on the first call, the warm-up), rows come back as dicts; the
+hand-written query returns tuples.
 
 Each timing is the median of ``--repeat`` runs after one warm-up; results are checked equal first.
 ``python -m bench.warehouse [--members N] [--months M] [--events E]`` runs it on its own.
@@ -82,7 +83,7 @@ def run(members: int, months: int, events: int, repeat: int = 5) -> None:
         lo, hi = period.start.strftime("%Y%m%d"), period.end.strftime("%Y%m%d")
 
         def ours_breakdown() -> Any:
-            return engine.records(kpi.breakdown(orders, brand, period, "channel"))
+            return engine.query(str(path), kpi.breakdown, orders, brand, period, "channel")
 
         hand_breakdown_sql = f"""
             SELECT channel, sum(amount - coalesce(refunded, 0)) AS sales, count(*) AS orders,
@@ -102,28 +103,40 @@ def run(members: int, months: int, events: int, repeat: int = 5) -> None:
         _compare("warehouse.kpi_breakdown", ours_breakdown, hand_breakdown, repeat, orders=orders_n)
 
         def ours_trend() -> Any:
-            return engine.records(kpi.trend(orders, brand, period, "week"))
+            return engine.query(str(path), kpi.trend, orders, brand, period, "week")
 
         hand_trend_sql = f"""
             WITH t AS (
               SELECT date_trunc('week', make_date(date_key // 10000, (date_key // 100) % 100, date_key % 100))
                        AS bucket, *
               FROM fact_orders
-              WHERE brand_id = {brand} AND status <> 'cancelled' AND date_key BETWEEN {lo} AND {hi})
-            SELECT bucket, sum(amount - coalesce(refunded, 0)) AS sales, count(*) AS orders,
-                   sum(units) AS units, count(DISTINCT coalesce(person_key, 'order:' || order_id)) AS buyers
-            FROM t GROUP BY bucket ORDER BY bucket"""
+              WHERE brand_id = {brand} AND status <> 'cancelled' AND date_key BETWEEN {lo} AND {hi}),
+            agg AS (
+              SELECT bucket, sum(amount - coalesce(refunded, 0)) AS sales, count(*) AS orders,
+                     sum(units) AS units,
+                     count(DISTINCT coalesce(person_key, 'order:' || order_id)) AS buyers,
+                     sum(list_amount) AS list_amount, sum(discount) AS discount
+              FROM t GROUP BY bucket),
+            rep AS (
+              SELECT bucket, count(*) AS member_buyers, count(*) FILTER (WHERE n >= 2) AS repeat_buyers
+              FROM (SELECT bucket, member_id, count(*) AS n FROM t WHERE member_id IS NOT NULL GROUP BY 1, 2)
+              GROUP BY bucket)
+            SELECT agg.*, sales / nullif(buyers, 0) AS aov, sales / nullif(orders, 0) AS aspt,
+                   units / nullif(orders, 0) AS upt, sales / nullif(units, 0) AS aspu,
+                   discount / nullif(list_amount, 0) AS discount_rate,
+                   repeat_buyers / nullif(member_buyers, 0) AS repurchase_rate
+            FROM agg LEFT JOIN rep USING (bucket) ORDER BY bucket"""
 
         def hand_trend() -> Any:
             return con.raw_sql(hand_trend_sql).fetchall()
 
-        assert len(ours_trend()) == len(hand_trend())
+        assert [r["orders"] for r in ours_trend()] == [h[2] for h in hand_trend()]
         _compare("warehouse.kpi_trend", ours_trend, hand_trend, repeat, weeks=len(hand_trend()))
 
         request = rfm.RFMRequest(as_of=end)
 
         def ours_rfm() -> Any:
-            return engine.records(rfm.rfm(orders, brand, request))
+            return engine.query(str(path), rfm.rfm, orders, brand, request)
 
         hand_rfm_sql = f"""
             WITH per AS (
@@ -135,17 +148,29 @@ def run(members: int, months: int, events: int, repeat: int = 5) -> None:
               FROM fact_orders
               WHERE brand_id = {brand} AND member_id IS NOT NULL AND status <> 'cancelled'
                 AND date_key > {(end - timedelta(days=365)).strftime("%Y%m%d")} AND date_key <= {hi}
-              GROUP BY member_id)
+              GROUP BY member_id),
+            scored AS (
             SELECT member_id, recency, frequency, monetary,
                    ceil(cume_dist() OVER (ORDER BY recency DESC) * 5 - 1e-9) AS r,
                    ceil(cume_dist() OVER (ORDER BY frequency) * 5 - 1e-9) AS f,
                    ceil(cume_dist() OVER (ORDER BY monetary) * 5 - 1e-9) AS m
-            FROM per ORDER BY member_id"""
+            FROM per),
+            flagged AS (SELECT *, r > avg(r) OVER () AS rh, f > avg(f) OVER () AS fh, m > avg(m) OVER () AS mh
+                        FROM scored)
+            SELECT *, CASE WHEN rh AND fh AND mh THEN 'important_value'
+                           WHEN rh AND NOT fh AND mh THEN 'important_development'
+                           WHEN NOT rh AND fh AND mh THEN 'important_retention'
+                           WHEN NOT rh AND NOT fh AND mh THEN 'important_win_back'
+                           WHEN rh AND fh THEN 'general_value'
+                           WHEN rh THEN 'general_development'
+                           WHEN fh THEN 'general_retention'
+                           ELSE 'general_win_back' END AS segment
+            FROM flagged ORDER BY member_id"""
 
         def hand_rfm() -> Any:
             return con.raw_sql(hand_rfm_sql).fetchall()
 
-        assert len(ours_rfm()) == len(hand_rfm())
+        assert [(r["member_id"], r["segment"]) for r in ours_rfm()] == [(h[0], h[-1]) for h in hand_rfm()]
         _compare("warehouse.rfm", ours_rfm, hand_rfm, repeat, members=len(hand_rfm()))
         _events(con, brand, end, repeat)
         con.disconnect()
@@ -180,7 +205,7 @@ def _events(con: Any, brand: int, end: date, repeat: int) -> None:
     )
 
     def ours_funnel() -> Any:
-        return engine.records(fn.funnel(events, brand, request))
+        return engine.query("bench", fn.funnel, events, brand, request)
 
     hand_funnel_sql = f"""
         SELECT count(DISTINCT a.person_key),
@@ -211,7 +236,7 @@ def _events(con: Any, brand: int, end: date, repeat: int) -> None:
     )
 
     def ours_retention() -> Any:
-        return engine.records(rt.retention(events, brand, retention))
+        return engine.query("bench", rt.retention, events, brand, retention)
 
     hand_retention_sql = f"""
         WITH d AS (SELECT person_key, event,

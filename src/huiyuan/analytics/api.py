@@ -55,6 +55,10 @@ def _records(expr: Any) -> list[dict[str, Any]]:
     return engine.records(expr)
 
 
+def _q(fn: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    return engine.query(get_settings().warehouse_path, fn, *args, **kwargs)
+
+
 class SegmentOut(BaseModel):
     segment: str
     label_zh: str
@@ -98,7 +102,7 @@ def rfm_analysis(request: rfm.RFMRequest, actor: Reader, format: Format = "json"
     brand_id = actor.scope.require_brand()
     with _orders() as orders:
         scored = rfm.rfm(orders, brand_id, request)
-        members = _records(scored)
+        members = _q(rfm.rfm, orders, brand_id, request)
         summary = _records(rfm.segment_summary(scored))
     if format == "csv":
         headers = ("member_id", "recency_days", "frequency", "monetary", "r", "f", "m", "segment", "细分")
@@ -162,7 +166,7 @@ class LifecycleOut(BaseModel):
 def lifecycle_analysis(request: rfm.LifecycleRequest, actor: Reader, format: Format = "json") -> Any:
     brand_id = actor.scope.require_brand()
     with _orders() as orders:
-        members = _records(rfm.lifecycle(orders, brand_id, request))
+        members = _q(rfm.lifecycle, orders, brand_id, request)
     if format == "csv":
         headers = ("member_id", "recency_days", "frequency", "monetary", "state", "状态")
         rows = [
@@ -249,7 +253,7 @@ def kpi_totals(actor: Reader, start: Start, end: End) -> KPIOut:
     period = _period(start, end)
     with _orders() as orders:
         rows = {
-            name: (_plain(_records(kpi.totals(orders, brand_id, p))) or [{}])[0]
+            name: (_plain(_q(kpi.totals, orders, brand_id, p)) or [{}])[0]
             for name, p in (
                 ("current", period),
                 ("previous_period", period.previous("period")),
@@ -271,7 +275,7 @@ def kpi_trend(
     brand_id = actor.scope.require_brand()
     period = _period(start, end)
     with _orders() as orders:
-        rows = _plain(_records(kpi.trend(orders, brand_id, period, grain)))
+        rows = _plain(_q(kpi.trend, orders, brand_id, period, grain))
     if format == "csv":
         return _table("KPI trend", rows, f"kpi-trend-{start}-{end}")
     return {"start": start, "end": end, "grain": grain, "items": rows}
@@ -294,7 +298,7 @@ def kpi_breakdown(
     period = _period(start, end)
     with _orders() as orders:
         stores = orders._find_backend().table("dim_store")
-        rows = _plain(_records(kpi.breakdown(orders, brand_id, period, dimension, stores=stores)))
+        rows = _plain(_q(kpi.breakdown, orders, brand_id, period, dimension, stores=stores))
     if format == "csv":
         return _table("KPI breakdown", rows, f"kpi-{dimension}-{start}-{end}")
     return {"start": start, "end": end, "dimension": dimension, "items": rows}
@@ -361,12 +365,8 @@ def _events() -> Iterator[Any]:
 def funnel_analysis(request: funnel.FunnelRequest, actor: Reader, format: Format = "json") -> Any:
     brand_id = actor.scope.require_brand()
     with _events() as events:
-        rows = _plain(engine.records(funnel.funnel(events, brand_id, request)))
-        trend = (
-            _plain(engine.records(funnel.trend(events, brand_id, request, request.trend)))
-            if request.trend
-            else []
-        )
+        rows = _plain(_q(funnel.funnel, events, brand_id, request))
+        trend = _plain(_q(funnel.trend, events, brand_id, request, request.trend)) if request.trend else []
     steps = len(request.steps)
     rows = [{**r, **funnel.rates(r, steps)} for r in rows]
     if format == "csv":
@@ -383,7 +383,7 @@ def funnel_analysis(request: funnel.FunnelRequest, actor: Reader, format: Format
 def retention_analysis(request: retention.RetentionRequest, actor: Reader, format: Format = "json") -> Any:
     brand_id = actor.scope.require_brand()
     with _events() as events:
-        rows = _plain(engine.records(retention.retention(events, brand_id, request)))
+        rows = _plain(_q(retention.retention, events, brand_id, request))
     if format == "csv":
         return _table("Retention", rows, f"retention-{request.start}-{request.end}")
     return {
@@ -408,7 +408,7 @@ def ltv_cohorts(request: ltv.LTVRequest, actor: Reader, format: Format = "json")
     brand_id = actor.scope.require_brand()
     with _orders() as orders:
         members = orders._find_backend().table("dim_member")
-        rows = _plain(engine.records(ltv.cohort_ltv(orders, members, brand_id, request)))
+        rows = _plain(_q(ltv.cohort_ltv, orders, members, brand_id, request))
     if format == "csv":
         return _table("LTV", rows, f"ltv-{request.enrolled_from}-{request.enrolled_to}")
     return {"items": rows}
@@ -423,7 +423,7 @@ def ltv_cohorts(request: ltv.LTVRequest, actor: Reader, format: Format = "json")
 def member_distribution(request: ltv.DistributionRequest, actor: Reader, format: Format = "json") -> Any:
     brand_id = actor.scope.require_brand()
     with _orders() as orders:
-        rows = _plain(engine.records(ltv.distribution(orders, brand_id, request)))
+        rows = _plain(_q(ltv.distribution, orders, brand_id, request))
     if format == "csv":
         return _table("Distribution", rows, f"distribution-{request.measure}-{request.start}-{request.end}")
     return {"measure": request.measure, "items": rows}
