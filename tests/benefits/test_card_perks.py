@@ -74,3 +74,74 @@ def test_card_multiplier_feeds_order_earning(client: Any, world: World, clock: A
         # The cards last one calendar month from 2026-03-15: none covers May.
         after = earning.member_facts(s, member, datetime(2026, 5, 1, tzinfo=UTC))
         assert after.multipliers == []
+
+
+def test_card_discount_comes_off_before_coupons(client: Any, world: World, clock: Any) -> None:  # noqa: F811
+    _setup(world, rules=[PER_YUAN])
+    a = world.brands[0]
+    h = a.headers
+    m = enroll(client, h)["id"]
+    body = {
+        "code": "VIP5",
+        "name": "VIP 卡",
+        "price": "99.00",
+        "validity_months": 1,
+        "lines": [
+            {
+                "benefit": {"kind": "points", "point_type": "points", "amount": 1},
+                "every": "once",
+                "value": "1",
+            }
+        ],
+        "perks": {"discount_percent": "5"},
+        "rules": {},
+    }
+    product = client.post(PRODUCTS, json=body, headers=h).json()["id"]
+    bought = client.post(
+        f"/api/v1/members/{m}/benefit-cards",
+        json={"product_id": product, "payment_reference": "WX-V"},
+        headers=h,
+    )
+    assert bought.status_code == 201, bought.text
+    template = {
+        "code": "T190",
+        "name": "满190减20",
+        "status": "active",
+        "rules": {
+            "discount": {"kind": "threshold", "threshold": "190.00", "amount": "20.00"},
+            "validity": {"kind": "relative", "days": 30},
+        },
+    }
+    t = client.post("/api/v1/coupons/templates", json=template, headers=h)
+    assert t.status_code == 201, t.text
+    issued = client.post(
+        "/api/v1/coupons/issue",
+        json={"template_id": t.json()["id"], "member_id": m, "idempotency_key": "iss-v"},
+        headers=h,
+    )
+    assert issued.status_code == 201, issued.text
+    cart = {
+        "lines": [{"line_id": "1", "sku": "COAT", "unit_price": "100.00", "quantity": 2, "discount": "10.00"}]
+    }
+
+    # 5 % of what is left on the line (200 − 10 = 190) is 9.50: 180.50 is below the coupon's 190.
+    r = client.post("/api/v1/coupons/evaluate", json={"member_id": m, "cart": cart}, headers=h)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["member_discount"]["amount"] == "9.50" and out["member_discount"]["lines"] == {"1": "9.50"}
+    assert out["best"]["coupons"] == [] and out["candidates"][0]["applies"] is False
+    # A till that prices the card itself turns it off: 190 reaches the threshold.
+    off = client.post(
+        "/api/v1/coupons/evaluate",
+        json={"member_id": m, "cart": {**cart, "member_discount": False}},
+        headers=h,
+    ).json()
+    assert off["member_discount"] is None and off["best"]["totals"]["payable"] == "170.00"
+    lock = client.post(
+        "/api/v1/coupons/locks",
+        json={"member_id": m, "order_ref": "SO-V", "cart": cart, "idempotency_key": "lock-v"},
+        headers=h,
+    )
+    assert lock.status_code == 201, lock.text
+    assert lock.json()["allocation"]["member_discount"]["amount"] == "9.50"
+    assert lock.json()["order_amount"] == "180.50"

@@ -29,10 +29,11 @@ Policies:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import select, update
@@ -75,8 +76,77 @@ class LockResult:
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class MemberDiscount:
+    """The member's benefit-card discount, taken off the lines before coupons are evaluated."""
+
+    card_id: int
+    product_code: str
+    percent: Decimal
+    lines: dict[str, Decimal]
+
+    @property
+    def amount(self) -> Decimal:
+        return sum(self.lines.values(), Decimal("0"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "card_id": self.card_id,
+            "product_code": self.product_code,
+            "percent": str(self.percent),
+            "amount": str(self.amount),
+            "lines": {k: str(v) for k, v in self.lines.items()},
+        }
+
+
+@dataclass(frozen=True)
+class CartEvaluation:
+    evaluation: cartlib.Evaluation
+    member_discount: MemberDiscount | None
+
+
+FEN = Decimal("0.01")
+
+
+def member_discount(session: Session, member_id: int, data: CartIn, now: datetime) -> MemberDiscount | None:
+    """The best discount of the member's active benefit cards on each line's remaining price
+    (``(unit price × quantity − discount) × percent``, rounded half up to the fen), or None."""
+    if not data.member_discount:
+        return None
+    perks_of = _optional("huiyuan.benefits.cards", "card_perks")
+    if perks_of is None:
+        return None
+    perks = perks_of(session, member_id, now)
+    best = max(
+        (c for c in perks.cards if c.discount_percent),
+        key=lambda c: (c.discount_percent, -c.card_id),
+        default=None,
+    )
+    if best is None:
+        return None
+    lines = {
+        line.line_id: (
+            (line.unit_price * line.quantity - line.discount) * best.discount_percent / 100
+        ).quantize(FEN, rounding=ROUND_HALF_UP)
+        for line in data.lines
+    }
+    return MemberDiscount(best.card_id, best.product_code, best.discount_percent, lines)
+
+
+def _optional(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ModuleNotFoundError, AttributeError):
+        return None
+
+
 def _cart(
-    session: Session, member_id: int, data: CartIn, now: datetime, candidates: list[cartlib.Candidate]
+    session: Session,
+    member_id: int,
+    data: CartIn,
+    now: datetime,
+    candidates: list[cartlib.Candidate],
+    card: MemberDiscount | None = None,
 ) -> cartlib.Cart:
     """The cart as the evaluator takes it; the member's tier and paid plan are looked up only when
     a candidate's conditions name tiers or plans."""
@@ -92,7 +162,7 @@ def _cart(
                 unit_price=line.unit_price,
                 category_path=line.category_path,
                 product_brand=line.product_brand,
-                discount=line.discount,
+                discount=line.discount + (card.lines.get(line.line_id, Decimal("0")) if card else 0),
             )
             for line in data.lines
         ],
@@ -143,14 +213,17 @@ def _member(session: Session, member_id: int) -> Member:
     return member
 
 
-def evaluate(session: Session, *, brand_id: int, member_id: int, data: CartIn) -> cartlib.Evaluation:
-    """Which of the member's coupons apply to the cart, and the best allowed combination."""
+def evaluate(session: Session, *, brand_id: int, member_id: int, data: CartIn) -> CartEvaluation:
+    """Which of the member's coupons apply to the cart, and the best allowed combination — after
+    the member's benefit-card discount, if any."""
     _member(session, member_id)
     now = utcnow()
     candidates = _candidates(session, _usable(session, member_id, now))
-    return cartlib.evaluate(
-        _cart(session, member_id, data, now, candidates), candidates, brand_zone(session, brand_id)
+    card = member_discount(session, member_id, data, now)
+    evaluation = cartlib.evaluate(
+        _cart(session, member_id, data, now, candidates, card), candidates, brand_zone(session, brand_id)
     )
+    return CartEvaluation(evaluation, card)
 
 
 def _digest(data: dict[str, Any]) -> str:
@@ -201,10 +274,11 @@ def lock(
     now = utcnow()
     release_due_locks(session, actor=actor, now=now, member_id=member_id)
     zone = brand_zone(session, brand_id)
+    card = member_discount(session, member_id, data, now)
     if coupon_ids is None:
         usable = _candidates(session, _usable(session, member_id, now))
         chosen_ids = cartlib.evaluate(
-            _cart(session, member_id, data, now, usable), usable, zone
+            _cart(session, member_id, data, now, usable, card), usable, zone
         ).best.coupon_ids
     else:
         chosen_ids = list(dict.fromkeys(coupon_ids))
@@ -224,7 +298,7 @@ def lock(
     if unusable:
         raise CouponUnavailable(f"Coupon(s) {unusable} cannot be used now.", coupon_ids=unusable)
     chosen = _candidates(session, coupons)
-    application = cartlib.apply(_cart(session, member_id, data, now, chosen), chosen, zone)
+    application = cartlib.apply(_cart(session, member_id, data, now, chosen, card), chosen, zone)
     totals = application.totals
     benefit = {c.coupon_id: c.benefit for c in application.coupons}
     held = CouponLock(
@@ -239,7 +313,7 @@ def lock(
         expires_at=now + timedelta(minutes=ttl_minutes),
         discount=to_money(application.benefit),
         order_amount=to_money(totals.goods - totals.promotions + totals.shipping),
-        allocation=application.to_json(),
+        allocation={**application.to_json(), "member_discount": card.to_json() if card else None},
     )
     session.add(held)
     session.flush()
@@ -269,9 +343,12 @@ def _benefits(held: CouponLock) -> dict[int, Decimal]:
     }
 
 
-def evaluation_json(evaluation: cartlib.Evaluation) -> dict[str, Any]:
-    """An evaluation as the API answers it: every coupon alone (with reasons), then the best set."""
+def evaluation_json(result: CartEvaluation) -> dict[str, Any]:
+    """An evaluation as the API answers it: the member's card discount, every coupon alone (with
+    reasons), then the best set."""
+    evaluation = result.evaluation
     return {
+        "member_discount": result.member_discount.to_json() if result.member_discount else None,
         "candidates": [
             {
                 "coupon_id": c.coupon_id,

@@ -223,6 +223,11 @@ class CartIn(BaseModel):
     store_id: int | None = None
     scene: Literal["online", "in_store"] = "online"
     channel: str | None = Field(default=None, max_length=32)
+    member_discount: bool = Field(
+        default=True,
+        description="Take the member's benefit-card discount off the lines before coupons "
+        "(false when the till already priced it in)",
+    )
 
 
 class EvaluateIn(BaseModel):
