@@ -93,7 +93,7 @@ def test_card_discount_comes_off_before_coupons(client: Any, world: World, clock
                 "value": "1",
             }
         ],
-        "perks": {"discount_percent": "5"},
+        "perks": {"discount_percent": "5", "free_shipping": True},
         "rules": {},
     }
     product = client.post(PRODUCTS, json=body, headers=h).json()["id"]
@@ -121,7 +121,10 @@ def test_card_discount_comes_off_before_coupons(client: Any, world: World, clock
     )
     assert issued.status_code == 201, issued.text
     cart = {
-        "lines": [{"line_id": "1", "sku": "COAT", "unit_price": "100.00", "quantity": 2, "discount": "10.00"}]
+        "lines": [
+            {"line_id": "1", "sku": "COAT", "unit_price": "100.00", "quantity": 2, "discount": "10.00"}
+        ],
+        "shipping_fee": "12.00",
     }
 
     # 5 % of what is left on the line (200 − 10 = 190) is 9.50: 180.50 is below the coupon's 190.
@@ -129,6 +132,7 @@ def test_card_discount_comes_off_before_coupons(client: Any, world: World, clock
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["member_discount"]["amount"] == "9.50" and out["member_discount"]["lines"] == {"1": "9.50"}
+    assert out["member_discount"]["shipping"] == "12.00"  # the card's free shipping
     assert out["best"]["coupons"] == [] and out["candidates"][0]["applies"] is False
     # A till that prices the card itself turns it off: 190 reaches the threshold.
     off = client.post(
@@ -136,7 +140,9 @@ def test_card_discount_comes_off_before_coupons(client: Any, world: World, clock
         json={"member_id": m, "cart": {**cart, "member_discount": False}},
         headers=h,
     ).json()
-    assert off["member_discount"] is None and off["best"]["totals"]["payable"] == "170.00"
+    assert (
+        off["member_discount"] is None and off["best"]["totals"]["payable"] == "182.00"
+    )  # 190 − 20 + 12 shipping
     lock = client.post(
         "/api/v1/coupons/locks",
         json={"member_id": m, "order_ref": "SO-V", "cart": cart, "idempotency_key": "lock-v"},

@@ -84,6 +84,7 @@ class MemberDiscount:
     product_code: str
     percent: Decimal
     lines: dict[str, Decimal]
+    shipping: Decimal = Decimal("0")  # the shipping fee waived by a free-shipping card
 
     @property
     def amount(self) -> Decimal:
@@ -96,6 +97,7 @@ class MemberDiscount:
             "percent": str(self.percent),
             "amount": str(self.amount),
             "lines": {k: str(v) for k, v in self.lines.items()},
+            "shipping": str(self.shipping),
         }
 
 
@@ -110,7 +112,8 @@ FEN = Decimal("0.01")
 
 def member_discount(session: Session, member_id: int, data: CartIn, now: datetime) -> MemberDiscount | None:
     """The best discount of the member's active benefit cards on each line's remaining price
-    (``(unit price × quantity − discount) × percent``, rounded half up to the fen), or None."""
+    (``(unit price × quantity − discount) × percent``, rounded half up to the fen), and the shipping
+    fee when any card gives free shipping; None without such a card."""
     if not data.member_discount:
         return None
     perks_of = _optional("huiyuan.benefits.cards", "card_perks")
@@ -118,19 +121,21 @@ def member_discount(session: Session, member_id: int, data: CartIn, now: datetim
         return None
     perks = perks_of(session, member_id, now)
     best = max(
-        (c for c in perks.cards if c.discount_percent),
-        key=lambda c: (c.discount_percent, -c.card_id),
+        (c for c in perks.cards if c.discount_percent or c.free_shipping),
+        key=lambda c: (c.discount_percent or Decimal("0"), c.free_shipping, -c.card_id),
         default=None,
     )
     if best is None:
         return None
+    percent = best.discount_percent or Decimal("0")
     lines = {
-        line.line_id: (
-            (line.unit_price * line.quantity - line.discount) * best.discount_percent / 100
-        ).quantize(FEN, rounding=ROUND_HALF_UP)
+        line.line_id: ((line.unit_price * line.quantity - line.discount) * percent / 100).quantize(
+            FEN, rounding=ROUND_HALF_UP
+        )
         for line in data.lines
     }
-    return MemberDiscount(best.card_id, best.product_code, best.discount_percent, lines)
+    shipping = data.shipping_fee if perks.free_shipping else Decimal("0")
+    return MemberDiscount(best.card_id, best.product_code, percent, lines, shipping)
 
 
 def _optional(module: str, name: str) -> Any:
@@ -166,7 +171,7 @@ def _cart(
             )
             for line in data.lines
         ],
-        shipping_fee=data.shipping_fee,
+        shipping_fee=data.shipping_fee - (card.shipping if card else 0),
         store_id=data.store_id,
         scene=data.scene,
         channel=data.channel,
