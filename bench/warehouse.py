@@ -208,15 +208,15 @@ def _events(con: Any, brand: int, end: date, repeat: int) -> None:
         return engine.query("bench", fn.funnel, events, brand, request)
 
     hand_funnel_sql = f"""
-        SELECT count(DISTINCT a.person_key),
-               count(DISTINCT CASE WHEN b.person_key IS NOT NULL THEN a.person_key END)
-        FROM fact_events a
-        LEFT JOIN fact_events b ON b.brand_id = a.brand_id AND b.person_key = a.person_key
-             AND b.event = '{second}'
-             AND (b.ts > a.ts OR (b.ts = a.ts AND b.event_id > a.event_id))
-             AND b.ts <= a.ts + INTERVAL 1 DAY
-        WHERE a.brand_id = {brand} AND a.event = '{first}'
-          AND a.date_key BETWEEN {lo_day.strftime("%Y%m%d")} AND {hi_day.strftime("%Y%m%d")}"""
+        WITH a AS (SELECT person_key, ts, event_id FROM fact_events
+                   WHERE brand_id = {brand} AND event = '{first}'
+                     AND date_key BETWEEN {lo_day.strftime("%Y%m%d")} AND {hi_day.strftime("%Y%m%d")}),
+             b AS (SELECT person_key, ts, event_id FROM fact_events
+                   WHERE brand_id = {brand} AND event = '{second}'),
+             m AS (SELECT DISTINCT a.person_key FROM a
+                   JOIN b ON b.person_key = a.person_key AND b.ts >= a.ts AND b.ts <= a.ts + INTERVAL 1 DAY
+                   WHERE b.ts > a.ts OR b.event_id > a.event_id)
+        SELECT (SELECT count(DISTINCT person_key) FROM a), (SELECT count(*) FROM m)"""
 
     def hand_funnel() -> Any:
         return con.raw_sql(hand_funnel_sql).fetchall()
