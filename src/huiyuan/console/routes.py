@@ -24,8 +24,10 @@ from huiyuan.console import (
     pages_analytics,
     pages_benefits,
     pages_coupons,
+    pages_events,
     pages_imports,
     pages_members,
+    pages_oneid,
     pages_paid,
     pages_points,
     pages_tiers,
@@ -252,3 +254,5 @@ router.include_router(pages_coupons.router)
 router.include_router(pages_benefits.router)
 router.include_router(pages_wallet.router)
 router.include_router(pages_analytics.router)
+router.include_router(pages_events.router)
+router.include_router(pages_oneid.router)

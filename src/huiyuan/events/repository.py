@@ -4,10 +4,10 @@ ingestion path — name the brand themselves."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, Integer, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from huiyuan.events.models import (
@@ -261,3 +261,19 @@ def identity_rows(session: Session, *, after_id: int, limit: int) -> list[Any]:
         .limit(limit)
     )
     return list(session.execute(stmt).all())
+
+
+def events_per_minute(session: Session, *, since: datetime, scan_limit: int) -> list[tuple[int, int]]:
+    """``(minute since the epoch, events received)`` since ``since``, oldest first, counted over the
+    newest ``scan_limit`` events at most: the store has no time index, so the count walks the primary
+    key backwards and stops there (of a busier hour, only its latest part is counted)."""
+    recent = select(Event.received_at.label("at")).order_by(Event.id.desc()).limit(scan_limit).subquery()
+    if session.get_bind().dialect.name == "postgresql":
+        minute: ColumnElement[Any] = func.floor(func.extract("epoch", recent.c.at) / 60)
+    else:
+        minute = cast(func.strftime("%s", recent.c.at), Integer) // 60
+    # Group over a subquery: PostgreSQL binds the minute expression's parameters separately in
+    # SELECT and GROUP BY and would not see them as the same expression.
+    inner = select(minute.label("minute")).where(recent.c.at >= since).subquery()
+    stmt = select(inner.c.minute, func.count()).group_by(inner.c.minute).order_by(inner.c.minute)
+    return [(int(m), int(n)) for m, n in session.execute(stmt)]
