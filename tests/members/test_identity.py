@@ -79,10 +79,18 @@ def test_identifier_add_conflict_remove_lookup(client, world: World) -> None:
 
     with world.db.unit_of_work() as s:
         events = [
-            e.type for e in s.scalars(select(OutboxEvent).where(OutboxEvent.type.like("member.identifier%")))
+            e.type
+            for e in s.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.type.like("member.identifier%"))
+                .order_by(OutboxEvent.id)
+            )
         ]
         actions = [
-            e.action for e in s.scalars(select(AuditEntry).where(AuditEntry.action.like("%identifier%")))
+            e.action
+            for e in s.scalars(
+                select(AuditEntry).where(AuditEntry.action.like("%identifier%")).order_by(AuditEntry.id)
+            )
         ]
         audit_text = str([e.changes for e in s.scalars(select(AuditEntry))])
     assert events == ["member.identifier_added", "member.identifier_removed", "member.identifier_added"]
