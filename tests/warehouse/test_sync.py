@@ -1,9 +1,12 @@
-"""The warehouse sync on both databases: the copy adds up to OLTP, a second sync copies nothing,
-changed rows replace their copy, a sync stopped mid-way resumes to the same result as a clean one,
-and a rebuild equals the incremental file. PII never reaches the warehouse."""
+"""The warehouse sync on both databases, over a small demo world (loyalty, coupons, events) whose
+identities are linked by the real OneID jobs: the copy adds up to OLTP, people resolve through the
+OneID lookup table, a second sync copies nothing, new and changed rows come over alone, a sync
+stopped mid-way resumes to the same file as a clean one, a rebuild equals the incremental file, and
+PII never reaches the warehouse."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -11,154 +14,314 @@ from typing import Any
 
 import duckdb
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from huiyuan.coupons.models import CouponLock
-from huiyuan.demo.world import build_world
+from huiyuan.demo.world import DemoWorld, build_world
 from huiyuan.events.models import Event
+from huiyuan.identity import jobs as identity_jobs
+from huiyuan.identity.models import IdentifierNode
+from huiyuan.jobs.service import enqueue
 from huiyuan.kit.db import Database
+from huiyuan.kit.scope import system_for_brand
 from huiyuan.members.models import Member
-from huiyuan.orders.models import Order, OrderItem
+from huiyuan.orders.models import Order, OrderItem, Product
 from huiyuan.points.models import PointEntry
-from huiyuan.settings import get_settings
-from huiyuan.warehouse import connect
+from huiyuan.tenancy.models import Store
+from huiyuan.tiers.models import MemberTier
+from huiyuan.warehouse import connect, freshness, store
 from huiyuan.warehouse import sync as wsync
+from huiyuan.warehouse.schema import DATA_TABLES
+from tests.events.conftest import basic
+from tests.factories import enroll
+from tests.identity.helpers import oneid_of
 
 END = datetime(2026, 6, 30, 16, 0, tzinfo=UTC)
-FACTS = (
-    "fact_orders",
-    "fact_order_items",
-    "fact_points",
-    "fact_events",
-    "fact_coupon_redemptions",
-    "dim_member",
-)
+PHONE = "13912345678"
 
 
-def _world(db: Database) -> Any:
-    return build_world(
-        db, members=40, seed=5, months=1, end=END, loyalty=True, events=300, coupons=True, coupon_days=3
+def _world(db: Database) -> DemoWorld:
+    world = build_world(
+        db, members=30, seed=5, months=1, end=END, loyalty=True, coupons=True, coupon_days=2, events=300
     )
+    for brand in world.brands:  # the graph, as the OneID jobs build it from members and events
+        actor = system_for_brand(brand.id)
+        for kind in (identity_jobs.SYNC_MEMBERS, identity_jobs.LINK_EVENTS):
+            with db.unit_of_work(actor.scope) as s:
+                enqueue(s, actor=actor, kind=kind)
+    return world
 
 
-def _rows(path: Path, table: str) -> list[tuple[Any, ...]]:
+def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table analyses read, in a stable order."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        cols = [c[0] for c in con.execute(f"DESCRIBE {table}").fetchall() if c[0] != "updated_at"]
-        return con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY ALL").fetchall()
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in DATA_TABLES}
     finally:
         con.close()
 
 
-def _count(db: Database, model: Any) -> int:
+def query(path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def count(db: Database, model: Any) -> int:
     with db.unit_of_work(write=False) as s:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def test_sync_copies_everything_once_and_follows_changes(db: Database, tmp_path: Path) -> None:
-    _world(db)
-    path = tmp_path / "w.duckdb"
-    first = wsync.sync(db, path, settle_seconds=0)
-    assert first.copied["fact_orders"] == _count(db, Order) > 0
-    assert first.copied["fact_points"] == _count(db, PointEntry) > 0
-    assert first.copied["fact_events"] == _count(db, Event) >= 300
-    assert first.copied["dim_member"] == _count(db, Member) == 40
-    assert len(_rows(path, "fact_order_items")) == _count(db, OrderItem)
-    assert first.copied["fact_coupon_redemptions"] == _count(db, CouponLock) > 0
+class StopAfter:
+    """A reporter that kills the sync once ``chunks`` chunks of ``phase`` are committed."""
 
-    # Money adds up per brand, and the warehouse answers through Ibis.
+    def __init__(self, phase: str, chunks: int) -> None:
+        self.phase, self.left = phase, chunks
+
+    def start(self, phase: str, total: int) -> None:
+        return None
+
+    def advance(self, phase: str, rows: int) -> None:
+        if phase == self.phase:
+            self.left -= 1
+            if self.left == 0:
+                raise KeyboardInterrupt("killed")
+
+    def finish(self, phase: str) -> None:
+        return None
+
+
+def _check_against_oltp(db: Database, path: Path, report: wsync.SyncReport) -> None:
+    expected = {
+        "dim_store": count(db, Store),
+        "dim_product": count(db, Product),
+        "identity_map": count(db, IdentifierNode),
+        "dim_member": count(db, Member),
+        "dim_member.tier": count(db, MemberTier),
+        "fact_orders": count(db, Order),
+        "fact_points": count(db, PointEntry),
+        "fact_coupon_redemptions": count(db, CouponLock),
+        "fact_events": count(db, Event),
+    }
+    assert report.copied == expected
+    assert min(n for source, n in expected.items() if source != "dim_member.tier") > 0  # no tiers yet
+    rows = {r["table"]: r["rows"] for r in freshness(path)}
+    assert rows["fact_order_items"] == count(db, OrderItem)
     with db.unit_of_work(write=False) as s:
-        oltp = dict(
+        paid = dict(
             s.execute(select(Order.brand_id, func.sum(Order.paid_amount)).group_by(Order.brand_id)).all()
         )
+        points = Counter(
+            {
+                (b, k): int(v)
+                for b, k, v in s.execute(
+                    select(PointEntry.brand_id, PointEntry.kind, func.sum(PointEntry.amount)).group_by(
+                        PointEntry.brand_id, PointEntry.kind
+                    )
+                )
+            }
+        )
+        locks = s.execute(
+            select(CouponLock.discount, CouponLock.allocation).where(CouponLock.redeemed_at.is_not(None))
+        )
+        discounts, coupons = Decimal(0), 0
+        for discount, allocation in locks:
+            discounts, coupons = discounts + discount, coupons + len(allocation["coupons"])
+    # Money adds up per brand, read through Ibis as analyses read it.
     wh = connect(path)
     orders = wh.table("fact_orders")
     sums = orders.group_by("brand_id").aggregate(total=orders.amount.sum()).execute()
-    assert {
-        int(b): Decimal(str(t)).quantize(Decimal("0.01"))
-        for b, t in zip(sums.brand_id, sums.total, strict=True)
-    } == {b: Decimal(v) for b, v in oltp.items()}
+    assert {int(b): Decimal(str(t)) for b, t in zip(sums.brand_id, sums.total, strict=True)} == paid
     wh.disconnect()
-    # Every event has a person; member events point at the member.
-    con = duckdb.connect(str(path), read_only=True)
-    assert con.execute("SELECT count(*) FROM fact_events WHERE person_key IS NULL").fetchone() == (0,)
-    columns = {c[0] for c in con.execute("DESCRIBE dim_member").fetchall()}
-    assert not columns & {"phone", "email", "name", "phone_enc", "email_enc"}
-    dates = con.execute("SELECT min(date_key), max(date_key), count(*) FROM dim_date").fetchone()
-    con.close()
-    assert dates is not None and dates[2] >= 30
-
-    # A second sync copies nothing; a changed member and a new order come over, alone.
-    before = {t: _rows(path, t) for t in FACTS}
-    again = wsync.sync(db, path, settle_seconds=0)
-    assert again.rows == 0 and {t: _rows(path, t) for t in FACTS} == before
-    member_id = before["dim_member"][0][1]  # (brand_id, member_id, …)
-    with db.unit_of_work() as s:
-        s.execute(
-            update(Member).where(Member.id == member_id).values(city="拉萨市", updated_at=datetime.now(UTC))
+    assert rows["fact_coupon_redemptions"] == coupons
+    assert query(path, "SELECT sum(discount) FROM fact_coupon_redemptions") == [(discounts,)]
+    assert (
+        Counter(
+            {
+                (b, k): int(v)
+                for b, k, v in query(path, "SELECT brand_id, kind, sum(amount) FROM fact_points GROUP BY ALL")
+            }
         )
-    changed = wsync.sync(db, path, settle_seconds=0)
-    assert changed.copied["dim_member"] == 1 and changed.rows == 1
-    con = duckdb.connect(str(path), read_only=True)
-    assert con.execute("SELECT city FROM dim_member WHERE member_id = ?", [member_id]).fetchone() == (
-        "拉萨市",
+        == points
     )
-    con.close()
+    # An order's lines add up to what was paid for it.
+    assert query(
+        path,
+        """SELECT count(*) FROM fact_orders o
+           JOIN (SELECT order_id, sum(amount) AS lines FROM fact_order_items GROUP BY order_id) i
+             USING (order_id)
+           WHERE i.lines <> o.amount""",
+    ) == [(0,)]
+    # dim_date covers every day the facts name.
+    assert query(
+        path,
+        """SELECT count(*) FROM (SELECT date_key FROM fact_orders UNION SELECT date_key FROM fact_events
+           UNION SELECT date_key FROM fact_points) f ANTI JOIN dim_date d USING (date_key)""",
+    ) == [(0,)]
 
-    # Rebuilding from nothing gives the same warehouse as the incremental syncs.
-    rebuilt = tmp_path / "r.duckdb"
-    wsync.sync(db, rebuilt, full=True, settle_seconds=0)
-    assert not Path(f"{rebuilt}.rebuild").exists()
-    for table in FACTS:
-        assert _rows(rebuilt, table) == _rows(path, table), table
+
+def _check_people(db: Database, path: Path) -> None:
+    """person_key: the OneID of the event's user id or anonymous id, else of the member its user id
+    names, else member:<id>, else anon:<anonymous id> — checked against the graph itself."""
+    with db.unit_of_work(write=False) as s:
+        events = s.execute(select(Event.id, Event.brand_id, Event.user_id, Event.anonymous_id)).all()
+        numbers = {
+            (b, n): i for i, b, n in s.execute(select(Member.id, Member.brand_id, Member.member_number))
+        }
+    copied = {r[0]: r[1:] for r in query(path, "SELECT event_id, person_key, member_id FROM fact_events")}
+    memo: dict[tuple[int, str], int | None] = {}
+
+    def one(brand_id: int, spec: str | None) -> str | None:
+        if spec is None or spec.endswith(":"):
+            return None
+        if (brand_id, spec) not in memo:
+            memo[(brand_id, spec)] = oneid_of(db, brand_id, spec)
+        found = memo[(brand_id, spec)]
+        return None if found is None else str(found)
+
+    kinds: Counter[str] = Counter()
+    for event_id, brand_id, user_id, anonymous_id in events:
+        member_id = numbers.get((brand_id, user_id)) if user_id is not None else None
+        expected = (
+            one(brand_id, user_id and f"user_id:{user_id}")
+            or one(brand_id, anonymous_id and f"anonymous_id:{anonymous_id}")
+            or one(brand_id, user_id and f"member_number:{user_id}")
+            or (f"member:{member_id}" if member_id else None)
+            or f"anon:{anonymous_id}"
+        )
+        assert copied[event_id] == (expected, member_id), event_id
+        kinds["oneid" if expected[0].isdigit() else expected.split(":")[0]] += 1
+    assert kinds["oneid"] > 0 and kinds["anon"] > 0, kinds
+    # Orders of members carry the member's OneID.
+    assert query(
+        path,
+        """SELECT count(*) FROM fact_orders o JOIN dim_member m USING (member_id)
+           WHERE o.person_key IS DISTINCT FROM m.oneid""",
+    ) == [(0,)]
 
 
-def test_a_stopped_sync_resumes_to_the_same_result(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_sync_adds_up_resumes_follows_changes_and_rebuilds(
+    db: Database, client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _world(db)
+    world = _world(db)
+    monkeypatch.setattr(wsync, "CHUNK", 20)  # many chunks from a small world (events: 100 a chunk)
     clean = tmp_path / "clean.duckdb"
-    wsync.sync(db, clean, settle_seconds=0)
+    first = wsync.sync(db, clean, settle_seconds=0)
+    _check_against_oltp(db, clean, first)
+    _check_people(db, clean)
+    member_columns = {c[0] for c in query(clean, "DESCRIBE dim_member")}
+    assert not member_columns & {"name", "phone", "email", "phone_enc", "email_enc", "phone_bidx"}
 
-    monkeypatch.setattr(wsync, "CHUNK", 50)
+    # Killed right after the second events chunk: those two chunks stay, with their cursor ...
     stopped = tmp_path / "stopped.duckdb"
+    with pytest.raises(KeyboardInterrupt):
+        wsync.sync(db, stopped, settle_seconds=0, reporter=StopAfter("fact_events", 2))
+    assert query(stopped, "SELECT count(*), max(event_id) FROM fact_events")[0][0] == 200
+    # ... and killed inside the third (before its commit): nothing of it stays.
+    real_write_state = store.write_state
 
-    def crash(table: str, chunk: int) -> None:
-        if table == "fact_events" and chunk == 2:
-            raise RuntimeError("killed")
+    def dies_on_events(con: Any, name: str, *args: Any) -> None:
+        if name == "fact_events":
+            raise KeyboardInterrupt("killed")
+        real_write_state(con, name, *args)
 
-    with pytest.raises(RuntimeError, match="killed"):
-        wsync.sync(db, stopped, settle_seconds=0, after_chunk=crash)
-    con = duckdb.connect(str(stopped), read_only=True)
-    assert con.execute("SELECT count(*) FROM fact_events").fetchone() == (100,)  # two whole chunks
-    con.close()
+    monkeypatch.setattr(store, "write_state", dies_on_events)
+    with pytest.raises(KeyboardInterrupt):
+        wsync.sync(db, stopped, settle_seconds=0)
+    monkeypatch.setattr(store, "write_state", real_write_state)
+    assert query(stopped, "SELECT count(*) FROM fact_events") == [(200,)]
     resumed = wsync.sync(db, stopped, settle_seconds=0)
-    assert resumed.copied["fact_events"] == _count(db, Event) - 100
-    assert resumed.copied["fact_orders"] == 0
-    for table in FACTS:
-        assert _rows(stopped, table) == _rows(clean, table), table
+    assert resumed.copied["fact_events"] == count(db, Event) - 200
+    assert resumed.copied["fact_orders"] == resumed.copied["dim_member"] == 0
+    assert dump(stopped) == dump(clean)
 
+    # Idempotent: a second sync copies nothing and changes nothing.
+    before = dump(clean)
+    again = wsync.sync(db, clean, settle_seconds=0)
+    assert again.rows == 0 and dump(clean) == before
 
-def test_unknown_tables_are_refused(db: Database, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no warehouse table nope"):
-        wsync.sync(db, tmp_path / "w.duckdb", tables=["nope"])
+    # New and changed rows come over, and only they: a member moves, buys, and is tracked.
+    brand = world.brands[0]
+    headers = {"Authorization": f"Bearer {brand.api_key}"}
+    with db.unit_of_work(write=False) as s:
+        member_id, number = s.execute(
+            select(Member.id, Member.member_number).where(Member.brand_id == brand.id).order_by(Member.id)
+        ).first()  # type: ignore[misc]
+    points_before = count(db, PointEntry)
+    r = client.patch(f"/api/v1/members/{member_id}", json={"city": "拉萨市"}, headers=headers)
+    assert r.status_code == 200, r.text
+    top = max(client.get("/api/v1/tiers/levels", headers=headers).json(), key=lambda lv: lv["rank"])
+    r = client.post(
+        f"/api/v1/members/{member_id}/tier/override",
+        json={"level_code": top["code"], "reason": "VIP"},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    body = {
+        "order_number": "WH-NEW-1",
+        "store_code": brand.stores[0],
+        "channel": "store",
+        "member_number": number,
+        "items": [
+            {"sku": "WH-1", "name": "仓库测试", "quantity": 2, "list_price": "60.00", "deal_price": "50.00"}
+        ],
+        "payments": [{"method": "cash", "amount": "100.00"}],
+    }
+    r = client.post("/api/v1/orders", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    track = {
+        "type": "track",
+        "event": "Product Viewed",
+        "userId": number,
+        "messageId": "wh-msg-1",
+        "properties": {"sku": "WH-1", "price": 50, "phone": PHONE},
+        "context": {"ip": "10.1.2.3", "traits": {"phone": PHONE}, "locale": "zh-CN"},
+    }
+    r = client.post("/v1/batch", json={"batch": [track]}, headers=basic(brand.write_key))
+    assert r.status_code == 200, r.text
+    changed = wsync.sync(db, clean, settle_seconds=0)
+    assert changed.copied["dim_member"] >= 1 and changed.copied["dim_member.tier"] == 1
+    assert changed.copied["fact_orders"] == 1
+    assert changed.copied["fact_events"] == 1
+    assert changed.copied["fact_points"] == count(db, PointEntry) - points_before
+    assert changed.copied["dim_store"] == changed.copied["dim_product"] == 0
+    after = dump(clean)
+    assert len(after["fact_orders"]) == len(before["fact_orders"]) + 1
+    assert len(after["fact_order_items"]) == len(before["fact_order_items"]) + 1
+    assert len(after["dim_member"]) == len(before["dim_member"])
+    assert query(clean, "SELECT city, tier, tier_rank FROM dim_member WHERE member_id = ?", member_id) == [
+        ("拉萨市", top["code"], top["rank"])
+    ]
+    assert query(
+        clean, "SELECT amount, person_key IS NOT NULL FROM fact_orders WHERE order_number = 'WH-NEW-1'"
+    ) == [(Decimal("100.00"), True)]
+    # The tracked phone number and IP stayed in OLTP.
+    (props, context, person), *_ = query(
+        clean,
+        "SELECT properties, context, person_key FROM fact_events ORDER BY event_id DESC LIMIT 1",
+    )
+    assert PHONE not in props and PHONE not in context and "10.1.2.3" not in context and "zh-CN" in context
+    assert person == str(
+        oneid_of(db, brand.id, f"user_id:{number}") or oneid_of(db, brand.id, f"member_number:{number}")
+    )
 
+    # A rebuild from nothing, swapped in over the file, equals the incremental result.
+    rebuilt = wsync.sync(db, clean, full=True, settle_seconds=0)
+    assert rebuilt.rebuilt and not Path(f"{clean}.rebuild").exists()
+    assert dump(clean) == after
 
-def test_status_endpoint_counts_the_callers_rows(
-    client: Any, world: Any, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tests.factories import enroll
-
-    alpha, beta = world.brands
-    enroll(client, alpha.headers)
-    enroll(client, alpha.headers)
-    enroll(client, beta.headers)
-    path = tmp_path / "status.duckdb"
-    monkeypatch.setattr(get_settings(), "warehouse_path", str(path))
-    wsync.sync(db, path, settle_seconds=0)
-    mine = client.get("/api/v1/warehouse/status", headers=alpha.headers)
-    assert mine.status_code == 200, mine.text
-    members = next(t for t in mine.json()["tables"] if t["table"] == "dim_member")
-    assert members["rows"] == 2 and members["synced_at"] is not None
-    theirs = client.get("/api/v1/warehouse/status", headers=beta.headers).json()
-    assert next(t for t in theirs["tables"] if t["table"] == "dim_member")["rows"] == 1
+    # A member the graph learns about later: its dimension row follows the graph, not its record.
+    new_member = enroll(client, headers)["id"]
+    wsync.sync(db, clean, settle_seconds=0)
+    assert query(clean, "SELECT oneid FROM dim_member WHERE member_id = ?", new_member) == [(None,)]
+    actor = system_for_brand(brand.id)
+    with db.unit_of_work(actor.scope) as s:
+        enqueue(s, actor=actor, kind=identity_jobs.SYNC_MEMBERS)
+    learned = wsync.sync(db, clean, settle_seconds=0)
+    assert learned.copied["identity_map"] > 0 and learned.copied["dim_member"] == 0
+    number = query(clean, "SELECT member_number FROM dim_member WHERE member_id = ?", new_member)[0][0]
+    assert query(clean, "SELECT oneid FROM dim_member WHERE member_id = ?", new_member) == [
+        (str(oneid_of(db, brand.id, f"member_number:{number}")),)
+    ]

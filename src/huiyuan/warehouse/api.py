@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from huiyuan.auth.deps import require
 from huiyuan.kit.scope import Principal
 from huiyuan.settings import get_settings
-from huiyuan.warehouse import sync
+from huiyuan.warehouse import freshness
 
 router = APIRouter(prefix="/api/v1")
 Reader = Annotated[Principal, require("analytics:read")]
@@ -54,8 +54,10 @@ class WarehouseStatus(BaseModel):
     response_model=WarehouseStatus,
     tags=TAGS,
     summary="Rows, cursor and last sync per warehouse table (a brand key counts its own rows)",
+    responses={503: {"description": "A sync holds the warehouse file; retry shortly"}},
 )
 def status(actor: Reader) -> WarehouseStatus:
+    """Platform-wide row counts for platform callers; a brand's callers see their brand's rows."""
     path = get_settings().warehouse_path
-    rows = sync.freshness(path, brand_id=actor.scope.brand_id)
+    rows = freshness(path, brand_id=actor.scope.brand_id)
     return WarehouseStatus(path=path, tables=[TableFreshness(**r) for r in rows])
