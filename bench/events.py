@@ -8,8 +8,13 @@ Where the time goes: the same requests replayed in-process through each stage (d
 JSON parse and limits, prepare = spec + plan checks + row encoding, write = the executemany and commit),
 in µs per event, and with ``--profile`` a cProfile of the in-process path.
 
-``python -m bench.events [--seconds 10] [--clients 2] [--profile]`` runs alone on a fresh database;
-``python -m bench.run --only events`` runs it in the suite.
+``--message-ids uuid`` gives every message a random UUID id, as Segment's and RudderStack's libraries
+do, instead of ids that grow within a request (the default, comparable with earlier figures): the
+unique ``(source_id, message_id)`` index then takes one random page per row, on the API and the raw
+baseline alike.
+
+``python -m bench.events [--seconds 10] [--clients 2] [--message-ids sequential|uuid] [--profile]``
+runs alone on a fresh database; ``python -m bench.run --only events`` runs it in the suite.
 """
 
 from __future__ import annotations
@@ -78,9 +83,27 @@ def _templates(size: int, count: int = 8) -> list[bytes]:
     ]
 
 
-def make_source(url: str, brand_id: int) -> str:
+class _Bodies:
+    """Request bodies from the templates, every message with a new id: the mark replaced (ids that
+    grow within a request), or with ``uuid_ids`` a random id per message, like the client libraries'
+    UUIDs (a per-request orjson.dumps, ~1 µs per message of the client's CPU)."""
+
+    def __init__(self, size: int, *, uuid_ids: bool) -> None:
+        self.raw = _templates(size)
+        self.parsed = [orjson.loads(t) for t in self.raw] if uuid_ids else None
+
+    def body(self, n: int, tag: str) -> bytes:
+        if self.parsed is None:
+            return self.raw[n % len(self.raw)].replace(MARK, tag.encode())
+        template = self.parsed[n % len(self.parsed)]
+        for message in template["batch"]:
+            message["messageId"] = os.urandom(16).hex()
+        return orjson.dumps(template)
+
+
+def make_source(url: str, brand_id: int) -> tuple[int, str]:
     """A server source of the brand whose rate limit does not cap the benchmark, and a tracking plan
-    for the benchmark's events (so every message is checked, none is unplanned); its write key."""
+    for the benchmark's events (so every message is checked, none is unplanned); its id and key."""
     from huiyuan.events.service import define_event
     from huiyuan.events.sources import create_source
     from huiyuan.kit.db import Database
@@ -102,19 +125,22 @@ def make_source(url: str, brand_id: int) -> str:
         define_event(
             s, actor=actor, name="商品详情", kind="page", properties=[{"name": "path", "type": "string"}]
         )
+        source_id = issued.source.id
     db.dispose()
-    return issued.write_key
+    return source_id, issued.write_key
 
 
-def _api(base: str, write_key: str, size: int, *, clients: int, seconds: float) -> dict[str, Any]:
-    templates = _templates(size)
+def _api(
+    base: str, write_key: str, size: int, *, clients: int, seconds: float, uuid_ids: bool = False
+) -> dict[str, Any]:
+    bodies = [_Bodies(size, uuid_ids=uuid_ids) for _ in range(clients)]  # one per client thread
     auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
     headers = {"Authorization": auth, "Content-Type": "application/json"}
     run_tag = uuid.uuid4().hex[:4]
 
     def make(client: int, n: int) -> tuple[str, str, bytes | None]:
-        tag = f"{run_tag}{size:03d}{client:02d}{n:07d}".encode()  # as long as MARK
-        return "POST", "/v1/batch", templates[n % len(templates)].replace(MARK, tag)
+        tag = f"{run_tag}{size:03d}{client:02d}{n:07d}"  # as long as MARK
+        return "POST", "/v1/batch", bodies[client].body(n, tag)
 
     r = hammer(base, headers, make, clients=clients, seconds=seconds)
     events = r.requests * size
@@ -127,25 +153,27 @@ def _api(base: str, write_key: str, size: int, *, clients: int, seconds: float) 
         requests=r.requests,
         errors=r.errors,
         batch=size,
-        bytes_per_request=len(templates[0]),
+        bytes_per_request=len(bodies[0].raw[0]),
         clients=clients,
         seconds=round(r.seconds, 1),
+        message_ids="uuid" if uuid_ids else "sequential",
         server="huiyuan serve --no-worker (1 uvicorn worker)",
         db="sqlite",
     )
     return figure
 
 
-def _prepared_rows(brand_id: int, source_id: int, size: int, batches: int) -> list[list[tuple[Any, ...]]]:
+def _prepared_rows(
+    brand_id: int, source_id: int, size: int, batches: int, uuid_ids: bool = False
+) -> list[list[tuple[Any, ...]]]:
     from huiyuan.events import spec
     from huiyuan.events.plan import EMPTY_PLAN
     from huiyuan.kit.clock import utcnow
 
     out = []
-    for n, body in enumerate(_templates(size) * (batches // 8 + 1)):
-        if n == batches:
-            break
-        raw = body.replace(MARK, f"raw-{size:03d}{n:09d}".encode())
+    bodies = _Bodies(size, uuid_ids=uuid_ids)
+    for n in range(batches):
+        raw = bodies.body(n, f"raw-{size:03d}{n:09d}")
         parsed, length = spec.decode_body(raw)
         env = spec.envelope(parsed, "batch", body_bytes=length)
         prepared = spec.Preparer(
@@ -173,19 +201,16 @@ def _raw(path: str, batches: list[list[tuple[Any, ...]]], size: int) -> float:
     return events / elapsed
 
 
-def _stages(url: str, write_key: str, size: int, batches: int, profile: bool) -> None:
+def _stages(url: str, write_key: str, size: int, batches: int, profile: bool, uuid_ids: bool = False) -> None:
     """The in-process path of ``/v1/batch`` stage by stage, µs per event."""
-    from huiyuan.events import service, sources, spec, store
+    from huiyuan.events import collect_api, service, sources, spec, store
     from huiyuan.kit.clock import utcnow
     from huiyuan.kit.db import Database
     from huiyuan.kit.scope import Scope
 
     db = Database(url)
-    bodies = [
-        t.replace(MARK, f"stg{size:03d}{n:010d}".encode())
-        for n, t in enumerate(_templates(size) * (batches // 8 + 1))
-    ]
-    bodies = bodies[:batches]
+    maker = _Bodies(size, uuid_ids=uuid_ids)
+    bodies = [maker.body(n, f"stg{size:03d}{n:010d}") for n in range(batches)]
     spent = {"decode": 0.0, "auth": 0.0, "prepare": 0.0, "write": 0.0}
     profiler = cProfile.Profile() if profile else None
     if profiler:
@@ -210,7 +235,8 @@ def _stages(url: str, write_key: str, size: int, batches: int, profile: bool) ->
             brand_id=source.brand_id, source_id=source.id, plan=plan, dialect="sqlite", received_at=at
         ).add(env)
         t3 = time.perf_counter()
-        with db.unit_of_work(Scope(brand_id=source.brand_id)) as s:
+        # As ``collect``: the write transaction (BEGIN IMMEDIATE) begins at the first insert.
+        with collect_api.write_when_needed(db, Scope(brand_id=source.brand_id)) as s:
             store.write(s, brand_id=source.brand_id, prepared=prepared, at=at)
         t4 = time.perf_counter()
         for stage, dt in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
@@ -232,22 +258,41 @@ def _stages(url: str, write_key: str, size: int, batches: int, profile: bool) ->
     )
 
 
-def run(url: str, brand_id: int, *, seconds: float, clients: int = 2, profile: bool = False) -> None:
+def run(
+    url: str,
+    brand_id: int,
+    *,
+    seconds: float,
+    clients: int = 2,
+    profile: bool = False,
+    message_ids: str = "sequential",
+) -> None:
     """The API figures for batches of 100 and 500, the raw baseline of the same rows, the ratio."""
     from huiyuan.kit.db import Database
 
-    write_key = make_source(url, brand_id)
+    uuid_ids = message_ids == "uuid"
+    source_id, write_key = make_source(url, brand_id)
     api: dict[int, dict[str, Any]] = {}
     with server(url) as base:
         for size in (100, 500):
-            api[size] = _api(base, write_key, size, clients=clients, seconds=seconds)
+            api[size] = _api(base, write_key, size, clients=clients, seconds=seconds, uuid_ids=uuid_ids)
     db = Database(url)
     path = db.engine.url.database or ""
     db.dispose()
     for size in (100, 500):
         batches = max(4, int(api[size]["requests"]) // 4)
-        raw_rate = _raw(path, _prepared_rows(brand_id, 999_999, size, batches), size)
-        emit(f"events.raw.batch{size}", raw_rate, "events/s", batch=size, batches=batches, db="sqlite")
+        # The same source as the API's rows: the raw rows enter the same part of the unique index.
+        rows = _prepared_rows(brand_id, source_id, size, batches, uuid_ids)
+        raw_rate = _raw(path, rows, size)
+        emit(
+            f"events.raw.batch{size}",
+            raw_rate,
+            "events/s",
+            batch=size,
+            batches=batches,
+            message_ids=message_ids,
+            db="sqlite",
+        )
         emit(
             f"events.ratio.batch{size}",
             float(api[size]["value"]) / raw_rate if raw_rate else 0.0,
@@ -255,7 +300,14 @@ def run(url: str, brand_id: int, *, seconds: float, clients: int = 2, profile: b
             batch=size,
             goal="≥ 50k events/s on 2 cores",
         )
-        _stages(url, write_key, size, batches=max(8, 20_000 // size), profile=profile and size == 500)
+        _stages(
+            url,
+            write_key,
+            size,
+            batches=max(8, 20_000 // size),
+            profile=profile and size == 500,
+            uuid_ids=uuid_ids,
+        )
 
 
 def _fresh_database() -> tuple[Path, str, int]:
@@ -279,10 +331,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the in-process path")
+    parser.add_argument(
+        "--message-ids",
+        choices=("sequential", "uuid"),
+        default="sequential",
+        help="ids growing within a request, or random UUIDs as the client libraries send",
+    )
     args = parser.parse_args(argv)
     folder, url, brand_id = _fresh_database()
     try:
-        run(url, brand_id, seconds=args.seconds, clients=args.clients, profile=args.profile)
+        run(
+            url,
+            brand_id,
+            seconds=args.seconds,
+            clients=args.clients,
+            profile=args.profile,
+            message_ids=args.message_ids,
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -10,9 +10,9 @@ tracking plan), and the append-only store itself.
 * ``EventDefinition`` — one version of one planned event (``track``, ``page`` or ``screen``) with typed
   properties; the highest version of a name is the one events are checked against.
 * ``UnplannedEvent`` — a track event name seen without a definition, waiting for approval.
-* ``Event`` — the main stream, append-only and built for volume: no foreign keys, and indexes only
-  where a read needs one (the unique ``(source_id, message_id)`` that de-duplicates, people by user
-  and anonymous id, and the flagged rows). ``QuarantinedEvent`` keeps the message as sent, apart.
+* ``Event`` — the main stream, append-only and built for volume: no foreign keys, and only the indexes
+  ingestion can afford (the unique ``(source_id, message_id)`` that de-duplicates, and the few flagged
+  rows); no index on user or anonymous ids. ``QuarantinedEvent`` keeps the message as sent, apart.
 * ``EventViolationStat`` — counts of violations per day, event, property and rule (for the plan page
   without scanning the store).
 
@@ -135,24 +135,12 @@ class Event(_StoredEvent, BrandOwned, Base):
     """One collected message (identify, track, page, screen, group, alias). Append-only."""
 
     __tablename__ = "events"
+    # Only indexes that ingestion can afford: on SQLite an index on a random key (a user or anonymous
+    # id, a client's UUID message id) dirties one more page per row once it outgrows a batch, which
+    # made ingestion about twice as slow (docs/events.md, Performance). Person lookups therefore walk
+    # the primary key (see ``repository.person_events``) until they are served apart from this table.
     __table_args__ = (
         UniqueConstraint("source_id", "message_id"),
-        Index(
-            "ix_events_brand_user",
-            "brand_id",
-            "user_id",
-            sqlite_where=text("user_id IS NOT NULL"),
-            postgresql_where=text("user_id IS NOT NULL"),
-        ),
-        # Signed-in events are found by user id; only the others need their anonymous id indexed
-        # (OneID links a person's anonymous ids), so each event pays for one of the two indexes.
-        Index(
-            "ix_events_brand_anonymous",
-            "brand_id",
-            "anonymous_id",
-            sqlite_where=text("user_id IS NULL"),
-            postgresql_where=text("user_id IS NULL"),
-        ),
         Index(
             "ix_events_brand_flagged",
             "brand_id",

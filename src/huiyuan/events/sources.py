@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from limits import parse
+from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 from sqlalchemy.orm import Session
@@ -263,6 +263,11 @@ def source_for_system(session: Session, source_id: int) -> SourceInfo:
     return _usable(_info(row))
 
 
+@lru_cache(maxsize=256)
+def _rate(expression: str) -> RateLimitItem:
+    return parse(expression)
+
+
 @lru_cache
 def _limiter(storage_uri: str) -> SlidingWindowCounterRateLimiter:
     return SlidingWindowCounterRateLimiter(storage_from_string(storage_uri))
@@ -280,7 +285,7 @@ def check_rate(source: SourceInfo, messages: int) -> None:
     if messages <= 0:
         return
     expression = source.rate_limit or DEFAULT_RATE_LIMIT
-    item = parse(expression)
+    item = _rate(expression)
     bucket = "events:" + source.key_hash[:24]  # the hash, not the id: ids repeat across databases
     if messages > item.amount:
         raise RateLimited(

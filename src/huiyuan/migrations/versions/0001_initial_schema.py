@@ -87,25 +87,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_events_brand_anonymous",
-            ["brand_id", "anonymous_id"],
-            unique=False,
-            sqlite_where=sa.text("user_id IS NULL"),
-            postgresql_where=sa.text("user_id IS NULL"),
-        )
-        batch_op.create_index(
             "ix_events_brand_flagged",
             ["brand_id", "id"],
             unique=False,
             sqlite_where=sa.text("violations IS NOT NULL"),
             postgresql_where=sa.text("violations IS NOT NULL"),
-        )
-        batch_op.create_index(
-            "ix_events_brand_user",
-            ["brand_id", "user_id"],
-            unique=False,
-            sqlite_where=sa.text("user_id IS NOT NULL"),
-            postgresql_where=sa.text("user_id IS NOT NULL"),
         )
 
     op.create_table(
@@ -3502,19 +3488,9 @@ def downgrade() -> None:
     op.drop_table("quarantined_events")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(
-            "ix_events_brand_user",
-            sqlite_where=sa.text("user_id IS NOT NULL"),
-            postgresql_where=sa.text("user_id IS NOT NULL"),
-        )
-        batch_op.drop_index(
             "ix_events_brand_flagged",
             sqlite_where=sa.text("violations IS NOT NULL"),
             postgresql_where=sa.text("violations IS NOT NULL"),
-        )
-        batch_op.drop_index(
-            "ix_events_brand_anonymous",
-            sqlite_where=sa.text("user_id IS NULL"),
-            postgresql_where=sa.text("user_id IS NULL"),
         )
 
     op.drop_table("events")
