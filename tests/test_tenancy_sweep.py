@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from huiyuan.audit.models import AuditEntry
+from huiyuan.outbox.dispatcher import dispatch_pending
 from tests.conftest import World
 from tests.factories import enroll
 
@@ -122,6 +123,10 @@ CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/v1/members/{member_id}/tier/override", {"level_code": "base", "reason": "x"}),
     ("DELETE", "/api/v1/members/{member_id}/tier/override", None),
     ("PUT", "/api/v1/members/{member_id}/tier/rfm-score", {"rfm_score": "1"}),
+    ("GET", "/api/v1/members/{member_id}/profile", None),
+    ("GET", "/api/v1/members/{member_id}/profile/timeline", None),
+    ("GET", "/api/v1/profiles/{oneid}", None),
+    ("GET", "/api/v1/profiles/{oneid}/timeline", None),
     ("GET", "/api/v1/paid/categories/{plan_category_id}", None),
     ("PATCH", "/api/v1/paid/categories/{plan_category_id}", {"status": "retired"}),
     ("GET", "/api/v1/paid/levels/{plan_level_id}", None),
@@ -240,6 +245,10 @@ def _alpha_objects(client: Any, world: World) -> dict[str, Any]:
         client, h, name="甲", phone="13800138000", identifiers=[{"type": "wechat_openid", "value": "oAlpha"}]
     )
     ids["member_id"] = member["id"]
+    dispatch_pending(world.db)
+    ids["oneid"] = client.get(
+        "/api/v1/oneid/resolve", params={"type": "member_number", "value": member["member_number"]}, headers=h
+    ).json()["oneid"]
     ids["identifier_id"] = next(i["id"] for i in member["identifiers"] if i["type"] == "wechat_openid")
     card = client.post(f"/api/v1/members/{member['id']}/cards", json={"card_number": "C-ALPHA-1"}, headers=h)
     ids["card_id"] = card.json()["id"]

@@ -36,6 +36,7 @@ ROUTER_MODULES = (
     "huiyuan.wallet.me_api",
     "huiyuan.events.api",
     "huiyuan.identity.api",
+    "huiyuan.profile.api",
     "huiyuan.warehouse.api",
     "huiyuan.analytics.api",
     "huiyuan.outbox.api",

@@ -30,6 +30,7 @@ from huiyuan.console import (
     pages_oneid,
     pages_paid,
     pages_points,
+    pages_profile,
     pages_tiers,
     pages_wallet,
 )
@@ -256,3 +257,4 @@ router.include_router(pages_wallet.router)
 router.include_router(pages_analytics.router)
 router.include_router(pages_events.router)
 router.include_router(pages_oneid.router)
+router.include_router(pages_profile.router)
