@@ -105,14 +105,32 @@ def _property(t: ir.Table, name: str) -> ir.Value:
     return t.properties[name]
 
 
+def _on_spark(t: ir.Table) -> bool:
+    return bool(t._find_backend().name == "pyspark")
+
+
+def _text(t: ir.Table, name: str) -> ir.StringValue:
+    """A property's string value. Spark's ``get_json_object`` hands a string back without its
+    quotes, which Ibis 12's pyspark backend parses as JSON again (and fails on): there the value is
+    cast instead (a number or an object then reads as its JSON text, not null)."""
+    raw = _property(t, name)
+    return raw.cast("string") if _on_spark(t) else raw.str
+
+
+def _number(t: ir.Table, name: str) -> ir.FloatingValue:
+    """A property's numeric value (null when it is not a number; on Spark, see ``_text``, a string
+    holding a number reads as that number)."""
+    raw = _property(t, name)
+    return raw.cast("string").try_cast("float64") if _on_spark(t) else raw.float
+
+
 def _matches(t: ir.Table, step: Step) -> ir.BooleanValue:
     cond = t.event == step.event
     for f in step.filters:
-        raw = _property(t, f.property)
         numeric = isinstance(f.value, (int, float)) or (
             isinstance(f.value, list) and f.value and isinstance(f.value[0], (int, float))
         )
-        value = raw.float if numeric else raw.str
+        value = _number(t, f.property) if numeric else _text(t, f.property)
         if f.op == "eq":
             cond &= value == f.value
         elif f.op == "neq":
@@ -157,7 +175,7 @@ def entries(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table
         t1=first.ts,
         d1=first.date_key,
         seq1=first.seq,
-        b1=_property(first, bk).str if bk else ibis.null("string"),
+        b1=_text(first, bk) if bk else ibis.null("string"),
     )
     for k in range(2, n + 1):
         prev_t, prev_seq = f"t{k - 1}", f"seq{k - 1}"
@@ -166,7 +184,7 @@ def entries(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table
             p=nxt.person_key,
             tk=nxt.ts,
             seqk=nxt.seq,
-            bk=_property(nxt, bk).str if bk else ibis.null("string"),
+            bk=_text(nxt, bk) if bk else ibis.null("string"),
         )
         # Inner joins on the person (hash joins), the tie rule as a filter after them, then the
         # earliest match per entry joined back: a left join with an OR in its condition makes

@@ -21,7 +21,7 @@ import ibis
 import ibis.expr.types as ir
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from huiyuan.analytics.funnel import Step, _matches, _property
+from huiyuan.analytics.funnel import Step, _matches, _text
 from huiyuan.analytics.kpi import business_day
 
 Unit = Literal["day", "week", "month"]
@@ -104,7 +104,7 @@ def cohorts(events: ir.Table, brand_id: int, request: RetentionRequest) -> ir.Ta
     )
     starts = starts.mutate(
         cohort=_bucket(business_day(starts.date_key), unit),
-        value=_property(starts, request.breakdown).str if request.breakdown else ibis.null("string"),
+        value=_text(starts, request.breakdown) if request.breakdown else ibis.null("string"),
     )
     order = [starts.ts, starts.event_id]
     if request.cohort == "first_time":
