@@ -21,14 +21,20 @@ from huiyuan.auth import service as auth
 from huiyuan.auth.deps import SESSION_COOKIE, check_rate
 from huiyuan.console import (
     pages_admin,
+    pages_analyses,
     pages_analytics,
+    pages_attribution,
     pages_benefits,
     pages_coupons,
+    pages_event_analysis,
     pages_events,
+    pages_heatmap,
     pages_imports,
+    pages_insights,
     pages_members,
     pages_oneid,
     pages_paid,
+    pages_paths,
     pages_points,
     pages_profile,
     pages_tiers,
@@ -255,6 +261,12 @@ router.include_router(pages_coupons.router)
 router.include_router(pages_benefits.router)
 router.include_router(pages_wallet.router)
 router.include_router(pages_analytics.router)
+router.include_router(pages_analyses.router)
+router.include_router(pages_insights.router)
+router.include_router(pages_paths.router)
+router.include_router(pages_event_analysis.router)
+router.include_router(pages_attribution.router)
+router.include_router(pages_heatmap.router)
 router.include_router(pages_events.router)
 router.include_router(pages_oneid.router)
 router.include_router(pages_profile.router)
