@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Annotated
 
@@ -57,6 +58,9 @@ def run_server(
     settings = get_settings()
     upgrade(settings.database_url)
     application = create_app(settings, start_worker=worker)
+    # The app's long-lived objects leave the collector's passes: /v1/batch p99 220 → 40 ms (docs/events.md).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         application,
         host=host or settings.host,

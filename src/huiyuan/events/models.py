@@ -13,6 +13,9 @@ tracking plan), and the append-only store itself.
 * ``Event`` — the main stream, append-only and built for volume: no foreign keys, and only the indexes
   ingestion can afford (the unique ``(source_id, message_id)`` that de-duplicates, and the few flagged
   rows); no index on user or anonymous ids. ``QuarantinedEvent`` keeps the message as sent, apart.
+* ``EventPerson`` — the person index, apart from the ingestion path: one row per event under the key
+  it is looked up by (its user id, or its anonymous id when it has no user id), filled in batches by
+  the ``events.index_people`` job; ``EventPeopleCursor`` is how far (event id) each brand is indexed.
 * ``EventViolationStat`` — counts of violations per day, event, property and rule (for the plan page
   without scanning the store).
 
@@ -137,8 +140,8 @@ class Event(_StoredEvent, BrandOwned, Base):
     __tablename__ = "events"
     # Only indexes that ingestion can afford: on SQLite an index on a random key (a user or anonymous
     # id, a client's UUID message id) dirties one more page per row once it outgrows a batch, which
-    # made ingestion about twice as slow (docs/events.md, Performance). Person lookups therefore walk
-    # the primary key (see ``repository.person_events``) until they are served apart from this table.
+    # made ingestion about twice as slow (docs/events.md, Performance). Person lookups are served by
+    # ``EventPerson``, filled by a job behind the ingestion path (see ``repository.person_events``).
     __table_args__ = (
         UniqueConstraint("source_id", "message_id"),
         Index(
@@ -200,3 +203,31 @@ class EventViolationStat(BrandOwned, Base):
     count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     quarantined: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class EventPerson(BrandOwned, Base):
+    """An event under its person key: ``u:`` + the user id when the event has one, else ``a:`` + the
+    anonymous id (the profile's rule: signed-in events by user id, anonymous ones by anonymous id;
+    the prefixes keep the two id spaces apart). The primary key serves "a person's events newest
+    first by event time" (the profile timeline) as one range per key; no rowid on SQLite, so the
+    table is that one b-tree. No foreign keys (a volume table, like ``events``)."""
+
+    __tablename__ = "event_people"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    brand_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    person_key: Mapped[str] = mapped_column(String(ID_LENGTH + 2), primary_key=True)
+    # ``events.timestamp`` of the event (the timeline's order).
+    at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    event_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+
+
+class EventPeopleCursor(BrandOwned, Base):
+    """How far a brand's events are in ``event_people``: every event up to ``event_id`` (writers
+    commit in id order, ``service.append_lock``, so nothing below it can still appear)."""
+
+    __tablename__ = "event_people_cursors"
+
+    brand_id: Mapped[int] = mapped_column(IdType, ForeignKey("brands.id"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(IdType, nullable=False, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)

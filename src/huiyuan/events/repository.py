@@ -1,24 +1,37 @@
 """Every query of the events domain except the bulk writes (``events.store``). Tenancy is applied by
 the session's scope (all models here are ``BrandOwned``); queries that run without a scope — the
-ingestion path — name the brand themselves."""
+ingestion path — name the brand themselves.
+
+Person lookups read two parts: ``event_people`` (the person index) up to the brand's cursor, and the
+events above the cursor, not indexed yet, by a primary-key range scan (short while the
+``events.index_people`` job keeps up). Reading the cursor first and splitting at it makes the union
+exact whatever commits in between: indexed rows at or below it exist already, and events are never
+deleted."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, cast, func, or_, select
+from sqlalchemy import ColumnElement, Integer, cast, false, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from huiyuan.events.models import (
     Event,
     EventDefinition,
+    EventPeopleCursor,
+    EventPerson,
     EventSettings,
     EventSource,
     EventViolationStat,
     QuarantinedEvent,
     UnplannedEvent,
 )
+from huiyuan.kit.db import scope_of
+
+USER_KEY = "u:"
+ANONYMOUS_KEY = "a:"
 
 
 def sources(session: Session) -> list[EventSource]:
@@ -164,6 +177,53 @@ def events(
     return list(session.scalars(stmt.order_by(Event.id.desc()).limit(limit)))
 
 
+def person_keys(user_ids: Sequence[str], anonymous_ids: Sequence[str]) -> list[str]:
+    """``event_people`` keys of a person: signed-in events by user id, anonymous events by anonymous id."""
+    return [USER_KEY + u for u in user_ids] + [ANONYMOUS_KEY + a for a in anonymous_ids]
+
+
+def person_key_of() -> ColumnElement[Any]:
+    """The key of an ``events`` row as SQL (NULL when it has neither id; the spec quarantines those)."""
+    return func.coalesce(literal(USER_KEY) + Event.user_id, literal(ANONYMOUS_KEY) + Event.anonymous_id)
+
+
+def who(user_ids: Sequence[str], anonymous_ids: Sequence[str]) -> ColumnElement[bool]:
+    """Events signed in as any of the user ids, and anonymous events (no user id) of the anonymous
+    ids: the rule ``event_people`` indexes, for the not yet indexed tail."""
+    parts: list[ColumnElement[bool]] = []
+    if user_ids:
+        parts.append(Event.user_id.in_(list(user_ids)))
+    if anonymous_ids:
+        parts.append(Event.user_id.is_(None) & Event.anonymous_id.in_(list(anonymous_ids)))
+    return or_(*parts) if parts else false()
+
+
+def people_cursor(session: Session, brand_id: int | None = None) -> int:
+    """The last event id in ``event_people`` for the brand (the session's brand by default); 0 when
+    nothing is indexed or the session has no brand scope (then every lookup scans)."""
+    if brand_id is None:
+        scope = scope_of(session)
+        brand_id = scope.brand_id if scope is not None else None
+    if brand_id is None:
+        return 0
+    stmt = select(EventPeopleCursor.event_id).where(EventPeopleCursor.brand_id == brand_id)
+    return int(session.scalar(stmt) or 0)
+
+
+def unindexed_chunk(session: Session, *, brand_id: int, after_id: int, limit: int) -> tuple[int, int]:
+    """``(events, last id)`` of the brand's next ``limit`` events after ``after_id`` (a primary-key
+    range scan): the next chunk to index; ``(0, after_id)`` when there is none."""
+    chunk = (
+        select(Event.id)
+        .where(Event.brand_id == brand_id, Event.id > after_id)
+        .order_by(Event.id)
+        .limit(limit)
+        .subquery()
+    )
+    count, last = session.execute(select(func.count(), func.max(chunk.c.id))).one()
+    return int(count), int(last) if last is not None else after_id
+
+
 def person_events(
     session: Session,
     *,
@@ -172,19 +232,26 @@ def person_events(
     before_id: int | None = None,
     limit: int = 50,
 ) -> list[Event]:
-    """Newest first: events signed in as any of ``user_ids``, and anonymous events (no user id) of any of
-    ``anonymous_ids`` — each part served by its partial index."""
-    who: list[ColumnElement[bool]] = []
-    if user_ids:
-        who.append(Event.user_id.in_(user_ids))
-    if anonymous_ids:
-        who.append(Event.user_id.is_(None) & Event.anonymous_id.in_(anonymous_ids))
-    if not who:
+    """Newest first (by id): events signed in as any of ``user_ids``, and anonymous events (no user
+    id) of any of ``anonymous_ids`` — from the person index, and above its cursor from the store."""
+    if not user_ids and not anonymous_ids:
         return []
-    stmt = select(Event).where(or_(*who))
+    upto = people_cursor(session)
+    tail = select(Event).where(Event.id > upto, who(user_ids, anonymous_ids))
     if before_id is not None:
-        stmt = stmt.where(Event.id < before_id)
-    return list(session.scalars(stmt.order_by(Event.id.desc()).limit(limit)))
+        tail = tail.where(Event.id < before_id)
+    rows = list(session.scalars(tail.order_by(Event.id.desc()).limit(limit)))
+    if len(rows) >= limit or upto == 0:
+        return rows
+    stmt = (
+        select(Event)
+        .join(EventPerson, EventPerson.event_id == Event.id)
+        .where(EventPerson.person_key.in_(person_keys(user_ids, anonymous_ids)), EventPerson.event_id <= upto)
+    )
+    if before_id is not None:
+        stmt = stmt.where(EventPerson.event_id < before_id)
+    stmt = stmt.order_by(EventPerson.event_id.desc()).limit(limit - len(rows))
+    return rows + list(session.scalars(stmt))
 
 
 def quarantined(

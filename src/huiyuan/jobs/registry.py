@@ -27,6 +27,7 @@ JOB_MODULES: tuple[str, ...] = (
     "huiyuan.coupons.jobs",
     "huiyuan.warehouse.jobs",
     "huiyuan.identity.jobs",
+    "huiyuan.events.jobs",
     "huiyuan.benefits.jobs",
 )
 

@@ -8,6 +8,10 @@ identifier values that were themselves read through the scope.
 
 Timeline queries are keyset pages ordered by ``(time, id)`` descending, each below a ``Cursor``
 (time, kind rank, id) so that the merged timeline has one total order (see ``service.timeline``).
+
+A person's events come from the person index (``event_people``, ordered by key, event time and id)
+up to the brand's index cursor, and from the store above it (the not yet indexed tail, a primary-key
+range scan) — the split of ``events.repository`` (its module docstring says why the union is exact).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from sqlalchemy import ColumnElement, Integer, and_, cast, distinct, false, func
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from huiyuan.coupons.models import Coupon, CouponEvent, CouponTemplate
-from huiyuan.events.models import Event
+from huiyuan.events import repository as events_repository
+from huiyuan.events.models import Event, EventPerson
 from huiyuan.members.models import Member
 from huiyuan.orders.models import Category, Order, OrderItem
 from huiyuan.points.models import PointEntry, PointType
@@ -50,17 +55,6 @@ def _before(at: Any, id_: Any, rank: int, cursor: Cursor | None) -> ColumnElemen
     if rank > cursor.rank:
         return at < cursor.at  # type: ignore[no-any-return]
     return or_(at < cursor.at, and_(at == cursor.at, id_ < cursor.id))
-
-
-def _who(user_ids: Sequence[str], anonymous_ids: Sequence[str]) -> ColumnElement[bool]:
-    """Events signed in as any of the user ids, and anonymous events (no user id) of the anonymous
-    ids — the same rule as ``events.repository.person_events``."""
-    parts: list[ColumnElement[bool]] = []
-    if user_ids:
-        parts.append(Event.user_id.in_(list(user_ids)))
-    if anonymous_ids:
-        parts.append(Event.user_id.is_(None) & Event.anonymous_id.in_(list(anonymous_ids)))
-    return or_(*parts) if parts else false()
 
 
 def _epoch_hour(session: Session, column: Any) -> ColumnElement[Any]:
@@ -105,18 +99,37 @@ class ProfileRepository:
         rank: int,
         limit: int,
     ) -> list[Event]:
-        """The person's events newest first by event time. The store has no index on user or
-        anonymous ids (ingestion cannot afford one, see ``events.models``), so this scans the brand's
-        events; the warehouse is where long histories belong."""
+        """The person's events newest first by event time: the newest ``limit`` of the person index
+        (one key range each) and of the not yet indexed tail, merged."""
         if not user_ids and not anonymous_ids:
             return []
-        stmt = (
+        upto = events_repository.people_cursor(self.session)
+        tail = (
             select(Event)
-            .where(_who(user_ids, anonymous_ids), _before(Event.timestamp, Event.id, rank, cursor))
+            .where(
+                Event.id > upto,
+                events_repository.who(user_ids, anonymous_ids),
+                _before(Event.timestamp, Event.id, rank, cursor),
+            )
             .order_by(Event.timestamp.desc(), Event.id.desc())
             .limit(limit)
         )
-        return list(self.session.scalars(stmt))
+        rows = list(self.session.scalars(tail))
+        if upto:
+            indexed = (
+                select(Event)
+                .join(EventPerson, EventPerson.event_id == Event.id)
+                .where(
+                    EventPerson.person_key.in_(events_repository.person_keys(user_ids, anonymous_ids)),
+                    EventPerson.event_id <= upto,
+                    _before(EventPerson.at, EventPerson.event_id, rank, cursor),
+                )
+                .order_by(EventPerson.at.desc(), EventPerson.event_id.desc())
+                .limit(limit)
+            )
+            rows += self.session.scalars(indexed)
+        rows.sort(key=lambda e: (e.timestamp, e.id), reverse=True)
+        return rows[:limit]
 
     def orders(
         self, member_ids: Sequence[int], *, cursor: Cursor | None, rank: int, limit: int
@@ -232,16 +245,30 @@ class ProfileRepository:
     def event_times(
         self, *, user_ids: Sequence[str], anonymous_ids: Sequence[str], limit: int
     ) -> list[datetime]:
-        """Times of the person's newest ``limit`` events (by store order)."""
+        """Times of the person's newest ``limit`` events (by store order): the tail above the index
+        cursor first, then the person index."""
         if not user_ids and not anonymous_ids:
             return []
-        stmt = (
+        upto = events_repository.people_cursor(self.session)
+        tail = (
             select(Event.timestamp)
-            .where(_who(user_ids, anonymous_ids))
+            .where(Event.id > upto, events_repository.who(user_ids, anonymous_ids))
             .order_by(Event.id.desc())
             .limit(limit)
         )
-        return list(self.session.scalars(stmt))
+        times = list(self.session.scalars(tail))
+        if upto and len(times) < limit:
+            indexed = (
+                select(EventPerson.at)
+                .where(
+                    EventPerson.person_key.in_(events_repository.person_keys(user_ids, anonymous_ids)),
+                    EventPerson.event_id <= upto,
+                )
+                .order_by(EventPerson.event_id.desc())
+                .limit(limit - len(times))
+            )
+            times += self.session.scalars(indexed)
+        return times
 
     def buyer_stats(
         self, brand_id: int, member_ids: Sequence[int] | None = None

@@ -37,6 +37,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("code", name=op.f("uq_brands_code")),
     )
     op.create_table(
+        "event_people",
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("person_key", sa.String(length=202), nullable=False),
+        sa.Column("at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.PrimaryKeyConstraint("brand_id", "person_key", "at", "event_id", name=op.f("pk_event_people")),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
         "events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -339,6 +348,16 @@ def upgrade() -> None:
             "version",
             name=op.f("uq_event_definitions_brand_id_kind_name_version"),
         ),
+    )
+    op.create_table(
+        "event_people_cursors",
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_event_people_cursors_brand_id_brands")
+        ),
+        sa.PrimaryKeyConstraint("brand_id", name=op.f("pk_event_people_cursors")),
     )
     op.create_table(
         "event_settings",
@@ -3455,6 +3474,7 @@ def downgrade() -> None:
 
     op.drop_table("event_sources")
     op.drop_table("event_settings")
+    op.drop_table("event_people_cursors")
     op.drop_table("event_definitions")
     with op.batch_alter_table("custom_field_definitions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_custom_field_definitions_brand_id"))
@@ -3494,5 +3514,6 @@ def downgrade() -> None:
         )
 
     op.drop_table("events")
+    op.drop_table("event_people")
     op.drop_table("brands")
     # ### end Alembic commands ###
