@@ -2,7 +2,9 @@
 OneID with all its identifiers, golden record, an ECharts force-layout graph of identifiers and
 links (edges labelled source / rule / confidence), the links with an un-merge action (reason
 required, confirmed, audited; the page re-renders with the split), the OneID's merge and split
-history; and the conflicts list with accept / dismiss.
+history; a manual merge of two people (each by an identifier or a OneID number, reason required,
+confirmed, audited; a merge the per-type limits forbid is shown as the conflict it was recorded as);
+and the conflicts list with accept / dismiss.
 
 Handlers call ``identity.service`` (the same reads and verbs as ``identity.api``), which mask
 identifier values unless the console user holds ``members:pii`` and answer 404 for another brand's
@@ -16,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from huiyuan.console.deps import Console, requires
 from huiyuan.console.i18n import translate
@@ -24,7 +27,7 @@ from huiyuan.console.web import ConsoleRoute, is_htmx, render
 from huiyuan.identity import service
 from huiyuan.identity.repository import IdentityGraphRepository
 from huiyuan.identity.rules import DEFAULT_CODES
-from huiyuan.identity.schemas import ConflictOut, ConflictResolve, OneIdOut
+from huiyuan.identity.schemas import ConflictOut, ConflictResolve, MergeIn, OneIdOut
 from huiyuan.kit.errors import AppError, NotFound, ValidationFailed, field_error
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -210,6 +213,88 @@ def unlink(
         "result": result,
     }
     return render(request, "oneid_lookup.html", context, status=status)
+
+
+# -- manual merge ----------------------------------------------------------------------------------
+
+MERGE_FIELDS = ("left_type", "left_value", "left_oneid", "right_type", "right_value", "right_oneid", "reason")
+
+
+def _merge_page(
+    request: Request, console: Console, form: dict[str, str], *, status: int = 200, **extra: Any
+) -> Response:
+    has_brand = console.brand_id is not None
+    context: dict[str, Any] = {
+        "has_brand": has_brand,
+        "types": _types(console) if has_brand else [],
+        "form": {name: form.get(name, "") for name in MERGE_FIELDS},
+        "can_write": console.can("identity:write"),
+        "errors": [],
+        "refused": None,
+        "blocked": False,
+        "reason_missing": False,
+        **extra,
+    }
+    return render(request, "oneid_merge.html", context, status=status)
+
+
+def _side(form: dict[str, str], side: str) -> dict[str, Any]:
+    """One side of the form as the API's ``PersonRef``: the OneID number when one is given, else the
+    identifier (type and value)."""
+    oneid = form[f"{side}_oneid"].strip()
+    if oneid:
+        return {"oneid": oneid}
+    value = form[f"{side}_value"].strip()
+    return {"type": form[f"{side}_type"].strip(), "value": value} if value else {}
+
+
+@router.get("/console/oneid/merge")
+def merge_page(
+    request: Request, console: Reader, oneid: Annotated[str, Query(max_length=20)] = ""
+) -> Response:
+    return _merge_page(request, console, {"left_oneid": oneid.strip()})
+
+
+@router.post("/console/oneid/merge")
+def merge(
+    request: Request,
+    console: Writer,
+    left_type: Annotated[str, Form(max_length=24)] = "",
+    left_value: Annotated[str, Form(max_length=200)] = "",
+    left_oneid: Annotated[str, Form(max_length=20)] = "",
+    right_type: Annotated[str, Form(max_length=24)] = "",
+    right_value: Annotated[str, Form(max_length=200)] = "",
+    right_oneid: Annotated[str, Form(max_length=20)] = "",
+    reason: Annotated[str, Form(max_length=300)] = "",
+) -> Response:
+    """Merge two people by hand through ``identity.service.merge_manually`` (the API's verb); on
+    success the merged OneID is shown with the merge in its history."""
+    form = {
+        "left_type": left_type,
+        "left_value": left_value,
+        "left_oneid": left_oneid,
+        "right_type": right_type,
+        "right_value": right_value,
+        "right_oneid": right_oneid,
+        "reason": reason,
+    }
+    try:
+        data = MergeIn(left=_side(form, "left"), right=_side(form, "right"), reason=reason)  # type: ignore[arg-type]
+        result, _before = service.merge_manually(console.session, actor=console.principal, data=data)
+    except ValidationError as exc:
+        missing = any(e["loc"][:1] == ("reason",) for e in exc.errors())
+        return _merge_page(
+            request, console, form, status=422, errors=form_errors(exc), reason_missing=missing
+        )
+    except AppError as exc:  # no such identifier or OneID here, a junk value
+        console.session.rollback()
+        return _merge_page(request, console, form, status=exc.status, errors=form_errors(exc))
+    if result.status == "conflict":  # recorded: the request's transaction commits it
+        refused = {"reason": result.reason or "", "conflict_id": result.conflict_id}
+        return _merge_page(request, console, form, status=409, refused=refused)
+    if result.status == "blocked":
+        return _merge_page(request, console, form, status=409, blocked=True)
+    return done(request, f"/console/oneid?oneid={result.oneid}")
 
 
 # -- conflicts -------------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ brand checks in ``identity.service``). Identifier values are masked unless the c
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
 
 from huiyuan.auth.deps import require
 from huiyuan.identity import mapping_import, service
@@ -26,6 +28,8 @@ from huiyuan.identity.schemas import (
     JobStarted,
     LinkIn,
     LinkResultOut,
+    MergeIn,
+    MergeOut,
     OneIdOut,
     ProposalDecision,
     ProposalOut,
@@ -38,6 +42,8 @@ from huiyuan.identity.schemas import (
     UnlinkOut,
 )
 from huiyuan.jobs.service import enqueue
+from huiyuan.kit import idempotency
+from huiyuan.kit.idempotency import IdempotencyKey
 from huiyuan.kit.pagination import check_limit, decode_cursor, encode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep, problem_response
@@ -109,6 +115,66 @@ def link(data: LinkIn, request: Request, session: SessionDep, actor: Writer) -> 
         )
         return problem_response(request, error)
     return LinkResultOut(status=result.status, oneid=result.oneid, link_id=result.link_id)
+
+
+MERGE_OPERATION = "oneid.merge"
+
+
+@router.post(
+    "/merges",
+    response_model=MergeOut,
+    status_code=201,
+    summary="Merge two people by hand (by identifier or OneID), with a reason",
+    responses={
+        **CONFLICT_409,
+        404: {"description": "not-found: no such identifier or OneID in this brand"},
+        422: {"description": "validation-failed: a side names neither or both, or the reason is empty"},
+    },
+)
+def merge(
+    data: MergeIn,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    actor: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Links the two people with a manual link (source ``manual``, rule ``manual-merge``, the caller
+    as its creator) through the per-type limits; a merge the limits forbid is recorded as a conflict
+    and answered 409. A retry with the same ``Idempotency-Key`` gets the first answer."""
+    payload = data.model_dump(mode="json")
+    if hit := idempotency.replay(
+        session, actor=actor, key=idempotency_key, operation=MERGE_OPERATION, payload=payload
+    ):
+        if hit.status_code >= 400:
+            return JSONResponse(hit.body, status_code=hit.status_code, media_type="application/problem+json")
+        response.status_code = hit.status_code
+        return hit.body
+    result, before = service.merge_manually(session, actor=actor, data=data)
+    if result.status == "conflict":
+        error = service.LinkConflict(
+            f"The merge was refused ({result.reason}) and recorded as conflict {result.conflict_id}.",
+            conflict_id=result.conflict_id,
+            reason=result.reason,
+        )
+        answer: Response = problem_response(request, error)
+        body = json.loads(bytes(answer.body))
+        status = answer.status_code
+    else:
+        out = MergeOut(status=result.status, oneid=result.oneid, link_id=result.link_id, oneids=before)
+        body, status = out.model_dump(mode="json"), 201
+        answer = JSONResponse(body, status_code=status)
+    idempotency.remember(
+        session,
+        actor=actor,
+        key=idempotency_key,
+        operation=MERGE_OPERATION,
+        payload=payload,
+        status_code=status,
+        body=body,
+        resource=("oneid", result.oneid) if result.oneid is not None else None,
+    )
+    return answer
 
 
 @router.post("/links/remove", response_model=UnlinkOut, summary="Remove a link (un-merge), with a reason")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from huiyuan.identity.rules import NORMALISERS, validate_pattern
 from huiyuan.identity.survivorship import RULES
@@ -126,6 +126,59 @@ class LinkIn(BaseModel):
     left: IdentifierIn
     right: IdentifierIn
     reason: str = Field(min_length=1, max_length=300)
+
+
+class PersonRef(BaseModel):
+    """One side of a manual merge: a person named by one of their identifiers, or by their OneID."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str | None = Field(default=None, pattern=TYPE_CODE)
+    value: str | None = Field(default=None, min_length=1, max_length=200)
+    oneid: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PersonRef:
+        by_identifier = self.type is not None or self.value is not None
+        if by_identifier == (self.oneid is not None):
+            raise ValueError("name the person by type and value, or by oneid (one of the two)")
+        if by_identifier and (self.type is None or self.value is None):
+            raise ValueError("an identifier needs both type and value")
+        return self
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "left": {"oneid": 1201},
+                    "right": {"type": "phone", "value": "13800138000"},
+                    "reason": "Same customer confirmed at the counter (ticket 5531)",
+                }
+            ]
+        },
+    )
+    left: PersonRef
+    right: PersonRef
+    reason: str = Field(min_length=1, max_length=300)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("give the reason for the merge")
+        return value.strip()
+
+
+class MergeOut(BaseModel):
+    status: str = Field(
+        description="merged; same (already one person, nothing done); blocked (the two identifiers "
+        "were unlinked by hand, nothing done)"
+    )
+    oneid: int | None = Field(description="The OneID of the merged person")
+    link_id: int | None = Field(description="The manual link that joins them")
+    oneids: list[int] = Field(description="The OneIDs the two sides had before the merge")
 
 
 class UnlinkIn(BaseModel):

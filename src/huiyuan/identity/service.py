@@ -27,7 +27,9 @@ from huiyuan.identity.schemas import (
     IdentifierOut,
     LinkIn,
     LinkOut,
+    MergeIn,
     OneIdOut,
+    PersonRef,
     ResolveBatchIn,
     ResolveBatchOut,
     ResolvedItem,
@@ -259,6 +261,76 @@ def link_manually(session: Session, *, actor: Principal, data: LinkIn) -> LinkRe
         note=data.reason,
     )
     return result
+
+
+MERGE_RULE = "manual-merge"
+MAX_MERGE_HOPS = 20
+
+
+def _node_of_ref(session: Session, brand_id: int, cfg: config.BrandConfig, ref: PersonRef) -> IdentifierNode:
+    """The identifier a manual merge links for one side: the one named, or the strongest (then
+    oldest) identifier of the OneID named — a retired OneID stands for the one it was merged into."""
+    if ref.oneid is None:
+        assert ref.type is not None and ref.value is not None  # PersonRef's validator
+        return _node_for(session, brand_id, cfg, ref.type, ref.value)
+    repo = IdentityGraphRepository(session)
+    oneid = ref.oneid
+    for _ in range(MAX_MERGE_HOPS):
+        person = repo.person(oneid)
+        if person is None or person.brand_id != brand_id:
+            break
+        if person.status == "retired" and person.merged_into is not None:
+            oneid = person.merged_into
+            continue
+        nodes = _ordered(repo.nodes_of([oneid]), cfg.book)
+        if nodes:
+            return nodes[0]
+        break
+    raise NotFound(f"OneID {ref.oneid} was not found.")
+
+
+def _ref_for_audit(ref: PersonRef) -> dict[str, Any]:
+    # The identifier's value stays out of the audit trail (it may be personal data).
+    return {"oneid": ref.oneid} if ref.oneid is not None else {"type": ref.type}
+
+
+def merge_manually(session: Session, *, actor: Principal, data: MergeIn) -> tuple[LinkResult, list[int]]:
+    """Merge two people by hand (each named by an identifier or a OneID) with a manual link, through
+    the same guards as every link (blocked pairs, member clash, per-type limits): a refused merge is
+    recorded as a conflict carrying the operator and the reason, and answered 409 by the API with
+    the conflict committed. Audited with the reason. Returns the result and the two OneIDs before."""
+    brand_id = actor.scope.require_brand()
+    cfg = config.load(session, brand_id)
+    left = _node_of_ref(session, brand_id, cfg, data.left)
+    right = _node_of_ref(session, brand_id, cfg, data.right)
+    before = sorted({left.oneid, right.oneid})
+    if left.oneid == right.oneid:
+        result = LinkResult("same", oneid=left.oneid)
+    else:
+        writer = config.writer(session, brand_id, actor.label)
+        result = writer.link_nodes(left, right, source="manual", rule=MERGE_RULE, confidence=1.0)
+    if result.conflict_id is not None:
+        conflict = session.get(IdentityConflict, result.conflict_id)
+        if conflict is not None:
+            conflict.detail = {**conflict.detail, "by": actor.label[:200], "note": data.reason}
+    audit.record(
+        session,
+        actor=actor,
+        action="oneid.merged_manually",
+        entity_type="oneid",
+        entity_id=result.oneid,
+        brand_id=brand_id,
+        before={"oneids": before},
+        after={
+            "status": result.status,
+            "link_id": result.link_id,
+            "conflict_id": result.conflict_id,
+            "left": _ref_for_audit(data.left),
+            "right": _ref_for_audit(data.right),
+        },
+        note=data.reason,
+    )
+    return result, before
 
 
 def _link_of_brand(session: Session, brand_id: int, link_id: int) -> IdentityLink:
