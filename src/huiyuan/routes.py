@@ -41,6 +41,7 @@ ROUTER_MODULES = (
     "huiyuan.analytics.api",
     "huiyuan.analytics.api_journeys",
     "huiyuan.analytics.api_heatmap",
+    "huiyuan.analytics.api_clv",
     "huiyuan.analytics.api_events",
     "huiyuan.outbox.api",
     "huiyuan.jobs.api",

@@ -25,6 +25,7 @@ from huiyuan.console import (
     pages_analytics,
     pages_attribution,
     pages_benefits,
+    pages_clv,
     pages_coupons,
     pages_event_analysis,
     pages_events,
@@ -262,6 +263,7 @@ router.include_router(pages_benefits.router)
 router.include_router(pages_wallet.router)
 router.include_router(pages_analytics.router)
 router.include_router(pages_analyses.router)
+router.include_router(pages_clv.router)
 router.include_router(pages_insights.router)
 router.include_router(pages_paths.router)
 router.include_router(pages_event_analysis.router)
