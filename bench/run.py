@@ -1,7 +1,8 @@
 """``python -m bench.run [--quick] [--only NAME ...]``: run the benchmarks, one JSON line per figure.
 
 (a) order_ingest — one order per request through the real server vs ``GET /ping`` of the same server;
-(b) bulk_orders — orders/s through ``/api/v1/orders/batch`` and through ``record_orders_bulk``;
+(b) bulk_orders — orders/s through ``/api/v1/orders/batch`` and through ``record_orders_bulk``, and
+    bulk import with earning end to end (import, then the outbox dispatcher until nothing is left);
 (c) member_import — rows/s of the member importer on a generated CSV;
 (d) points — the expiry job over many lots vs a bare UPDATE, checkout reserve + confirm, earning
     from bulk-imported orders through the outbox;
@@ -12,7 +13,9 @@
     executemany of the same rows into the same table, and where the time goes per stage;
 (h) oneid — batch OneID over 10M links vs bare scipy connected components, resolve p50/p99;
 (i) warehouse — the warehouse sync rate, and KPI breakdown, KPI trend and RFM through huiyuan's
-    Ibis code vs hand-written DuckDB queries on the same file.
+    Ibis code vs hand-written DuckDB queries on the same file;
+(j) profile — a person's event timeline over ~1M events by scan vs through the person index, the
+    index job's rate, and ``/v1/batch`` alone vs beside the index job (a database of its own).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 
 from bench import bulk_orders, coupon_codes, coupons, member_import, oneid, order_ingest, points
 from bench import events as events_bench
+from bench import profile as profile_bench
 from bench import warehouse as warehouse_bench
 from bench.common import emit, make_world, server
 
@@ -36,6 +40,7 @@ ALL = (
     "events",
     "oneid",
     "warehouse",
+    "profile",
 )
 
 
@@ -72,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
                     bulk_orders.run_api(world, base, batches=batches)
         if "bulk_orders" in args.only:
             bulk_orders.run_service(world, batches=batches)
+            bulk_orders.run_import_earn(world, batches=batches, earn=False)
+            bulk_orders.run_import_earn(world, batches=batches, earn=True)
         if "member_import" in args.only:
             member_import.run(world, rows=rows)
         if "points" in args.only:
@@ -92,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
                 warehouse_bench.run(members=3_000, months=6, events=50_000, repeat=3)
             else:
                 warehouse_bench.run(members=50_000, months=12, events=500_000)
+        if "profile" in args.only:
+            profile_bench.run_fresh(
+                events=100_000 if args.quick else 1_000_000, people=50 if args.quick else 200, seconds=seconds
+            )
     finally:
         if not args.keep:
             shutil.rmtree(world.dir, ignore_errors=True)

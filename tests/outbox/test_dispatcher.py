@@ -238,3 +238,72 @@ def test_decorator_registers_handler() -> None:
         assert handlers_for("loyalty.other") == []
     finally:
         unsubscribe(handler)
+
+
+def test_a_failure_inside_a_batch_costs_only_its_event(world: World) -> None:
+    """Events are handled together; one failing handler rolls back the batch's savepoint, the events
+    before it are handled again (with what handlers remembered in ``session.info`` forgotten), the
+    failing one records its error without running again, and the later ones go on."""
+    db, alpha = world.db, world.brands[0]
+    runs: list[int] = []
+
+    def once_per_batch(session: Session, event: OutboxEvent) -> None:
+        runs.append(event.payload["i"])
+        if event.payload["i"] == 2:
+            raise ValueError("poison")
+        seen: set[str] = session.info.setdefault("test.seen", set())
+        if "x" in seen:  # a later event of the batch: the first one did the work
+            return
+        audit.record(
+            session,
+            actor=system_for_brand(alpha.id),
+            action="test.once",
+            entity_type="x",
+            entity_id=event.payload["i"],
+            brand_id=alpha.id,
+        )
+        seen.add("x")
+
+    subscribe("test.batch", once_per_batch)
+    try:
+        ids = _emit(db, alpha.id, "test.batch", n=5)
+        stats = dispatch_pending(db)
+    finally:
+        unsubscribe(once_per_batch)
+    assert (stats.taken, stats.dispatched, stats.failed) == (5, 4, 1)
+    # 0, 1, 2 (fails) in the batch; 0, 1 again; 3, 4 together. The failing event ran once.
+    assert runs == [0, 1, 2, 0, 1, 3, 4]
+    assert [_event(db, i).dispatched_at is not None for i in ids] == [True, True, False, True, True]
+    assert "ValueError: poison" in (_event(db, ids[2]).last_error or "")
+    with db.unit_of_work(write=False) as s:
+        # Exactly one: the rolled-back run's memory was forgotten, and the batch kept it afterwards.
+        done = s.scalars(select(AuditEntry.entity_id).where(AuditEntry.action == "test.once")).all()
+    assert done == ["0"]
+
+
+def test_a_failing_preparer_skips_the_later_preparers_of_its_events(world: World) -> None:
+    from huiyuan.outbox import handlers as registry
+
+    db, alpha = world.db, world.brands[0]
+    prepared: list[int] = []
+    handled: list[int] = []
+
+    def broken(session: Session, events: list[OutboxEvent]) -> None:
+        raise RuntimeError("no")
+
+    def builds_on_it(session: Session, events: list[OutboxEvent]) -> None:
+        prepared.extend(e.id for e in events)
+
+    def per_event(session: Session, event: OutboxEvent) -> None:
+        handled.append(event.id)
+
+    registry.prepare("test.prep")(broken)
+    registry.prepare("test.prep")(builds_on_it)
+    subscribe("test.prep", per_event)
+    try:
+        ids = _emit(db, alpha.id, "test.prep", n=2)
+        assert dispatch_pending(db).dispatched == 2
+    finally:
+        unsubscribe(per_event)
+        registry._preparers[:] = [p for p in registry._preparers if p[0] != "test.prep"]
+    assert prepared == [] and handled == ids

@@ -353,3 +353,107 @@ def test_tier_multiplier_and_paid_plan_feed_order_earning(client, world: World, 
     # 180 points × 1.2 for silver; the silver-only growth rule gives 180 × 1.2 = 216 growth too.
     assert _account(world, m["id"]).available == 216  # type: ignore[union-attr]
     assert _account(world, m["id"], "growth").available == 1000 + 216  # type: ignore[union-attr]
+
+
+def test_import_with_earning_earns_at_once_and_the_dispatcher_adds_nothing(
+    client, world: World, clock
+) -> None:
+    """``record_orders_bulk(earn=True)``: the orders land with the points the dispatcher would have
+    given them, the buyer reaching a level is upgraded in the same transaction, and dispatching the
+    ``order.paid`` events afterwards earns nothing twice."""
+    from huiyuan.orders.bulk import record_orders_bulk
+    from huiyuan.tiers import service as tiers
+    from tests.tiers.helpers import register_test_gift, set_up_ladder
+
+    register_test_gift()
+    _setup(world, pending_days=3, rules=[PER_YUAN, GROWTH])
+    a = world.brands[0]
+    set_up_ladder(client, a.headers)
+    actor = system_for_brand(a.id)
+    imported, dispatched, climber = (enroll(client, a.headers)["id"] for _ in range(3))
+    with world.db.unit_of_work(actor.scope) as s:
+        ledger.earn(
+            s,
+            actor=actor,
+            member_id=climber,
+            point_type="growth",
+            amount=990,
+            key="seed",
+            source_type="adjust",
+        )
+    dispatch_pending(world.db)
+    with world.db.unit_of_work(actor.scope) as s:
+        later = record_orders_bulk(
+            s,
+            actor=actor,
+            orders=[order_body("L-1", member_id=dispatched), order_body("L-2", member_id=dispatched)],
+        )
+    with world.db.unit_of_work(actor.scope) as s:
+        now = record_orders_bulk(
+            s,
+            actor=actor,
+            orders=[
+                order_body("N-1", member_id=imported),
+                order_body("N-2", member_id=imported),
+                order_body("N-3", member_id=climber),
+            ],
+            earn=True,
+        )
+    assert [r.status for r in now + later] == ["created"] * 5
+    # Before any dispatch: the imported orders earned, the climber (990 + 18 growth) is silver.
+    assert _account(world, imported).pending == 360  # type: ignore[union-attr]
+    assert _account(world, imported, "growth").available == 36  # type: ignore[union-attr]
+    assert _account(world, dispatched) is None
+    with world.db.unit_of_work(actor.scope, write=False) as s:
+        level = tiers.current_tier(s, climber)
+        assert level is not None and level.code == "silver"
+    dispatch_pending(world.db)
+    dispatch_pending(world.db)
+    for member in (imported, dispatched):
+        assert _account(world, member).pending == 360  # type: ignore[union-attr]
+        assert _account(world, member, "growth").available == 36  # type: ignore[union-attr]
+    with world.db.unit_of_work(actor.scope, write=False) as s:
+        lots = {
+            (lot.source_id[0], lot.amount, lot.state, lot.expires_at, lot.activates_at - lot.earned_at)
+            for lot in s.scalars(select(PointLot).where(PointLot.source_type == "order"))
+            if lot.activates_at is not None
+        }
+        assert {(k, n) for k, n, *_ in lots} == {("N", 180), ("L", 180)}
+        assert len({tuple(rest) for _, *rest in lots}) == 1  # same state, expiry and return window
+        assert len(s.scalars(select(PointLot).where(PointLot.source_type == "order")).all()) == 2 * 5
+
+
+def test_capped_rules_earn_inside_the_batch_before_tiers_are_evaluated(client, world: World, clock) -> None:
+    """Orders the set-based path leaves to the per-order path (a capped rule) still earn before the
+    buyers' tiers are evaluated in the same dispatch batch, so the growth they bring counts at once,
+    and each cap holds across the batch exactly as order by order."""
+    from tests.tiers.helpers import register_test_gift, set_up_ladder
+
+    register_test_gift()
+    capped_growth = {**GROWTH, "caps": {"per_member": 30}}
+    _setup(world, rules=[PER_YUAN, capped_growth])
+    a = world.brands[0]
+    set_up_ladder(client, a.headers)
+    actor = system_for_brand(a.id)
+    climber = enroll(client, a.headers)["id"]
+    with world.db.unit_of_work(actor.scope) as s:
+        ledger.earn(
+            s,
+            actor=actor,
+            member_id=climber,
+            point_type="growth",
+            amount=990,
+            key="seed",
+            source_type="adjust",
+        )
+    dispatch_pending(world.db)
+    for n in range(3):
+        _order(client, world, climber, f"C-{n}")
+    dispatch_pending(world.db)  # one batch: three order.paid events
+    assert _account(world, climber, "growth").available == 990 + 30  # type: ignore[union-attr]
+    assert _account(world, climber).available == 3 * 180  # type: ignore[union-attr]
+    with world.db.unit_of_work(actor.scope, write=False) as s:
+        from huiyuan.tiers import service as tiers
+
+        level = tiers.current_tier(s, climber)
+        assert level is not None and level.code == "silver"

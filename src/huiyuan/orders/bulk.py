@@ -7,6 +7,11 @@ Each order stands alone: a bad one is reported and nothing of it is written, the
 fast path writes all valid orders inside one SAVEPOINT; if that fails (another writer recorded one of
 the numbers meanwhile) it falls back to one SAVEPOINT per order. Audit is one row per batch; every
 created order still gets its own ``order.paid`` event. Must not commit.
+
+With ``earn=True`` the batch preparers of those ``order.paid`` events (points earned set-based, the
+buyers' tiers evaluated) run in the import's transaction, so the orders land with their points; the
+events stay due, and when the dispatcher takes them their handlers find the work done. If a
+preparer fails, its work is rolled back (the orders stay) and the dispatcher does it later.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from huiyuan.kit.scope import Principal
 from huiyuan.orders import planning
 from huiyuan.orders.repository import OrderRepository
 from huiyuan.orders.schemas import BatchResult, OrderIn
+from huiyuan.outbox.dispatcher import run_preparers
 from huiyuan.outbox.models import OutboxEvent
 
 MAX_BATCH = 1000
@@ -74,9 +80,15 @@ def _write(session: Session, plans: Sequence[planning.OrderPlan], brand_id: int)
 
 
 def record_orders_bulk(
-    session: Session, *, actor: Principal, orders: Sequence[OrderIn | Mapping[str, Any]]
+    session: Session,
+    *,
+    actor: Principal,
+    orders: Sequence[OrderIn | Mapping[str, Any]],
+    earn: bool = False,
 ) -> list[BatchResult]:
-    """Record up to 1,000 orders, each on its own; one result per order, in the order given."""
+    """Record up to 1,000 orders, each on its own; one result per order, in the order given. With
+    ``earn``, the created orders also earn their points (and their buyers' tiers are evaluated)
+    in this transaction."""
     brand_id = actor.scope.require_brand()
     if len(orders) > MAX_BATCH:
         raise ValidationFailed(
@@ -146,6 +158,11 @@ def record_orders_bulk(
             results[n] = first_result.model_copy() if first_result is not None else None
         else:
             results[n] = BatchResult(order_number=number, status="duplicate", id=first.id)
+
+    if earn:
+        done = {n for n, r in enumerate(results) if r is not None and r.status == "created"}
+        created_plans = [plan for n, plan in plans if n in done]
+        run_preparers(session, [OutboxEvent(**row) for row in _paid_events(created_plans, brand_id)])
 
     final = [r for r in results if r is not None]
     created = [r.id for r in final if r.status == "created" and r.id is not None]

@@ -2,15 +2,25 @@
 
 ``dispatch_pending`` takes due, undispatched events in id order inside one writer transaction
 (PostgreSQL ``FOR UPDATE SKIP LOCKED`` so concurrent workers never take the same event; SQLite
-``BEGIN IMMEDIATE``), and for each event, inside a SAVEPOINT: runs the matching in-process
-handlers (``outbox.handlers``), creates one ``WebhookDelivery`` per active subscription of the
-event's brand whose patterns match, and marks the event dispatched. A failing handler rolls back
-only its event's savepoint: the event records the error and waits with exponential backoff while
-later events go on. It runs with no scope (system); sending webhooks is ``outbox.webhooks``' job.
+``BEGIN IMMEDIATE``), runs the batch preparers (``outbox.handlers.prepare``), and for each event:
+runs the matching in-process handlers (``outbox.handlers``), creates one ``WebhookDelivery`` per
+active subscription of the event's brand whose patterns match, and marks the event dispatched.
+
+The events of a batch are handled together inside one SAVEPOINT. If a handler raises, that
+savepoint is rolled back (with what handlers kept in ``session.info`` during it), the events before
+the failing one are handled together again, the failing one records the error and waits with
+exponential backoff (its handlers are not run again), and the events after it go on the same way:
+a failing handler costs only its own event, as if each event had a SAVEPOINT of its own.
+
+Preparers of one event type run in registration order, each in its own SAVEPOINT; once one fails,
+the later ones of that group are skipped (they may build on its work) and the per-event handlers do
+it all. ``run_preparers`` lets a bulk write run the preparers of the events it just wrote, in its
+own transaction. It runs with no scope (system); sending webhooks is ``outbox.webhooks``' job.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,9 +75,16 @@ def dispatch_pending(db: Database, *, batch: int = 200, now: datetime | None = N
         stats.taken = len(events)
         _prepare(session, events)
         subscriptions: dict[int, list[WebhookSubscription]] = {}
-        for event in events:
-            _dispatch_one(session, repo, event, now, stats, subscriptions)
+        _dispatch_all(session, repo, events, now, stats, subscriptions)
     return stats
+
+
+def run_preparers(session: Session, events: list[OutboxEvent]) -> None:
+    """Run the batch preparers of ``events``, written in this transaction and still due (a bulk
+    import that wants their effect at once, e.g. points earned). The events stay due; when they are
+    dispatched, their handlers find the work done. A failing preparer is rolled back and logged."""
+    load_handler_modules()
+    _prepare(session, events)
 
 
 def _prepare(session: Session, events: list[OutboxEvent]) -> None:
@@ -84,6 +101,95 @@ def _prepare(session: Session, events: list[OutboxEvent]) -> None:
                 log.warning(
                     "outbox preparer failed", event_type=event_type, brand_id=brand_id, error=str(exc)
                 )
+                break
+
+
+def _dispatch_all(
+    session: Session,
+    repo: OutboxRepository,
+    events: list[OutboxEvent],
+    now: datetime,
+    stats: DispatchStats,
+    subscriptions: dict[int, list[WebhookSubscription]],
+) -> None:
+    """Handle the events together; when one fails, the events before it are handled together
+    again, the failing one records its error without being run again, and the rest go on."""
+    rest = events
+    while rest:
+        failure = _together(session, repo, rest, now, stats, subscriptions)
+        if failure is None:
+            return
+        at, handler, exc = failure
+        if at >= len(rest):  # every handler ran; marking them failed: go event by event
+            for event in rest:
+                _dispatch_one(session, repo, event, now, stats, subscriptions)
+            return
+        if at and _together(session, repo, rest[:at], now, stats, subscriptions) is not None:
+            for event in rest[:at]:  # failed the second time: a handler is not deterministic
+                _dispatch_one(session, repo, event, now, stats, subscriptions)
+        _failed(rest[at], handler, exc, now, stats)
+        rest = rest[at + 1 :]
+
+
+def _together(
+    session: Session,
+    repo: OutboxRepository,
+    events: list[OutboxEvent],
+    now: datetime,
+    stats: DispatchStats,
+    subscriptions: dict[int, list[WebhookSubscription]],
+) -> tuple[int, str, Exception] | None:
+    """Handle ``events`` inside one SAVEPOINT. If a handler raises, everything is rolled back
+    (``session.info`` included) and ``(position of the event, handler, error)`` returned."""
+    memo = _memo(session)
+    attempt = DispatchStats()
+    done, current = 0, "dispatcher"
+    try:
+        with session.begin_nested():
+            for event in events:
+                for registration in handlers_for(event.type):
+                    current = registration.name
+                    _run_handler(session, registration.handler, event)
+                    attempt.handler_calls += 1
+                current = "webhooks"
+                attempt.deliveries += _fan_out(session, repo, event, now, subscriptions)
+                done += 1
+            # One statement for the batch: the events stay clean in the session, so the flush
+            # around each handler has nothing of the dispatcher's to write.
+            current = "dispatcher"
+            repo.mark_dispatched([e.id for e in events], now)
+    except Exception as exc:  # a handler's bug must not stop the other events
+        _restore(session, memo)
+        subscriptions.clear()
+        return done, current, exc
+    stats.dispatched += len(events)
+    stats.handler_calls += attempt.handler_calls
+    stats.deliveries += attempt.deliveries
+    return None
+
+
+# Handlers may remember things in ``session.info`` for the rest of a batch (a member already
+# evaluated); what they remembered inside a rolled-back SAVEPOINT must be forgotten with it.
+_Memo = dict[str, tuple[Any, Any]]
+
+
+def _memo(session: Session) -> _Memo:
+    return {
+        key: (value, copy.copy(value) if isinstance(value, set | dict | list) else None)
+        for key, value in session.info.items()
+    }
+
+
+def _restore(session: Session, memo: _Memo) -> None:
+    for key in [k for k in session.info if k not in memo]:
+        del session.info[key]
+    for key, (value, saved) in memo.items():
+        if isinstance(value, list):
+            value[:] = saved
+        elif saved is not None:
+            value.clear()
+            value.update(saved)
+        session.info[key] = value
 
 
 def _dispatch_one(
@@ -107,20 +213,25 @@ def _dispatch_one(
             event.next_attempt_at = None
             event.last_error = None
     except Exception as exc:  # a handler's bug must not stop the other events
-        event.attempts += 1
-        event.last_error = f"{current}: {type(exc).__name__}: {exc}"[:4000]
-        event.next_attempt_at = now + retry_delay(event.attempts)
-        stats.failed += 1
-        log.warning(
-            "outbox handler failed",
-            event_id=event.id,
-            event_type=event.type,
-            handler=current,
-            attempts=event.attempts,
-            error=str(exc),
-        )
+        _failed(event, current, exc, now, stats)
         return
     stats.dispatched += 1
+
+
+def _failed(event: OutboxEvent, handler: str, exc: Exception, now: datetime, stats: DispatchStats) -> None:
+    # The event's writes were rolled back with its SAVEPOINT: record the error, retry with backoff.
+    event.attempts += 1
+    event.last_error = f"{handler}: {type(exc).__name__}: {exc}"[:4000]
+    event.next_attempt_at = now + retry_delay(event.attempts)
+    stats.failed += 1
+    log.warning(
+        "outbox handler failed",
+        event_id=event.id,
+        event_type=event.type,
+        handler=handler,
+        attempts=event.attempts,
+        error=str(exc),
+    )
 
 
 def _run_handler(session: Session, handler: Any, event: OutboxEvent) -> None:

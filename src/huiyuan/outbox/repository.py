@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from huiyuan.outbox.models import OutboxEvent, WebhookDelivery, WebhookSubscription
@@ -34,6 +34,16 @@ class OutboxRepository:
             .with_for_update(skip_locked=True)
         )
         return list(self.session.scalars(stmt))
+
+    def mark_dispatched(self, event_ids: Sequence[int], now: datetime) -> None:
+        """Mark events dispatched in one statement (the objects in the session are not updated)."""
+        for start in range(0, len(event_ids), 500):
+            self.session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_(event_ids[start : start + 500]))
+                .values(dispatched_at=now, next_attempt_at=None, last_error=None)
+                .execution_options(synchronize_session=False)
+            )
 
     def pending_count(self) -> int:
         stmt = select(func.count()).select_from(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None))

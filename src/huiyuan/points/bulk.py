@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from huiyuan.kit.bulkinsert import insert_returning_ids
+from huiyuan.kit.bulkinsert import add_to_columns, executemany_rows, insert_returning_ids
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.scope import Principal
 from huiyuan.members.models import Member
@@ -114,17 +114,38 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
         for r in found_rules
     ]
     tz = earning._brand_tz(session, brand_id)
-    orders = list(
-        session.scalars(
-            select(Order).where(Order.id.in_(todo), Order.member_id.is_not(None)).order_by(Order.id)
+    # Plain rows, not ORM objects: only what rules and lots need, without identity-map upkeep.
+    orders: list[Any] = list(
+        session.execute(
+            select(
+                Order.id,
+                Order.order_number,
+                Order.member_id,
+                Order.store_id,
+                Order.channel,
+                Order.paid_at,
+                Order.paid_amount,
+                Order.deal_amount,
+            )
+            .where(Order.id.in_(todo), Order.member_id.is_not(None))
+            .order_by(Order.id)
         )
     )
     members = {
         m.id: m for m in session.scalars(select(Member).where(Member.id.in_({o.member_id for o in orders})))
     }
     lines: dict[int, list[rules.ItemFacts]] = defaultdict(list)
-    for item, path, maker in session.execute(
-        select(OrderItem, Category.path, Product.product_brand)
+    for item in session.execute(
+        select(
+            OrderItem.order_id,
+            OrderItem.sku,
+            OrderItem.category_id,
+            OrderItem.quantity,
+            OrderItem.amount,
+            OrderItem.paid_amount,
+            Category.path,
+            Product.product_brand,
+        )
         .outerjoin(Category, Category.id == OrderItem.category_id)
         .outerjoin(Product, Product.id == OrderItem.product_id)
         .where(OrderItem.order_id.in_([o.id for o in orders]))
@@ -134,8 +155,8 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
             rules.ItemFacts(
                 sku=item.sku,
                 category_id=item.category_id,
-                category_path=path,
-                product_brand=maker,
+                category_path=item.path,
+                product_brand=item.product_brand,
                 quantity=item.quantity,
                 amount=item.amount,
                 paid_amount=item.paid_amount,
@@ -151,7 +172,7 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
     types = {pt.code: pt for pt in session.scalars(select(PointType).where(PointType.brand_id == brand_id))}
     policies = {code: expiry_policy.parse_policy(pt.expiry_policy) for code, pt in types.items()}
 
-    planned: list[tuple[Order, rules.Grant]] = []
+    planned: list[tuple[Any, rules.Grant]] = []
     # Tier (current) and paid plan (as of each order's payment) for every member, read set-based.
     member_ids = sorted({o.member_id for o in orders if o.member_id is not None})
     current_tiers = earning._optional("huiyuan.tiers.service", "current_tiers")
@@ -353,33 +374,24 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
     if planned:
         lot_ids = insert_returning_ids(session, LOTS, lot_rows)
         entry_ids = insert_returning_ids(session, ENTRIES, entry_rows)
-        session.execute(
-            insert(MOVES),
+        executemany_rows(
+            session,
+            MOVES,
             [
                 {"brand_id": brand_id, "entry_id": e, "lot_id": lot, "amount": row["amount"]}
                 for e, lot, row in zip(entry_ids, lot_ids, lot_rows, strict=True)
             ],
         )
-        session.execute(
-            update(ACCOUNTS)
-            .where(ACCOUNTS.c.id == bindparam("b_id"))
-            .values(
-                available=ACCOUNTS.c.available + bindparam("b_a"),
-                pending=ACCOUNTS.c.pending + bindparam("b_p"),
-                earned_total=ACCOUNTS.c.earned_total + bindparam("b_e"),
-                updated_at=now,
-            ),
-            [{"b_id": a, "b_a": d[0], "b_p": d[1], "b_e": d[2]} for a, d in deltas.items()],
+        add_to_columns(
+            session,
+            ACCOUNTS,
+            [(a, {"available": d[0], "pending": d[1], "earned_total": d[2]}) for a, d in deltas.items()],
+            also={"updated_at": now},
         )
         per_rule: dict[int, int] = defaultdict(int)
         for _, g in planned:
             per_rule[g.rule_id] += g.points
-        session.execute(
-            update(RULES)
-            .where(RULES.c.id == bindparam("b_id"))
-            .values(granted_total=RULES.c.granted_total + bindparam("b_n")),
-            [{"b_id": r, "b_n": n} for r, n in per_rule.items()],
-        )
+        add_to_columns(session, RULES, [(r, {"granted_total": n}) for r, n in per_rule.items()], also={})
         session.execute(
             update(OPERATIONS)
             .where(OPERATIONS.c.id == bindparam("b_id"))
@@ -408,8 +420,9 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
                 )
             ],
         )
-        session.execute(
-            insert(EVENTS),
+        executemany_rows(
+            session,
+            EVENTS,
             [
                 {
                     "type": "points.earned",
@@ -417,7 +430,7 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
                     "aggregate_type": "member",
                     "aggregate_id": str(order.member_id),
                     "attempts": 0,
-                    "created_at": now,
+                    "occurred_at": now,
                     "next_attempt_at": now,
                     "payload": {
                         "member_id": order.member_id,

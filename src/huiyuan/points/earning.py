@@ -495,11 +495,17 @@ def _reserved_amount(session: Session, confirm_entry: PointEntry) -> int:
 # -- outbox handlers ------------------------------------------------------------------------------
 
 
+# Orders of this session's dispatch batch the preparer earned: their handler has nothing to look up.
+_PREPARED = "huiyuan.points.prepared_orders"
+
+
 @on("order.paid")
 def earn_on_order_paid(session: Session, event: OutboxEvent) -> None:
     if event.brand_id is None or not event.payload.get("member_id"):
         return
     order_id = int(event.payload["order_id"])
+    if order_id in session.info.get(_PREPARED, ()):
+        return
     handled = session.scalar(
         select(PointOperation.id).where(
             PointOperation.brand_id == event.brand_id, PointOperation.key == f"order:{order_id}:earned"
@@ -518,8 +524,15 @@ def earn_for_paid_orders(session: Session, events: list[OutboxEvent]) -> None:
     brand_id = events[0].brand_id
     if brand_id is None:
         return
+    actor = system_for_brand(brand_id)
     order_ids = [int(e.payload["order_id"]) for e in events if e.payload.get("member_id")]
-    earn_for_orders(session, actor=system_for_brand(brand_id), order_ids=order_ids)
+    result = earn_for_orders(session, actor=actor, order_ids=order_ids)
+    # What the set-based path leaves (capped rules, members with a debt) is earned here, order by
+    # order, so that every order of the batch has earned before the next preparer (tiers) runs.
+    for order_id in result.per_order:
+        earn_for_order(session, actor=actor, order_id=order_id)
+    session.flush()
+    session.info.setdefault(_PREPARED, set()).update(order_ids)
 
 
 @on("order.refunded")

@@ -12,6 +12,12 @@ Two evaluations are skipped because they cannot change the outcome:
   handler runs);
 * a second event of the same member in one dispatch batch: every event of a batch was committed
   before the batch was taken, so the first evaluation already saw what the later events announce.
+
+The ``order.paid`` events of a batch are evaluated together by a preparer
+(``service.evaluate_members``: a few queries for the whole batch, one by one only for members whose
+level may change). It runs after the points preparer of the same events, which earns every order
+of the batch (the dispatcher skips it if that preparer failed), so the growth they bring is seen;
+the per-event handler then finds the member evaluated and returns.
 """
 
 from __future__ import annotations
@@ -20,19 +26,26 @@ from sqlalchemy.orm import Session
 
 from huiyuan.benefits import registry as benefits
 from huiyuan.kit.scope import system_for_brand
-from huiyuan.outbox.handlers import on
+from huiyuan.outbox.handlers import on, prepare
 from huiyuan.outbox.models import OutboxEvent
 from huiyuan.tiers import service
+from huiyuan.tiers.models import TierLevel
 from huiyuan.tiers.repository import TierRepository
 
 _EVALUATED = "huiyuan.tiers.evaluated_in_batch"
+_LEVELS = "huiyuan.tiers.levels_in_batch"
+
+
+def _seen(session: Session) -> set[int]:
+    seen: set[int] = session.info.setdefault(_EVALUATED, set())
+    return seen
 
 
 def _evaluate(session: Session, event: OutboxEvent) -> None:
     member_id = event.payload.get("member_id")
     if member_id is None or event.brand_id is None:
         return
-    seen: set[int] = session.info.setdefault(_EVALUATED, set())
+    seen = _seen(session)
     if int(member_id) in seen:
         return
     service.evaluate_member(
@@ -44,6 +57,20 @@ def _evaluate(session: Session, event: OutboxEvent) -> None:
 @on("order.paid")
 def evaluate_after_order(session: Session, event: OutboxEvent) -> None:
     _evaluate(session, event)
+
+
+@prepare("order.paid")
+def evaluate_after_orders(session: Session, events: list[OutboxEvent]) -> None:
+    """Evaluate the buyers of a batch of paid orders (one brand) at once."""
+    brand_id = events[0].brand_id
+    if brand_id is None:
+        return
+    seen = _seen(session)
+    member_ids = {int(e.payload["member_id"]) for e in events if e.payload.get("member_id") is not None}
+    evaluated = service.evaluate_members(
+        session, actor=system_for_brand(brand_id), member_ids=sorted(member_ids - seen), reason="order.paid"
+    )
+    seen.update(evaluated)
 
 
 @on("points.earned")
@@ -63,7 +90,11 @@ def grant_level_benefits(session: Session, event: OutboxEvent) -> None:
         return
     if p.get("from_level") == p.get("to_level") and p.get("reason") != "retain":
         return
-    levels = TierRepository(session).levels(event.brand_id)
+    # The levels are read once per dispatch batch and brand (a batch may hold many tier changes).
+    known: dict[int, list[TierLevel]] = session.info.setdefault(_LEVELS, {})
+    if event.brand_id not in known:
+        known[event.brand_id] = TierRepository(session).levels(event.brand_id)
+    levels = known[event.brand_id]
     level = next((lv for lv in levels if lv.code == p["to_level"]), None)
     if level is None or not level.benefits:
         return

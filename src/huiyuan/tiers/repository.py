@@ -50,12 +50,26 @@ class TierRepository:
 
     # -- member states and changes ---------------------------------------------------------------
 
-    def states(self, member_ids: list[int]) -> dict[int, MemberTier]:
-        """Current tier rows of many members (those never evaluated are missing)."""
+    def states(self, member_ids: Sequence[int], *, for_update: bool = False) -> dict[int, MemberTier]:
+        """Current tier rows of many members (those never evaluated are missing); ``for_update``
+        locks them in member order."""
         if not member_ids:
             return {}
         stmt = select(MemberTier).where(MemberTier.member_id.in_(member_ids))
+        if for_update:  # the rows as they are once locked, even if read before
+            stmt = (
+                stmt.order_by(MemberTier.member_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
         return {row.member_id: row for row in self.session.scalars(stmt)}
+
+    def members(self, member_ids: Sequence[int]) -> dict[int, Member]:
+        """Members by id (a batch being evaluated)."""
+        if not member_ids:
+            return {}
+        stmt = select(Member).where(Member.id.in_(member_ids))
+        return {m.id: m for m in self.session.scalars(stmt)}
 
     def state(self, member_id: int, *, for_update: bool = False) -> MemberTier | None:
         stmt = select(MemberTier).where(MemberTier.member_id == member_id)
@@ -137,3 +151,39 @@ class BasisRepository:
         )
         total, best = self.session.execute(stmt).one()
         return (total or ZERO, best or ZERO)
+
+    def growth_by_member(self, member_ids: Sequence[int], start: datetime, end: datetime) -> dict[int, int]:
+        """``growth`` for many members in one query (members with none are missing)."""
+        if not member_ids:
+            return {}
+        growth_types = select(PointType.id).where(PointType.kind == "growth")
+        stmt = (
+            select(PointEntry.member_id, func.coalesce(func.sum(PointEntry.amount), 0))
+            .where(
+                PointEntry.member_id.in_(member_ids),
+                PointEntry.point_type_id.in_(growth_types),
+                PointEntry.kind.in_(GROWTH_ENTRY_KINDS),
+                PointEntry.occurred_at >= start,
+                PointEntry.occurred_at <= end,
+            )
+            .group_by(PointEntry.member_id)
+        )
+        return {int(member_id): int(total or 0) for member_id, total in self.session.execute(stmt)}
+
+    def spend_by_member(
+        self, member_ids: Sequence[int], start: datetime, end: datetime
+    ) -> dict[int, tuple[Decimal, Decimal]]:
+        """``spend`` for many members in one query (members without orders are missing)."""
+        if not member_ids:
+            return {}
+        net = Order.paid_amount - Order.refunded_amount
+        stmt = (
+            select(Order.member_id, type_coerce(func.sum(net), Money), type_coerce(func.max(net), Money))
+            .where(Order.member_id.in_(member_ids), Order.paid_at >= start, Order.paid_at <= end)
+            .group_by(Order.member_id)
+        )
+        return {
+            int(member_id): (total or ZERO, best or ZERO)
+            for member_id, total, best in self.session.execute(stmt)
+            if member_id is not None
+        }

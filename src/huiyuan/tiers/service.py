@@ -24,6 +24,7 @@ Policies:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -41,7 +42,7 @@ from huiyuan.outbox.service import emit
 from huiyuan.tiers import policy
 from huiyuan.tiers.ladder import Ladder, load_ladder, require_ladder
 from huiyuan.tiers.models import MemberTier, TierChange, TierLevel
-from huiyuan.tiers.repository import BasisRepository, TierRepository
+from huiyuan.tiers.repository import ZERO, BasisRepository, TierRepository
 
 # A member not reviewed for years is settled period by period, up to this many at once.
 MAX_SETTLEMENTS = 24
@@ -170,10 +171,16 @@ def _record_change(
 def _ensure_state(
     session: Session, *, actor: Principal, ladder: Ladder, member: Member, now: datetime
 ) -> MemberTier:
-    repo = TierRepository(session)
-    state = repo.state(member.id, for_update=True)
+    state = TierRepository(session).state(member.id, for_update=True)
     if state is not None:
         return state
+    return _create_state(session, actor=actor, ladder=ladder, member=member, now=now)
+
+
+def _create_state(
+    session: Session, *, actor: Principal, ladder: Ladder, member: Member, now: datetime
+) -> MemberTier:
+    """A member's first tier state: the base level, recorded as the ``initial`` change."""
     state = MemberTier(brand_id=member.brand_id, member_id=member.id, level_id=ladder.base.id, since=now)
     session.add(state)
     session.flush()
@@ -267,12 +274,17 @@ def _upgrade_if_reached(
     state: MemberTier,
     now: datetime,
     trigger: str,
+    values: Values | None = None,
 ) -> None:
     current = ladder.by_id(state.level_id)
     candidates = [lv for lv in ladder.levels if lv.rank > current.rank and lv.upgrade is not None]
     if not candidates:
         return
-    basis = basis_for(session, state, member.id, _current_window(ladder, now))
+    window = _current_window(ladder, now)
+    if values is None:
+        basis = basis_for(session, state, member.id, window)
+    else:
+        basis = _basis_of(values, state, window)
     reached = [lv for lv in candidates if policy.is_met(lv.upgrade, basis)]
     if not reached:
         return
@@ -315,8 +327,22 @@ def evaluate_member(
     ladder = ladder or load_ladder(session, member.brand_id)
     if ladder is None:
         return None
-    now = utcnow()
-    state = _ensure_state(session, actor=actor, ladder=ladder, member=member, now=now)
+    return _evaluate(session, actor=actor, ladder=ladder, member=member, now=utcnow(), reason=reason)
+
+
+def _evaluate(
+    session: Session,
+    *,
+    actor: Principal,
+    ladder: Ladder,
+    member: Member,
+    now: datetime,
+    reason: str,
+    values: Values | None = None,
+    state: MemberTier | None = None,
+) -> MemberTier:
+    if state is None:  # not read and locked by the caller
+        state = _ensure_state(session, actor=actor, ladder=ladder, member=member, now=now)
     if member.status == "closed":
         return state
     for _ in range(MAX_SETTLEMENTS):
@@ -326,10 +352,99 @@ def evaluate_member(
     if state.override_until is not None and state.override_until <= now:
         state.override_level_id = state.override_until = state.override_reason = None
     _upgrade_if_reached(
-        session, actor=actor, ladder=ladder, member=member, state=state, now=now, trigger=reason
+        session,
+        actor=actor,
+        ladder=ladder,
+        member=member,
+        state=state,
+        now=now,
+        trigger=reason,
+        values=values,
     )
     session.flush()
     return state
+
+
+def evaluate_members(
+    session: Session, *, actor: Principal, member_ids: Sequence[int], reason: str
+) -> list[int]:
+    """``evaluate_member`` for many members of the actor's brand (a batch of paid orders): the
+    ladder, the states and the values of the current window are read for all of them in a few
+    queries, and only the members whose level may change (no state yet, an end of validity or an
+    override end due, a higher level reached) are evaluated one by one, in member order. Returns
+    the members evaluated; empty when the brand has no tier program."""
+    brand_id = actor.scope.require_brand()
+    ladder = load_ladder(session, brand_id)
+    if ladder is None:
+        return []
+    ids = sorted(set(member_ids))
+    now = utcnow()
+    window = _current_window(ladder, now)
+    tiers, basis = TierRepository(session), BasisRepository(session)
+    states: dict[int, MemberTier] = {}
+    values: dict[int, Values] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        states.update(tiers.states(chunk))
+        growth = basis.growth_by_member(chunk, window.start, window.end)
+        spend = basis.spend_by_member(chunk, window.start, window.end)
+        for member_id in chunk:
+            total, best = spend.get(member_id, (ZERO, ZERO))
+            values[member_id] = (growth.get(member_id, 0), total, best)
+    changing = [
+        member_id
+        for member_id in ids
+        if member_id not in states or _may_change(ladder, states[member_id], now, values[member_id], window)
+    ]
+    members = tiers.members(changing)
+    locked = tiers.states([m for m in changing if m in states], for_update=True)
+    for member_id in changing:
+        member = members.get(member_id)
+        if member is None:
+            raise NotFound(f"Member {member_id} was not found.")
+        _evaluate(
+            session,
+            actor=actor,
+            ladder=ladder,
+            member=member,
+            now=now,
+            reason=reason,
+            values=values[member_id],
+            # Read in this batch: locked, or known to be missing (a concurrent first evaluation
+            # then fails the batch on the unique member, and the per-event handlers take over).
+            state=locked.get(member_id)
+            or _create_state(session, actor=actor, ladder=ladder, member=member, now=now),
+        )
+    return ids
+
+
+# A member's growth, spend and best single order in the current window, read for a batch at once.
+Values = tuple[int, Decimal, Decimal]
+
+
+def _basis_of(values: Values, state: MemberTier, window: policy.Window) -> policy.Basis:
+    growth, spend, best = values
+    return policy.Basis(
+        growth=growth, spend=spend, single_order=best, rfm_score=state.rfm_score, window=window
+    )
+
+
+def _may_change(
+    ladder: Ladder, state: MemberTier, now: datetime, values: Values, window: policy.Window
+) -> bool:
+    # What ``evaluate_member`` would act on: a settlement or an override end that is due, or a
+    # higher level whose upgrade condition is met in the current window.
+    if state.review_at is not None and state.review_at <= now:
+        return True
+    if state.override_until is not None and state.override_until <= now:
+        return True
+    current = ladder.by_id(state.level_id)
+    basis = _basis_of(values, state, window)
+    return any(
+        policy.is_met(lv.upgrade, basis)
+        for lv in ladder.levels
+        if lv.rank > current.rank and lv.upgrade is not None
+    )
 
 
 def override_tier(
