@@ -230,19 +230,38 @@ def entries(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table
                 else_=flagged.reached,
             )
         ).drop("hit_id")
-    # One entry per person: furthest, then earliest.
-    chosen = cur.mutate(
-        _pick=ibis.row_number().over(
-            group_by=cur.person, order_by=[ibis.desc(cur.reached), cur.t1, cur.entry_id]
-        )
-    )
-    chosen = chosen.filter(chosen._pick == 0)
+    chosen = _pick(cur, n, exact_first=bool(request.breakdown))
     if request.attribution == "first_touch":
         value = chosen.b1
     else:
         k = int(request.attribution[5:])
         value = ibis.cases((chosen.reached >= k, chosen[f"b{k}"]), else_=ibis.null("string"))
     return chosen.mutate(breakdown=value)
+
+
+def _pick(cur: ir.Table, n: int, exact_first: bool) -> ir.Table:
+    """One entry per person: the furthest, then the earliest (``t1``), then the lowest id.
+
+    A ``row_number()`` over every entry sorts them all by person (2.1 of 3.3 s on 10M events), so
+    it ranks only the converting entries (reached ≥ 2, few); a person who reached step 1 only is
+    one hash aggregate: the earliest ``t1`` and its day (days follow the time). When the entry's own
+    breakdown value is needed (``exact_first``), every entry is ranked as before."""
+
+    def ranked(t: ir.Table) -> ir.Table:
+        r = t.mutate(
+            _pick=ibis.row_number().over(group_by=t.person, order_by=[ibis.desc(t.reached), t.t1, t.entry_id])
+        )
+        return r.filter(r._pick == 0).drop("_pick")
+
+    if exact_first or n == 1:
+        return ranked(cur)
+    converting = ranked(cur.filter(cur.reached >= 2))
+    per = cur.group_by("person").aggregate(_most=cur.reached.max(), _t1=cur.t1.min(), _d1=cur.d1.min())
+    once = per.filter(per._most == 1)
+    schema = converting.schema()
+    filled = {name: ibis.null(schema[name]) for name in converting.columns}
+    filled.update(person=once.person, t1=once._t1, d1=once._d1, reached=ibis.literal(1, schema["reached"]))
+    return converting.union(once.select(**{name: filled[name] for name in converting.columns}))
 
 
 def funnel(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table:

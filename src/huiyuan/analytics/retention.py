@@ -102,31 +102,40 @@ def cohorts(events: ir.Table, brand_id: int, request: RetentionRequest) -> ir.Ta
         brand.date_key >= _key(request.start),
         brand.date_key <= _key(request.end),
     )
-    starts = starts.mutate(
+    # Only the columns the cohorts need go further: a window over the wide event rows (properties,
+    # context) costs several times the query.
+    starts = starts.select(
+        person=starts.person_key,
+        ts=starts.ts,
+        event_id=starts.event_id,
         cohort=_bucket(business_day(starts.date_key), unit),
         value=_text(starts, request.breakdown) if request.breakdown else ibis.null("string"),
     )
-    order = [starts.ts, starts.event_id]
-    if request.cohort == "first_time":
-        ranked = starts.mutate(_n=ibis.row_number().over(group_by=starts.person_key, order_by=order))
+    if request.breakdown is None:
+        # Without a breakdown an entry is its person and bucket: the first-time cohort is the earliest
+        # bucket (buckets follow the event time), a recurring one every bucket — plain aggregates.
+        if request.cohort == "first_time":
+            entries = starts.group_by("person").aggregate(cohort=starts.cohort.min())
+        else:
+            entries = starts.select("person", "cohort").distinct()
+        entries = entries.mutate(value=ibis.null("string"))
     else:
-        ranked = starts.mutate(
-            _n=ibis.row_number().over(group_by=[starts.person_key, starts.cohort], order_by=order)
-        )
-    entries = ranked.filter(ranked._n == 0).select(
-        person=ranked.person_key, cohort=ranked.cohort, value=ranked.value
-    )
+        # The breakdown value is the entry event's: the first event of the person (or of the bucket).
+        by = ["person"] if request.cohort == "first_time" else ["person", "cohort"]
+        ranked = starts.mutate(_n=ibis.row_number().over(group_by=by, order_by=[starts.ts, starts.event_id]))
+        entries = ranked.filter(ranked._n == 0).select("person", "cohort", "value")
     returns = brand.filter(_matches(brand, request.return_event))
     returns = returns.select(
         rp=returns.person_key, rbucket=_bucket(business_day(returns.date_key), unit)
     ).distinct()
-    joined = entries.join(returns, entries.person == returns.rp)
-    joined = joined.mutate(n=_index(joined.rbucket, joined.cohort, unit)).filter(lambda t: t.n >= 1)
-    per = joined.group_by(["person", "cohort"]).aggregate(
+    # One pass over the entries: those that never returned keep a row with null periods.
+    joined = entries.left_join(returns, entries.person == returns.rp)
+    joined = joined.mutate(n=_index(joined.rbucket, joined.cohort, unit))
+    later = joined.n >= 1
+    return joined.group_by(["person", "cohort", "value"]).aggregate(
         **{f"r{k}": (joined.n == k).any() for k in range(1, request.periods + 1)},
-        last_n=joined.n.max(),
+        last_n=joined.n.max(where=later),
     )
-    return entries.left_join(per, ["person", "cohort"]).drop("person_right", "cohort_right")
 
 
 def retention(events: ir.Table, brand_id: int, request: RetentionRequest) -> ir.Table:
