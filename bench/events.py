@@ -1,8 +1,8 @@
 """(g) Event ingestion: ``POST /v1/batch`` through the real server (``huiyuan serve``, one uvicorn
-worker) with batches of 100 and 500 Segment messages, events/s and p50/p99 per request, against a raw
-insert baseline in the same run: the very same rows (as the ingestion path prepares them) inserted with
-a plain ``sqlite3`` executemany into the same ``events`` table, one transaction per batch. The ratio
-is API / raw.
+worker, or ``--workers N`` processes) with batches of 100 and 500 Segment messages, events/s and
+p50/p99 per request, against a raw insert baseline in the same run: the very same rows (as the
+ingestion path prepares them) inserted with a plain ``sqlite3`` executemany into the same ``events``
+table, one transaction per batch. The ratio is API / raw.
 
 Where the time goes: the same requests replayed in-process through each stage (decode = gzip-less
 JSON parse and limits, prepare = spec + plan checks + row encoding, write = the executemany and commit),
@@ -13,8 +13,11 @@ do, instead of ids that grow within a request (the default, comparable with earl
 unique ``(source_id, message_id)`` index then takes one random page per row, on the API and the raw
 baseline alike.
 
-``python -m bench.events [--seconds 10] [--clients 2] [--message-ids sequential|uuid] [--profile]``
-runs alone on a fresh database; ``python -m bench.run --only events`` runs it in the suite.
+``--workers N`` serves with ``huiyuan serve --workers N`` (N processes; the clients default to 2 per
+process, since a keep-alive connection stays with the process that accepted it).
+
+``python -m bench.events [--seconds 10] [--workers 1] [--clients 2] [--message-ids sequential|uuid]
+[--profile]`` runs alone on a fresh database; ``python -m bench.run --only events`` runs it in the suite.
 """
 
 from __future__ import annotations
@@ -28,15 +31,19 @@ import pstats
 import random
 import shutil
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.common import emit, hammer, server
+from bench.common import BENCH_ENV, emit, free_port, hammer, server
 
 PAGES = ("/", "/category/knitwear", "/p/LX-TOP-0001", "/search", "/cart", "/member")
 EVENTS = ("Product Viewed", "Product Added", "Element Clicked", "Checkout Started", "Order Paid")
@@ -130,8 +137,50 @@ def make_source(url: str, brand_id: int) -> tuple[int, str]:
     return source_id, issued.write_key
 
 
+@contextmanager
+def _serving(url: str, workers: int) -> Iterator[str]:
+    """``huiyuan serve --no-worker`` on a free port, one process or ``--workers N``; its base URL."""
+    if workers == 1:
+        with server(url) as base:
+            yield base
+        return
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "huiyuan", "serve", "--no-worker", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--db", url, "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, env={**os.environ, **BENCH_ENV}, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/ping", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start (exit code {proc.poll()})")
+            time.sleep(0.2)
+        time.sleep(2.0)  # every process has built its app, not only the first to answer
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _api(
-    base: str, write_key: str, size: int, *, clients: int, seconds: float, uuid_ids: bool = False
+    base: str,
+    write_key: str,
+    size: int,
+    *,
+    clients: int,
+    seconds: float,
+    uuid_ids: bool = False,
+    workers: int = 1,
 ) -> dict[str, Any]:
     bodies = [_Bodies(size, uuid_ids=uuid_ids) for _ in range(clients)]  # one per client thread
     auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
@@ -157,7 +206,7 @@ def _api(
         clients=clients,
         seconds=round(r.seconds, 1),
         message_ids="uuid" if uuid_ids else "sequential",
-        server="huiyuan serve --no-worker (1 uvicorn worker)",
+        server=f"huiyuan serve --no-worker --workers {workers}",
         db="sqlite",
     )
     return figure
@@ -263,9 +312,10 @@ def run(
     brand_id: int,
     *,
     seconds: float,
-    clients: int = 2,
+    clients: int | None = None,
     profile: bool = False,
     message_ids: str = "sequential",
+    workers: int = 1,
 ) -> None:
     """The API figures for batches of 100 and 500, the raw baseline of the same rows, the ratio."""
     from huiyuan.kit.db import Database
@@ -273,9 +323,12 @@ def run(
     uuid_ids = message_ids == "uuid"
     source_id, write_key = make_source(url, brand_id)
     api: dict[int, dict[str, Any]] = {}
-    with server(url) as base:
+    clients = clients or 2 * workers
+    with _serving(url, workers) as base:
         for size in (100, 500):
-            api[size] = _api(base, write_key, size, clients=clients, seconds=seconds, uuid_ids=uuid_ids)
+            api[size] = _api(
+                base, write_key, size, clients=clients, seconds=seconds, uuid_ids=uuid_ids, workers=workers
+            )
     db = Database(url)
     path = db.engine.url.database or ""
     db.dispose()
@@ -299,6 +352,7 @@ def run(
             "api/raw",
             batch=size,
             goal="≥ 50k events/s on 2 cores",
+            workers=workers,
         )
         _stages(
             url,
@@ -329,7 +383,8 @@ def _fresh_database() -> tuple[Path, str, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (huiyuan serve --workers)")
+    parser.add_argument("--clients", type=int, default=None, help="client threads (default: 2 per worker)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the in-process path")
     parser.add_argument(
         "--message-ids",
@@ -347,6 +402,7 @@ def main(argv: list[str] | None = None) -> None:
             clients=args.clients,
             profile=args.profile,
             message_ids=args.message_ids,
+            workers=args.workers,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

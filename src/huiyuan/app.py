@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -62,4 +63,14 @@ def create_app(
     from huiyuan.routes import include_routers
 
     include_routers(app)
+    return app
+
+
+def served_app() -> FastAPI:
+    """The app of one process of ``huiyuan serve --workers N`` (uvicorn calls it in each process).
+    Never runs the background worker: the supervising process does (``cli.main.run_server``)."""
+    app = create_app(start_worker=False)
+    # As in the single-process server: long-lived objects leave the collector's passes.
+    gc.collect()
+    gc.freeze()
     return app

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Processes of ``huiyuan serve`` (uvicorn workers); ``--workers`` overrides it.
+    serve_workers: int = Field(default=1, ge=1)
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -4,7 +4,8 @@ A write key (``hyw_`` + 32 random characters) identifies a source, not a person 
 in web pages and apps, can only add events to its own source, and is stored like an API key — a
 SHA-256 of a 190-bit secret, compared by lookup of the hash — so a database leak does not hand
 it out. Each source has its own rate limit, counted in messages (a batch of 500 costs 500) with the
-``limits`` sliding-window counter on the same storage as the API keys' limits.
+``limits`` sliding-window counter on the same storage as the API keys' limits. With several server
+processes and the in-process ``memory://`` storage, each process admits its share of the limit.
 """
 
 from __future__ import annotations
@@ -264,8 +265,19 @@ def source_for_system(session: Session, source_id: int) -> SourceInfo:
 
 
 @lru_cache(maxsize=256)
-def _rate(expression: str) -> RateLimitItem:
-    return parse(expression)
+def _rate(expression: str, processes: int = 1) -> RateLimitItem:
+    item = parse(expression)
+    if processes <= 1:
+        return item
+    return type(item)(math.ceil(item.amount / processes), item.multiples, item.namespace)
+
+
+def _processes_counting_apart() -> int:
+    """How many server processes keep their own counts: ``memory://`` lives in one process, so with
+    ``huiyuan serve --workers N`` each admits 1/N of a limit and together they never exceed it (a
+    shared storage such as ``redis://`` counts for all and needs no share)."""
+    settings = get_settings()
+    return settings.serve_workers if settings.rate_limit_storage.startswith("memory://") else 1
 
 
 @lru_cache
@@ -285,11 +297,13 @@ def check_rate(source: SourceInfo, messages: int) -> None:
     if messages <= 0:
         return
     expression = source.rate_limit or DEFAULT_RATE_LIMIT
-    item = _rate(expression)
+    item = _rate(expression, _processes_counting_apart())
     bucket = "events:" + source.key_hash[:24]  # the hash, not the id: ids repeat across databases
     if messages > item.amount:
         raise RateLimited(
-            f"{messages} messages in one request exceed this source's whole limit ({expression}).",
+            f"{messages} messages in one request exceed this source's whole limit ({expression}"
+            + (f", {item.amount} per server process" if item.amount != _rate(expression).amount else "")
+            + ").",
             headers={"Retry-After": str(item.get_expiry())},
         )
     rate = limiter()
