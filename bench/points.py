@@ -1,6 +1,6 @@
 """(d) Points: the expiry job over many lots, checkout reserve + confirm, and earning from orders.
 
-* ``points.expire`` — lots/s of the ``points.expire`` job (``sweeps.expire_due_bulk``, 5,000 lots a
+* ``points.expire`` — lots/s of the ``points.expire`` job (``sweeps.expire_due_bulk``, 20,000 lots a
   transaction, with checkpoints and progress) over ``--lots`` due lots spread over members five lots
   each, against the plain baseline in the same database: one ``UPDATE point_lots SET state =
   'expired', remaining = 0`` over the same number of due lots (what any expiry must at least do,
@@ -172,6 +172,7 @@ def run_expiry(world: BenchWorld, *, lots: int) -> None:
     from huiyuan.jobs.registry import get_job
     from huiyuan.kit.db import Database
     from huiyuan.kit.scope import system_for_brand
+    from huiyuan.points import jobs
     from huiyuan.points.models import PointLot
 
     db = Database(world.url)
@@ -230,6 +231,7 @@ def run_expiry(world: BenchWorld, *, lots: int) -> None:
             .select_from(PointLot)
             .where(PointLot.brand_id == brand_id, PointLot.state == "active")
         )
+    dialect = db.engine.dialect.name
     db.dispose()
     assert result is not None
     emit(
@@ -242,8 +244,8 @@ def run_expiry(world: BenchWorld, *, lots: int) -> None:
         active_left=left,
         baseline_update_lots_per_s=round(lots / baseline, 1),
         ratio_to_bare_update=round((result["lots"] / elapsed) / (lots / baseline), 3),
-        chunk=5000,
-        db="sqlite",
+        chunk=jobs.EXPIRE_CHUNK,
+        db=dialect,
     )
 
 
