@@ -457,3 +457,33 @@ def test_capped_rules_earn_inside_the_batch_before_tiers_are_evaluated(client, w
 
         level = tiers.current_tier(s, climber)
         assert level is not None and level.code == "silver"
+
+
+def test_batch_api_earns_when_asked(client, world: World, clock) -> None:
+    """``POST /api/v1/orders/batch`` with ``earn: true``: the buyer's points are there when the request
+    returns; without it they wait for the dispatcher; dispatching afterwards adds nothing to either."""
+    _setup(world, rules=[PER_YUAN])
+    a = world.brands[0]
+    now_buyer, later_buyer = (enroll(client, a.headers)["id"] for _ in range(2))
+    dispatch_pending(world.db)
+
+    def available(member_id: int) -> int:
+        r = client.get(f"/api/v1/members/{member_id}/points", headers=a.headers)
+        assert r.status_code == 200, r.text
+        return sum(b["available"] + b["pending"] for b in r.json()["balances"] if b["point_type"] == "points")
+
+    r = client.post(
+        "/api/v1/orders/batch",
+        json={"orders": [order_body("E-1", member_id=now_buyer)], "earn": True},
+        headers=a.headers,
+    )
+    assert r.status_code == 200 and r.json()["created"] == 1, r.text
+    r = client.post(
+        "/api/v1/orders/batch", json={"orders": [order_body("E-2", member_id=later_buyer)]}, headers=a.headers
+    )
+    assert r.status_code == 200 and r.json()["created"] == 1, r.text
+    assert (available(now_buyer), available(later_buyer)) == (180, 0)
+    dispatch_pending(world.db)
+    assert (available(now_buyer), available(later_buyer)) == (180, 180)
+    bad = client.post("/api/v1/orders/batch", json={"orders": [], "earn": "maybe"}, headers=a.headers)
+    assert bad.status_code == 422

@@ -130,7 +130,7 @@ def record_order(data: OrderIn, response: Response, session: SessionDep, actor: 
 
 @router.post("/orders/batch", response_model=OrderBatchOut, summary="Record up to 1,000 orders")
 def record_orders_batch(data: OrderBatchIn, session: SessionDep, actor: Writer) -> OrderBatchOut:
-    results = bulk.record_orders_bulk(session, actor=actor, orders=data.orders)
+    results = bulk.record_orders_bulk(session, actor=actor, orders=data.orders, earn=data.earn)
     return OrderBatchOut(
         created=sum(1 for r in results if r.status == "created"),
         duplicates=sum(1 for r in results if r.status == "duplicate"),

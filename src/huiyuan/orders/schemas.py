@@ -307,6 +307,14 @@ class OrderBatchIn(BaseModel):
     orders: list[dict[str, Any]] = Field(
         min_length=1, max_length=1000, description="Orders, each shaped like the body of POST /api/v1/orders"
     )
+    earn: bool = Field(
+        False,
+        description=(
+            "Earn the created orders' points (and evaluate their buyers' tiers) in the same transaction, "
+            "instead of leaving it to the outbox worker; the order.paid events are still written and "
+            "earn nothing twice"
+        ),
+    )
 
 
 class BatchResult(BaseModel):
