@@ -233,6 +233,12 @@ def test_funnel_page_table_chart_and_csv(client: Any, world: World, analyst: Pat
     option = _option(html, "funnel-chart")
     assert option["series"][0]["data"] == [4, 2, 1] and option["series"][1]["data"] == [100.0, 50.0, 50.0]
     assert '<option value="Product Viewed">' in html and OTHER not in html
+    # The trend by entry day: entered and converted (reached the last step) people per day.
+    trend = _option(html, "funnel-trend")
+    entered, converted = trend["series"][0]["data"], trend["series"][1]["data"]
+    assert sum(entered) == 4 and sum(converted) == 1 and len(entered) == len(trend["xAxis"]["data"])
+    weekly = _option(client.get(FUNNEL + "&grain=week").text, "funnel-trend")
+    assert sum(weekly["series"][0]["data"]) == 4 and len(weekly["xAxis"]["data"]) <= len(entered)
 
     csv_url = re.search(r'href="(/console/analytics/funnel\.csv\?[^"]+)"', html)
     assert csv_url

@@ -206,6 +206,7 @@ class FunnelForm:
     steps: list[str] = field(default_factory=list)
     mode: str = "sequential"
     window_hours: int = 24
+    grain: str = "day"
 
     def complete(self, console: Console) -> FunnelForm:
         last = self.end or today(console)
@@ -215,6 +216,7 @@ class FunnelForm:
             steps=[s.strip() for s in self.steps if s.strip()][:MAX_STEPS],
             mode=self.mode,
             window_hours=self.window_hours,
+            grain=self.grain if self.grain in UNITS else "day",
         )
 
     def request(self) -> funnel.FunnelRequest:
@@ -236,6 +238,7 @@ class FunnelForm:
                 "step": self.steps,
                 "mode": self.mode,
                 "window_hours": self.window_hours,
+                "grain": self.grain,
             }
         )
 
@@ -246,8 +249,11 @@ def funnel_form(
     step: Annotated[list[str] | None, Query(max_length=200)] = None,
     mode: Annotated[str, Query(max_length=20)] = "sequential",
     window_hours: Annotated[int, Query(ge=1, le=90 * 24)] = 24,
+    grain: Annotated[str, Query(max_length=10)] = "day",
 ) -> FunnelForm:
-    return FunnelForm(start=start, end=end, steps=step or [], mode=mode, window_hours=window_hours)
+    return FunnelForm(
+        start=start, end=end, steps=step or [], mode=mode, window_hours=window_hours, grain=grain
+    )
 
 
 def _funnel_rows(form: FunnelForm, brand_id: int) -> list[dict[str, Any]]:
@@ -255,6 +261,13 @@ def _funnel_rows(form: FunnelForm, brand_id: int) -> list[dict[str, Any]]:
     with warehouse() as wh:
         rows = wh.rows(funnel.funnel, wh.table("fact_events"), brand_id, request)
     return [{**r, **funnel.rates(r, len(request.steps))} for r in rows]
+
+
+def _funnel_trend(form: FunnelForm, brand_id: int) -> list[dict[str, Any]]:
+    """People entering and converting (reaching the last step) per entry day, week or month."""
+    request = form.request()
+    with warehouse() as wh:
+        return wh.rows(funnel.trend, wh.table("fact_events"), brand_id, request, form.grain)
 
 
 def _event_names(brand_id: int) -> list[str]:
@@ -267,7 +280,13 @@ def funnel_page(
     request: Request, console: Reader, form: Annotated[FunnelForm, Depends(funnel_form)]
 ) -> Response:
     form = form.complete(console)
-    context: dict[str, Any] = {"form": form, "modes": FUNNEL_MODES, "max_steps": MAX_STEPS, "events": []}
+    context: dict[str, Any] = {
+        "form": form,
+        "modes": FUNNEL_MODES,
+        "units": UNITS,
+        "max_steps": MAX_STEPS,
+        "events": [],
+    }
     if blocked(console) or console.brand_id is None:
         return _page(request, console, "analytics_funnel.html", context)
     context["events"] = _event_names(console.brand_id)
@@ -308,6 +327,25 @@ def funnel_page(
             },
         ],
     )
+    trend = [] if empty else _funnel_trend(form, console.brand_id)
+    trend_option = bar_option(
+        [r["bucket"] for r in trend],
+        [
+            {"name": translate(lang, "analysis.entered"), "data": [int(r["entered"]) for r in trend]},
+            {
+                "name": translate(lang, "analysis.converted"),
+                "data": [int(r["converted"] or 0) for r in trend],
+            },
+            {
+                "name": translate(lang, "analysis.conversion_rate"),
+                "type": "line",
+                "axis": 1,
+                "data": [
+                    pct(int(r["converted"] or 0) / int(r["entered"])) if r["entered"] else None for r in trend
+                ],
+            },
+        ],
+    )
     return _page(
         request,
         console,
@@ -317,6 +355,8 @@ def funnel_page(
             "steps": steps,
             "empty": empty,
             "option": option,
+            "trend": trend,
+            "trend_option": trend_option,
             "csv": "/console/analytics/funnel.csv?" + form.query(),
         },
     )
