@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +22,7 @@ import pytest
 from huiyuan.settings import get_settings
 from huiyuan.warehouse import schema
 from tests.conftest import World
-from tests.console.conftest import make_user, signed_in
+from tests.console.conftest import make_user, served, signed_in
 
 OTHER = "Bravo Secret Event"  # brand B's event, channel and coupon kind carry this mark
 MARCH = "start=2026-03-01&end=2026-03-31"
@@ -527,16 +524,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "analytics-browser-password"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    import uvicorn
-
     from huiyuan.app import create_app
     from huiyuan.auth import service as auth
     from huiyuan.kit.db import Database
@@ -558,25 +547,8 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     today = datetime.now(UTC).date()
     fill_warehouse(warehouse, *ids, base=today - timedelta(days=20))
     monkeypatch.setattr(get_settings(), "warehouse_path", str(warehouse))
-    config = uvicorn.Config(
-        create_app(get_settings(), db, start_worker=False),
-        host="127.0.0.1",
-        port=_free_port(),
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{config.port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(get_settings(), db, start_worker=False)) as base:
+        yield base
     db.dispose()
 
 

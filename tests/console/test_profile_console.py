@@ -13,9 +13,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import World
-from tests.console.conftest import PASSWORD, make_user, signed_in
+from tests.console.conftest import PASSWORD, make_user, served, signed_in
 from tests.profile.helpers import seed
 
 HX = {"HX-Request": "true"}
@@ -153,7 +150,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """A migrated SQLite database seeded like the HTTP test (through the API), served by uvicorn."""
-    import uvicorn
     from fastapi.testclient import TestClient
 
     from huiyuan.app import create_app
@@ -170,21 +166,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
     with TestClient(app) as c:
         oneid = seed(c, world).oneid
     make_user(db, "manager", "brand_admin", world.brands[0].id)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", oneid
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with served(app) as base:
+        yield base, oneid
     db.dispose()
 
 
