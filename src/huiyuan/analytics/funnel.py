@@ -150,26 +150,25 @@ def _key(day: date) -> int:
 
 def entries(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table:
     """One row per person: the chosen entry's step times ``t1 … tN`` (null past the reached step),
-    ``reached`` and the breakdown value."""
+    ``reached`` and the breakdown value.
+
+    Only entries that reach step 2 are carried through the later steps (``_converting``): most
+    entries go nowhere, and a person none of whose entries converts is one hash aggregate over the
+    step-1 events (``_pick``)."""
     brand = events.filter(events.brand_id == brand_id)
-    window = ibis.interval(seconds=request.window_seconds)
     n = len(request.steps)
-    strict = request.mode == "strict"
-    if strict:
+    if request.mode == "strict":
         brand = brand.mutate(
             seq=ibis.row_number().over(group_by=brand.person_key, order_by=[brand.ts, brand.event_id])
         )
     else:
         brand = brand.mutate(seq=brand.event_id)
-    by_step = []
-    for step in request.steps:
-        by_step.append(brand.filter(_matches(brand, step)))
-
+    by_step = [brand.filter(_matches(brand, step)) for step in request.steps]
     first = by_step[0].filter(
         by_step[0].date_key >= _key(request.start), by_step[0].date_key <= _key(request.end)
     )
     bk = request.breakdown
-    cur = first.select(
+    entry = first.select(
         person=first.person_key,
         entry_id=first.event_id,
         t1=first.ts,
@@ -177,60 +176,30 @@ def entries(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table
         seq1=first.seq,
         b1=_text(first, bk) if bk else ibis.null("string"),
     )
-    for k in range(2, n + 1):
-        prev_t, prev_seq = f"t{k - 1}", f"seq{k - 1}"
-        nxt = by_step[k - 1]
-        cand = nxt.select(
-            p=nxt.person_key,
-            tk=nxt.ts,
-            seqk=nxt.seq,
-            bk=_text(nxt, bk) if bk else ibis.null("string"),
-        )
-        # Inner joins on the person (hash joins), the tie rule as a filter after them, then the
-        # earliest match per entry joined back: a left join with an OR in its condition makes
-        # DuckDB fall back to a nested loop (96 s instead of well under one on 400k events).
-        left = cur.select(*dict.fromkeys(["entry_id", "person", "t1", prev_t, prev_seq]))
-        if request.mode == "any_order":
-            cond = [left.person == cand.p, cand.tk >= left.t1, cand.tk <= left.t1 + window]
-        elif strict:
-            cond = [left.person == cand.p, cand.seqk == left[prev_seq] + 1, cand.tk <= left.t1 + window]
-        else:
-            cond = [left.person == cand.p, cand.tk >= left[prev_t], cand.tk <= left.t1 + window]
-        pairs = left.join(cand, cond)
-        if request.mode == "sequential":
-            pairs = pairs.filter((pairs.tk > pairs[prev_t]) | (pairs.seqk > pairs[prev_seq]))
-        # The earliest matching event continues the entry (ties: the lower sequence number).
-        ranked = pairs.mutate(
-            _rank=ibis.row_number().over(group_by=pairs.entry_id, order_by=[pairs.tk, pairs.seqk])
-        )
-        best = ranked.filter(ranked._rank == 0).select(
-            best_entry=ranked.entry_id, tk=ranked.tk, seqk=ranked.seqk, bk=ranked.bk
-        )
-        joined = cur.left_join(best, cur.entry_id == best.best_entry)
-        cur = joined.select(
-            *[c for c in cur.columns],
-            **{f"t{k}": joined.tk, f"seq{k}": joined.seqk, f"b{k}": joined.bk},
-        )
-
-    reached = ibis.literal(1)
+    conv = _converting(entry, brand, by_step, request)
+    reached = ibis.literal(2)
     alive = ibis.literal(True)
-    for k in range(2, n + 1):
-        alive = alive & cur[f"t{k}"].notnull()
+    for k in range(3, n + 1):
+        alive = alive & conv[f"t{k}"].notnull()
         reached = reached + alive.cast("int32")
-    cur = cur.mutate(reached=reached.cast("int32"))
+    conv = conv.mutate(reached=reached.cast("int32"))
     for ex in request.exclusions:
         x = brand.filter(_matches(brand, ex)).select(xp=brand.person_key, xt=brand.ts)
         lo, hi = f"t{ex.after_step}", f"t{ex.after_step + 1}"
-        hit = cur.join(x, [cur.person == x.xp, x.xt > cur[lo], x.xt < cur[hi]]).select("entry_id").distinct()
+        hit = (
+            conv.join(x, [conv.person == x.xp, x.xt > conv[lo], x.xt < conv[hi]])
+            .select("entry_id")
+            .distinct()
+        )
         hits = hit.select(hit_id=hit.entry_id)
-        flagged = cur.left_join(hits, cur.entry_id == hits.hit_id)
-        cur = flagged.mutate(
+        flagged = conv.left_join(hits, conv.entry_id == hits.hit_id)
+        conv = flagged.mutate(
             reached=ibis.cases(
                 (flagged.hit_id.notnull() & (flagged.reached > ex.after_step), ex.after_step),
                 else_=flagged.reached,
             )
         ).drop("hit_id")
-    chosen = _pick(cur, n, exact_first=bool(request.breakdown))
+    chosen = _pick(entry, conv, n, exact_first=bool(bk))
     if request.attribution == "first_touch":
         value = chosen.b1
     else:
@@ -239,13 +208,74 @@ def entries(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table
     return chosen.mutate(breakdown=value)
 
 
-def _pick(cur: ir.Table, n: int, exact_first: bool) -> ir.Table:
+def _converting(
+    entry: ir.Table, brand: ir.Table, by_step: list[ir.Table], request: FunnelRequest
+) -> ir.Table:
+    """The entries that reach step 2, with ``t2, seq2, b2`` and, left-joined, the later steps.
+
+    Each step joins the entries to the step's events on the person (hash joins), applies the tie
+    rule as a filter after the join, and keeps each entry's earliest match (ties: the lower sequence
+    number): a join with an OR in its condition makes DuckDB fall back to a nested loop (96 s instead
+    of well under one on 400k events). When nothing after a step needs its sequence number or
+    property value (the last step, no breakdown on it), the earliest match is a plain ``min``."""
+    window = ibis.interval(seconds=request.window_seconds)
+    n = len(request.steps)
+    bk = request.breakdown
+    attributed = int(request.attribution[5:]) if request.attribution.startswith("step:") else 1
+    cur = entry
+    for k in range(2, n + 1):
+        prev_t, prev_seq = f"t{k - 1}", f"seq{k - 1}"
+        nxt = by_step[k - 1]
+        cand = nxt.select(
+            p=nxt.person_key,
+            tk=nxt.ts,
+            seqk=nxt.seq,
+            bk=_text(nxt, bk) if bk and attributed == k else ibis.null("string"),
+        )
+        # Step 2 carries every column of the entry through the join (no join back: only the entries
+        # that reach it go on); later steps join their match back to the converting entries.
+        keep = cur.columns if k == 2 else ["entry_id", "person", "t1", prev_t, prev_seq]
+        left = (cur if k == 2 else cur.filter(cur[prev_t].notnull())).select(*dict.fromkeys(keep))
+        if request.mode == "any_order":
+            cond = [left.person == cand.p, cand.tk >= left.t1, cand.tk <= left.t1 + window]
+        elif request.mode == "strict":
+            cond = [left.person == cand.p, cand.seqk == left[prev_seq] + 1, cand.tk <= left.t1 + window]
+        else:
+            cond = [left.person == cand.p, cand.tk >= left[prev_t], cand.tk <= left.t1 + window]
+        pairs = left.join(cand, cond)
+        if request.mode == "sequential":
+            pairs = pairs.filter((pairs.tk > pairs[prev_t]) | (pairs.seqk > pairs[prev_seq]))
+        if k == n and attributed != k:
+            best = pairs.group_by(*left.columns).aggregate(
+                tk=pairs.tk.min(), seqk=ibis.null("int64"), bk=ibis.null("string")
+            )
+        else:
+            ranked = pairs.mutate(
+                _rank=ibis.row_number().over(group_by=pairs.entry_id, order_by=[pairs.tk, pairs.seqk])
+            )
+            best = ranked.filter(ranked._rank == 0).select(*left.columns, "tk", "seqk", "bk")
+        step = {f"t{k}": "tk", f"seq{k}": "seqk", f"b{k}": "bk"}
+        if k == 2:
+            cur = best.rename(**step)
+            continue
+        best = best.select(best_entry=best.entry_id, tk=best.tk, seqk=best.seqk, bk=best.bk)
+        joined = cur.left_join(best, cur.entry_id == best.best_entry)
+        cur = joined.select(
+            *[c for c in cur.columns],
+            **{f"t{k}": joined.tk, f"seq{k}": joined.seqk, f"b{k}": joined.bk},
+        )
+    return cur
+
+
+def _pick(entry: ir.Table, conv: ir.Table, n: int, exact_first: bool) -> ir.Table:
     """One entry per person: the furthest, then the earliest (``t1``), then the lowest id.
 
-    A ``row_number()`` over every entry sorts them all by person (2.1 of 3.3 s on 10M events), so
-    it ranks only the converting entries (reached ≥ 2, few); a person who reached step 1 only is
-    one hash aggregate: the earliest ``t1`` and its day (days follow the time). When the entry's own
-    breakdown value is needed (``exact_first``), every entry is ranked as before."""
+    People with an entry that reached step 2 or further: the first of their converting entries (a
+    ``row_number()`` over those few). Everyone else reached step 1 only: their earliest entry, which
+    is one hash aggregate over the step-1 events (the earliest ``t1`` and its day; days follow the
+    time) — a ``row_number()`` over every entry sorts them all by person (2.1 of 3.3 s on 10M
+    events). Only when that entry's own breakdown value is needed (``exact_first``) are all entries
+    ranked."""
 
     def ranked(t: ir.Table) -> ir.Table:
         r = t.mutate(
@@ -253,15 +283,29 @@ def _pick(cur: ir.Table, n: int, exact_first: bool) -> ir.Table:
         )
         return r.filter(r._pick == 0).drop("_pick")
 
-    if exact_first or n == 1:
-        return ranked(cur)
-    converting = ranked(cur.filter(cur.reached >= 2))
-    per = cur.group_by("person").aggregate(_most=cur.reached.max(), _t1=cur.t1.min(), _d1=cur.d1.min())
-    once = per.filter(per._most == 1)
+    converting = ranked(conv.filter(conv.reached >= 2))
+    if exact_first:
+        earliest = ranked(entry.mutate(reached=ibis.literal(1, "int32")))
+    else:
+        earliest = entry.group_by("person").aggregate(t1=entry.t1.min(), d1=entry.d1.min())
+    # Everyone who entered, with their converting entry where they have one (a left join, so the
+    # converting entries are computed once).
+    c = converting.rename(**{f"c_{name}": name for name in converting.columns})
+    both = earliest.left_join(c, earliest.person == c.c_person)
+    has = both.c_person.notnull()
     schema = converting.schema()
-    filled = {name: ibis.null(schema[name]) for name in converting.columns}
-    filled.update(person=once.person, t1=once._t1, d1=once._d1, reached=ibis.literal(1, schema["reached"]))
-    return converting.union(once.select(**{name: filled[name] for name in converting.columns}))
+    cols: dict[str, ir.Value] = {}
+    for name in converting.columns:
+        mine = both[f"c_{name}"]
+        if name == "person":
+            cols[name] = both.person
+        elif name == "reached":
+            cols[name] = ibis.cases((has, mine), else_=ibis.literal(1, schema[name]))
+        elif name in earliest.columns:
+            cols[name] = ibis.cases((has, mine), else_=both[name].cast(schema[name]))
+        else:
+            cols[name] = mine
+    return both.select(**cols)
 
 
 def funnel(events: ir.Table, brand_id: int, request: FunnelRequest) -> ir.Table:
