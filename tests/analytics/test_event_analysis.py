@@ -234,6 +234,38 @@ def test_distribution_of_times_days_and_sums(backends: dict[str, dict[str, Any]]
     ]
 
 
+def test_distribution_edges_filters_and_one_value(backends: dict[str, dict[str, Any]]) -> None:
+    base = {"start": date(2026, 6, 1), "end": date(2026, 6, 14), "event": {"event": "View"}}
+    # Views per person: u1 3, u2 1, u3 1, u4 2; below the first edge (u2, u3) is left out, and the
+    # shares are of the people counted.
+    above = ea.EventDistributionRequest.model_validate({**base, "edges": [2, 3]})
+    assert _values(_run(backends, ea.distribution, above), "bucket", "low", "high", "users", "share") == [
+        (0, 2.0, 3.0, 1, 0.5),
+        (1, 3.0, None, 1, 0.5),
+    ]
+    # Only the views from ads: u1 2 (06-01), u3 1 (06-08); u4's is on 06-15. Ten automatic buckets
+    # of 1…2: width ⌊(2 − 1 + 10) ÷ 10⌋ = 1, so only two buckets have people.
+    ads = ea.EventDistributionRequest.model_validate(
+        {**base, "event": {"event": "View", "filters": [{"property": "channel", "op": "eq", "value": "ads"}]}}
+    )
+    assert _values(_run(backends, ea.distribution, ads), "bucket", "low", "high", "users") == [
+        (0, 1.0, 2.0, 1),
+        (1, 2.0, 3.0, 1),
+    ]
+    # One person, one value: a single bucket of width 0.
+    one = ea.EventDistributionRequest.model_validate(
+        {
+            **base,
+            "event": {"event": "Buy", "filters": [{"property": "sku", "op": "eq", "value": "B"}]},
+            "measure": "sum",
+            "property": "amount",
+        }
+    )
+    assert _values(_run(backends, ea.distribution, one), "bucket", "low", "high", "users", "share") == [
+        (0, 50.0, 50.0, 1, 1.0)
+    ]
+
+
 def test_hand_written_duckdb_query_agrees(backends: dict[str, dict[str, Any]]) -> None:
     events = backends["duckdb"]["events"]
     hand = (

@@ -1,7 +1,8 @@
 """Click heatmaps on hand-made page views and clicks: page views and click rate, elements with their
 mean and median position, clicks placed on the page the person was on when they carry no page,
-the grid in pixels and relative to the page size, prefix and URL matching — equal on DuckDB and
-PostgreSQL, and equal to a hand-written DuckDB query."""
+the grid in pixels and relative to the page size, the elements' boxes and the page's size for the
+overlay, prefix and URL matching — equal on DuckDB and PostgreSQL, and equal to a hand-written
+DuckDB query."""
 
 from __future__ import annotations
 
@@ -41,7 +42,19 @@ ROWS: list[tuple[int, str, str, datetime, dict[str, Any], dict[str, Any]]] = [
     # context), then views "/p/1" and clicks "Buy" in the same instant (after the view, by event id)
     # without saying where: that click belongs to "/p/1".
     (1, "v1", VIEW, at(0), {"path": "/", "url": "https://shop.example.com/?utm=x"}, {}),
-    (1, "v1", CLICK, at(1), {**BANNER, **_click(120, 40, path="/", page_width=400, page_height=1000)}, {}),
+    # The snippet's element box: offset of the click inside the element, and the element's size.
+    (
+        1,
+        "v1",
+        CLICK,
+        at(1),
+        {
+            **BANNER,
+            **_click(120, 40, path="/", page_width=400, page_height=1000),
+            **{"offset_x": 20, "offset_y": 10, "element_width": 200, "element_height": 50},
+        },
+        {},
+    ),
     (1, "v1", CLICK, at(2), {**BANNER, **_click(130, 60, viewport_width=400)}, {"page": {"path": "/"}}),
     (1, "v1", VIEW, at(3), {"path": "/p/1"}, {}),
     (1, "v1", CLICK, at(3), {"selector": "#buy", "text": "购买", **_click(50, 700)}, {}),
@@ -49,7 +62,18 @@ ROWS: list[tuple[int, str, str, datetime, dict[str, Any], dict[str, Any]]] = [
     # the right edge (x = the page width) falls in the last relative column.
     (1, "v2", VIEW, at(0), {"path": "/"}, {}),
     (1, "v2", CLICK, at(1), {**NAV, **_click(200, 10, page_width=200, page_height=800)}, {}),
-    (1, "v2", CLICK, at(2), {**BANNER, **_click(110, 45, viewport_width=400, page_height=900)}, {}),
+    (
+        1,
+        "v2",
+        CLICK,
+        at(2),
+        {
+            **BANNER,
+            **_click(110, 45, viewport_width=400, page_height=900),
+            **{"offset_x": 12, "offset_y": 16, "element_width": 180, "element_height": 40},
+        },
+        {},
+    ),
     # v3 views "/" twice and clicks nothing.
     (1, "v3", VIEW, at(0), {}, {"page": {"path": "/"}}),
     (1, "v3", VIEW, at(10), {"path": "/"}, {}),
@@ -118,9 +142,13 @@ def test_summary_counts_views_clicks_and_rates(backends: dict[str, Any]) -> None
         "clickers": 3,
         "click_rate": 1.25,
         "unique_click_rate": 1.0,
+        # Widths 400, 400 (a viewport), 200, 400; heights 1000, 800, 900 (v1's second has none).
+        "page_width": 400.0,
+        "page_height": 900.0,
     }
     [nothing] = _run(backends, hm.summary, _request(page="/nowhere"))
     assert (nothing["page_views"], nothing["clicks"], nothing["click_rate"]) == (0, 0, None)
+    assert (nothing["page_width"], nothing["page_height"]) == (None, None)
 
 
 def test_elements_with_positions(backends: dict[str, Any]) -> None:
@@ -139,6 +167,33 @@ def test_elements_with_positions(backends: dict[str, Any]) -> None:
     coupon = got[("#coupon", "")]
     assert (coupon["click_rate"], coupon["mean_x"], coupon["median_y"]) == (0.25, None, None)
     assert [r["selector"] for r in _run(backends, hm.elements, _request(limit=1))] == ["#banner"]
+
+
+def test_element_boxes_in_pixels_and_relative(backends: dict[str, Any]) -> None:
+    def boxes(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+        return {r["selector"]: (r["left"], r["top"], r["width"], r["height"]) for r in rows}
+
+    pixels = boxes(_run(backends, hm.elements, _request(grid={"mode": "pixels"})))
+    # The banner's two recorded boxes: (120 − 20, 40 − 10, 200, 50) and (110 − 12, 45 − 16, 180,
+    # 40); the median of each; the click without offsets is left out. The others recorded none.
+    assert pixels == {
+        "#banner": (99.0, 29.5, 190.0, 45.0),
+        "#coupon": (None, None, None, None),
+        "#nav": (None, None, None, None),
+    }
+    relative = boxes(_run(backends, hm.elements, _request(grid={"mode": "relative"})))
+    # Each box over its own page: 100/400, 30/1000, 200/400, 50/1000 and 98/400 (the viewport
+    # width), 29/900, 180/400, 40/900.
+    assert relative["#banner"] == (
+        round((100 / 400 + 98 / 400) / 2, 6),
+        round((30 / 1000 + 29 / 900) / 2, 6),
+        round((200 / 400 + 180 / 400) / 2, 6),
+        round((50 / 1000 + 40 / 900) / 2, 6),
+    )
+    # The box and the click positions agree: the banner's clicks fall inside its box.
+    banner = next(r for r in _run(backends, hm.elements, _request()) if r["selector"] == "#banner")
+    assert banner["left"] <= banner["median_x"] <= banner["left"] + banner["width"]
+    assert banner["top"] <= banner["median_y"] <= banner["top"] + banner["height"]
 
 
 def test_grid_in_pixels_and_relative(backends: dict[str, Any]) -> None:
@@ -231,7 +286,16 @@ def test_heatmap_over_http(
         alpha.headers,
         [
             message("a1", 0, **home),
-            message("a1", 1, **clicked, properties={**BANNER, "x": 120, "y": 40, "viewport_width": 400}),
+            message(
+                "a1",
+                1,
+                **clicked,
+                properties={
+                    **BANNER,
+                    **{"x": 120, "y": 40, "viewport_width": 400, "page_height": 1200},
+                    **{"offset_x": 20, "offset_y": 15, "element_width": 300, "element_height": 60},
+                },
+            ),
             message("a2", 0, **home),
             message("a2", 2, **clicked, properties={**NAV, "x": 20, "y": 60}),
             message("a2", 3, **clicked, properties={**BANNER, "x": 130, "y": 45}),
@@ -256,6 +320,17 @@ def test_heatmap_over_http(
         ("#nav", 1, 0.5, 20.0),
     ]
     assert [(c["cell_x"], c["cell_y"], c["clicks"]) for c in out["cells"]] == [(2, 0, 2), (0, 1, 1)]
+    # The banner's box from a1's click (a2's recorded none), and the page's size for the overlay.
+    assert [(e["left"], e["top"], e["width"], e["height"]) for e in out["elements"]] == [
+        (100.0, 25.0, 300.0, 60.0),
+        (None, None, None, None),
+    ]
+    assert (summary["page_width"], summary["page_height"]) == (400.0, 1200.0)
+    relative = client.post(
+        "/api/v1/analytics/heatmap", json={**body, "grid": {"mode": "relative"}}, headers=alpha.headers
+    ).json()
+    assert relative["elements"][0]["left"] == 0.25 and relative["elements"][0]["width"] == 0.75
+    assert relative["elements"][0]["top"] == round(25 / 1200, 6)
     theirs = client.post("/api/v1/analytics/heatmap", json=body, headers=beta.headers).json()
     assert (theirs["summary"]["page_views"], theirs["summary"]["clicks"]) == (1, 1)
 

@@ -141,7 +141,7 @@ def event_distribution(request: ea.EventDistributionRequest, actor: Reader, form
     with _events() as events:
         rows = _plain(_q(ea.distribution, events, brand_id, request))
     if format == "csv":
-        headers = ("bucket", "low", "high", "users", "share")
+        headers = ea.DISTRIBUTION_COLUMNS
         response: Response = tables.download(
             [("Event distribution", headers, [tuple(r[h] for h in headers) for r in rows])],
             f"events-distribution-{request.measure}-{request.start}-{request.end}",

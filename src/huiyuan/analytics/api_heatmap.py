@@ -1,6 +1,7 @@
 """``POST /api/v1/analytics/heatmap``: a page's click heatmap from the synced warehouse — views and
-click rate, the clicked elements with their position, and the clicks per grid cell — as JSON, or
-as CSV (the element table, then the grid). The caller's brand is the one analysed."""
+click rate, the page's typical size, the clicked elements with their position and box, and the
+clicks per grid cell (boxes and cells in the same units, so they overlay) — as JSON, or as CSV (the
+summary, the element table, then the grid). The caller's brand is the one analysed."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class HeatmapSummaryOut(BaseModel):
     clickers: int
     click_rate: float | None
     unique_click_rate: float | None
+    page_width: float | None
+    page_height: float | None
     unplaced: int
 
 
@@ -40,6 +43,10 @@ class ElementOut(BaseModel):
     mean_y: float | None
     median_x: float | None
     median_y: float | None
+    left: float | None
+    top: float | None
+    width: float | None
+    height: float | None
 
 
 class CellOut(BaseModel):
@@ -68,6 +75,8 @@ class HeatmapOut(BaseModel):
                         "clickers": 210,
                         "click_rate": 0.25,
                         "unique_click_rate": 0.2625,
+                        "page_width": 1280.0,
+                        "page_height": 3400.0,
                         "unplaced": 0,
                     },
                     "elements": [
@@ -82,6 +91,10 @@ class HeatmapOut(BaseModel):
                             "mean_y": 182.0,
                             "median_x": 402.0,
                             "median_y": 180.0,
+                            "left": 240.0,
+                            "top": 120.0,
+                            "width": 800.0,
+                            "height": 120.0,
                         }
                     ],
                     "cells": [
@@ -102,6 +115,7 @@ class HeatmapOut(BaseModel):
     cells: list[CellOut]
 
 
+SUMMARY_COLUMNS = tuple(k for k in HeatmapSummaryOut.model_fields if k != "unplaced")
 ELEMENT_COLUMNS = tuple(ElementOut.model_fields)
 CELL_COLUMNS = tuple(CellOut.model_fields)
 
@@ -110,7 +124,8 @@ CELL_COLUMNS = tuple(CellOut.model_fields)
     "/analytics/heatmap",
     response_model=HeatmapOut,
     tags=TAGS,
-    summary="Click heatmap of a page: views, click rate, clicked elements and clicks per grid cell",
+    summary="Click heatmap of a page: views, click rate, clicked elements with their boxes, and clicks "
+    "per grid cell",
     responses={200: {"content": {"text/csv": {}}}, 409: {"description": "The warehouse is not synced yet"}},
 )
 def heatmap_analysis(request: heatmap.HeatmapRequest, actor: Reader, format: Format = "json") -> Any:
@@ -121,7 +136,7 @@ def heatmap_analysis(request: heatmap.HeatmapRequest, actor: Reader, format: For
         cells = _plain(_q(heatmap.grid, events, brand_id, request))
     if format == "csv":
         sections: list[tables.Section] = [
-            ("Summary", tuple(HeatmapSummaryOut.model_fields)[:-1], [tuple(summary.values())]),
+            ("Summary", SUMMARY_COLUMNS, [tuple(summary[k] for k in SUMMARY_COLUMNS)]),
             ("Elements", ELEMENT_COLUMNS, [tuple(e[k] for k in ELEMENT_COLUMNS) for e in elements]),
             ("Grid", CELL_COLUMNS, [tuple(c[k] for k in CELL_COLUMNS) for c in cells]),
         ]

@@ -26,7 +26,8 @@ Semantics (business days ``[start, end]`` in the brand's time zone, ``date_key``
   (``times``), on how many business days (``days``), or the sum of a property (``sum``); people are
   counted per bucket. ``edges`` e₀ < … < eₙ give ``[eᵢ, eᵢ₊₁)`` buckets, the last open-ended (values
   below e₀ are left out); otherwise ``buckets`` automatic buckets from the smallest to the largest
-  value, of a whole-number width for ``times`` and ``days``.
+  value, of a whole-number width for ``times`` and ``days`` (``huiyuan.analytics.buckets``, shared
+  with the members' distribution).
 
 The caller passes the brand; the expressions filter every table on it and never read another one.
 """
@@ -40,6 +41,7 @@ import ibis
 import ibis.expr.types as ir
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from huiyuan.analytics.buckets import bucketed
 from huiyuan.analytics.funnel import Step, _matches, _property
 from huiyuan.analytics.kpi import Period, business_day
 
@@ -360,48 +362,20 @@ def per_person(events: ir.Table, brand_id: int, request: EventDistributionReques
     return e.group_by(person=e.person_key).aggregate(value=value.cast("float64"))
 
 
+DISTRIBUTION_COLUMNS = ("bucket", "low", "high", "users", "share")
+
+
 def distribution(events: ir.Table, brand_id: int, request: EventDistributionRequest) -> ir.Table:
     """People per bucket: ``bucket`` (0-based), ``low``, ``high`` (null for an open last bucket),
     ``users`` and their ``share`` of the people counted, lowest bucket first."""
     values = per_person(events, brand_id, request)
-    if request.edges:
-        edges = request.edges
-        bucket = ibis.literal(-1)
-        for i, edge in enumerate(edges):
-            bucket = ibis.cases((values.value >= edge, i), else_=bucket)
-        counted = values.mutate(bucket=bucket).filter(lambda t: t.bucket >= 0)
-        out = counted.group_by("bucket").aggregate(users=counted.person.count())
-        # Typed literals: a bare 1.0 is a DECIMAL in DuckDB, and a cast to float64 would be dropped.
-        lows = ibis.cases(*((out.bucket == i, ibis.literal(e, "float64")) for i, e in enumerate(edges)))
-        highs = ibis.cases(
-            *((out.bucket == i, ibis.literal(e, "float64")) for i, e in enumerate(edges[1:])),
-            else_=ibis.null("float64"),
-        )
-        out = out.mutate(low=lows.cast("float64"), high=highs.cast("float64"))
-    else:
-        n = request.buckets
-        whole = ibis.window()
-        spread = values.mutate(lo=values.value.min().over(whole), hi=values.value.max().over(whole))
-        if request.measure == "sum":
-            width = (spread.hi - spread.lo) / n
-            raw = ibis.cases(
-                (width == 0, 0), else_=((spread.value - spread.lo) / width).floor().cast("int64")
-            )
-            index = ibis.least(raw, n - 1)
-        else:
-            # Whole-number buckets [lo + k·w, lo + (k+1)·w) with w = ⌈(hi − lo + 1) ÷ n⌉.
-            width = ((spread.hi - spread.lo + n) / n).floor()
-            index = ((spread.value - spread.lo) / width).floor().cast("int64")
-        counted = spread.mutate(bucket=index, width=width.cast("float64"))
-        grouped = counted.group_by("bucket").aggregate(
-            users=counted.person.count(), lo=counted.lo.max(), width=counted.width.max()
-        )
-        out = grouped.select(
-            "bucket",
-            "users",
-            low=grouped.lo + grouped.bucket * grouped.width,
-            high=grouped.lo + (grouped.bucket + 1) * grouped.width,
-        )
+    out = bucketed(
+        values,
+        edges=request.edges,
+        buckets=request.buckets,
+        whole=request.measure != "sum",
+        counted="users",
+    )
     total = out.users.sum().over(ibis.window())
     return out.select(
         bucket=out.bucket.cast("int64"),

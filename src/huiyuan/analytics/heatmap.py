@@ -13,7 +13,12 @@ What the browser snippet sends (``huiyuan.events.snippet``): page views (``page_
   the page; **click rate** = clicks ÷ page views, **unique click rate** = clickers ÷ viewers
   (distinct ``person_key``).
 * **Elements** are (selector, text) pairs; their position is the mean and median of the clicks'
-  ``x``/``y`` (page pixels).
+  ``x``/``y`` (page pixels). Their **box** is where the snippet saw the element: per click
+  ``x − offset_x``, ``y − offset_y``, ``element_width``, ``element_height``, in the grid's units
+  (pixels, or fractions of that click's page width and height in ``relative``); an element's box
+  is the median of each of the four over its clicks (null when no click recorded it).
+* **The page's size** (for drawing the overlay with the page's shape) is the median page width
+  (else viewport width) and page height over the clicks that recorded them.
 * **Grid**: ``pixels`` bins ``x``/``y`` into squares of ``cell`` pixels; ``relative`` bins
   ``x ÷ page width`` (the viewport width when the page width is missing) into ``columns`` and
   ``y ÷ page height`` into ``rows``, so screens of different sizes fall on the same grid. Clicks
@@ -131,7 +136,8 @@ def page_views(events: ir.Table, brand_id: int, request: HeatmapRequest) -> ir.T
 
 def clicks(events: ir.Table, brand_id: int, request: HeatmapRequest) -> ir.Table:
     """One row per click on the page: ``person``, ``selector``, ``text`` (empty when none), page
-    position ``x``/``y``, ``width``/``height`` of the page (width falling back to the viewport's)."""
+    position ``x``/``y``, ``width``/``height`` of the page (width falling back to the viewport's),
+    and the element's box in page pixels ``box_left``, ``box_top``, ``box_width``, ``box_height``."""
     t = _in_range(events, brand_id, request)
     t = t.mutate(own_path=_own_path(t), is_view=(t.event == PAGE_VIEW_EVENT).ifelse(1, 0))
     # Each event carries the number of page views the person has had so far in the range; a click
@@ -151,30 +157,57 @@ def clicks(events: ir.Table, brand_id: int, request: HeatmapRequest) -> ir.Table
         y=p["y"].float,
         width=ibis.coalesce(p["page_width"].float, p["viewport_width"].float),
         height=p["page_height"].float,
+        box_left=p["x"].float - p["offset_x"].float,
+        box_top=p["y"].float - p["offset_y"].float,
+        box_width=p["element_width"].float,
+        box_height=p["element_height"].float,
     )
     return placed.filter(_on_page(placed.path, request)).drop("path")
 
 
 def summary(events: ir.Table, brand_id: int, request: HeatmapRequest) -> ir.Table:
     """One row: ``page_views``, ``viewers``, ``clicks``, ``clickers``, ``click_rate`` (clicks ÷
-    page views) and ``unique_click_rate`` (clickers ÷ viewers); rates are null without views."""
+    page views) and ``unique_click_rate`` (clickers ÷ viewers), null without views; the page's
+    median ``page_width`` and ``page_height`` (pixels; null when no click recorded them)."""
     v = page_views(events, brand_id, request)
     c = clicks(events, brand_id, request)
     seen = v.aggregate(page_views=v.count(), viewers=v.person.nunique())
-    clicked = c.aggregate(clicks=c.count(), clickers=c.person.nunique())
+    clicked = c.aggregate(
+        clicks=c.count(),
+        clickers=c.person.nunique(),
+        page_width=c.width.quantile(0.5),
+        page_height=c.height.quantile(0.5),
+    )
     both = seen.cross_join(clicked)
-    return both.mutate(
+    return both.select(
+        "page_views",
+        "viewers",
+        "clicks",
+        "clickers",
         click_rate=_ratio(both.clicks, both.page_views),
         unique_click_rate=_ratio(both.clickers, both.viewers),
+        page_width=both.page_width.cast("float64"),
+        page_height=both.page_height.cast("float64"),
     )
 
 
 def elements(events: ir.Table, brand_id: int, request: HeatmapRequest) -> ir.Table:
     """Per element (``selector``, ``text``), the most clicked first (at most ``limit``): ``clicks``,
-    ``clickers``, ``click_rate`` (÷ the page's views), ``share`` of the page's clicks, and the mean
-    and median position ``mean_x``, ``mean_y``, ``median_x``, ``median_y``."""
+    ``clickers``, ``click_rate`` (÷ the page's views), ``share`` of the page's clicks, the mean
+    and median position ``mean_x``, ``mean_y``, ``median_x``, ``median_y``, and the element's box
+    ``left``, ``top``, ``width``, ``height`` in the grid's units."""
     v = page_views(events, brand_id, request)
     c = clicks(events, brand_id, request)
+    if request.grid.mode == "pixels":
+        box = {"left": c.box_left, "top": c.box_top, "width": c.box_width, "height": c.box_height}
+    else:
+        page_w, page_h = c.width.nullif(0), c.height.nullif(0)
+        box = {
+            "left": c.box_left / page_w,
+            "top": c.box_top / page_h,
+            "width": c.box_width / page_w,
+            "height": c.box_height / page_h,
+        }
     per = c.group_by(["selector", "text"]).aggregate(
         clicks=c.count(),
         clickers=c.person.nunique(),
@@ -182,6 +215,7 @@ def elements(events: ir.Table, brand_id: int, request: HeatmapRequest) -> ir.Tab
         mean_y=c.y.mean(),
         median_x=c.x.quantile(0.5),
         median_y=c.y.quantile(0.5),
+        **{f"box_{k}": value.quantile(0.5) for k, value in box.items()},
     )
     totals = v.aggregate(views=v.count()).cross_join(c.aggregate(total=c.count()))
     out = per.cross_join(totals)
@@ -196,6 +230,10 @@ def elements(events: ir.Table, brand_id: int, request: HeatmapRequest) -> ir.Tab
         mean_y=out.mean_y,
         median_x=out.median_x,
         median_y=out.median_y,
+        left=out.box_left.cast("float64"),
+        top=out.box_top.cast("float64"),
+        width=out.box_width.cast("float64"),
+        height=out.box_height.cast("float64"),
     )
     return out.order_by([ibis.desc("clicks"), "selector", "text"]).limit(request.limit)
 

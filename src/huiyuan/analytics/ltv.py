@@ -21,6 +21,7 @@ import ibis
 import ibis.expr.types as ir
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from huiyuan.analytics.buckets import bucketed
 from huiyuan.analytics.kpi import Period, business_day
 
 
@@ -123,30 +124,4 @@ def distribution(orders: ir.Table, brand_id: int, request: DistributionRequest) 
     ``members``, lowest bucket first. With ``edges`` e₀ < … < eₙ the buckets are [e₀, e₁) … [eₙ, ∞);
     values below e₀ are left out."""
     values = per_member(orders, brand_id, request)
-    if request.edges:
-        edges = request.edges
-        bucket = ibis.literal(-1)
-        for i, edge in enumerate(edges):
-            bucket = ibis.cases((values.value >= edge, i), else_=bucket)
-        counted = values.mutate(bucket=bucket).filter(lambda t: t.bucket >= 0)
-        out = counted.group_by("bucket").aggregate(members=counted.member_id.count())
-        lows = ibis.cases(*((out.bucket == i, e) for i, e in enumerate(edges)))
-        highs = ibis.cases(
-            *((out.bucket == i, e) for i, e in enumerate(edges[1:])), else_=ibis.null("float64")
-        )
-        return out.mutate(low=lows.cast("float64"), high=highs.cast("float64")).order_by("bucket")
-    n = request.buckets
-    whole = ibis.window()
-    spread = values.mutate(lo=values.value.min().over(whole), hi=values.value.max().over(whole))
-    width = (spread.hi - spread.lo) / n
-    raw = ibis.cases((width == 0, 0), else_=((spread.value - spread.lo) / width).floor().cast("int64"))
-    counted = spread.mutate(bucket=ibis.least(raw, n - 1), width=width)
-    out = counted.group_by("bucket").aggregate(
-        members=counted.member_id.count(), lo=counted.lo.max(), width=counted.width.max()
-    )
-    return out.select(
-        "bucket",
-        "members",
-        low=out.lo + out.bucket * out.width,
-        high=out.lo + (out.bucket + 1) * out.width,
-    ).order_by("bucket")
+    return bucketed(values, edges=request.edges, buckets=request.buckets, counted="members")

@@ -1,11 +1,16 @@
-"""Console page of event analysis (B3): up to three event series (count, people, per person, or the
-sum / average / distinct values of a property), per day / week / month, optionally grouped by an
-event property or a member field — a trend chart, the totals with ranking and shares, and a CSV
-download with the same sections as ``POST /api/v1/analytics/events?format=csv``.
+"""Console page of event analysis (B3), in two modes.
 
-The handler builds ``event_analysis.EventAnalysisRequest`` (the API's validation) and calls
-``event_analysis.totals`` and ``trend`` in-process for the console's brand. No queries or business
-rules here.
+* **Trend**: up to three event series (count, people, per person, or the sum / average / distinct
+  values of a property), per day / week / month, optionally grouped by an event property or a
+  member field — a trend chart, the totals with ranking and shares, and a CSV download with the same
+  sections as ``POST /api/v1/analytics/events?format=csv``.
+* **Distribution**: people per bucket of how many times (or on how many days) they did the first
+  series' event, or of the sum of its property — automatic buckets or the given edges — as a bar
+  chart, a table and the CSV of ``POST /api/v1/analytics/events/distribution?format=csv``.
+
+The handler builds ``event_analysis.EventAnalysisRequest`` / ``EventDistributionRequest`` (the API's
+validation) and calls ``event_analysis.totals``, ``trend`` and ``distribution`` in-process for the
+console's brand. No queries or business rules here.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ SERIES = 3
 MEASURES = ("count", "users", "per_user", "sum", "avg", "distinct")
 GRANULARITIES = ("day", "week", "month", "total")
 GROUP_SOURCES = ("event", "member")
+MODES = ("trend", "distribution")
+DISTRIBUTION_MEASURES = ("times", "days", "sum")
 
 
 @dataclass
@@ -55,6 +62,10 @@ class EventForm:
     group_source: str = ""
     group_field: str = ""
     top: int = 5
+    mode: str = "trend"
+    dist_measure: str = "times"
+    buckets: int = 10
+    edges: str = ""
 
     def complete(self, console: Console) -> EventForm:
         end = self.end or today(console)
@@ -73,7 +84,15 @@ class EventForm:
             group_source=self.group_source,
             group_field=self.group_field.strip(),
             top=self.top,
+            mode=self.mode if self.mode in MODES else "trend",
+            dist_measure=self.dist_measure,
+            buckets=self.buckets,
+            edges=self.edges.strip(),
         )
+
+    @property
+    def distribution(self) -> bool:
+        return self.mode == "distribution"
 
     @staticmethod
     def _at(values: list[str], i: int) -> str:
@@ -106,6 +125,22 @@ class EventForm:
             }
         )
 
+    def distribution_request(self) -> ea.EventDistributionRequest:
+        """The first series' event, with the distribution's measure (its property for ``sum``)."""
+        edges = [e.strip() for e in self.edges.replace("，", ",").split(",") if e.strip()]
+        prop = self._at(self.properties, 0) if self.dist_measure == "sum" else ""
+        return ea.EventDistributionRequest.model_validate(
+            {
+                "start": self.start,
+                "end": self.end,
+                "event": {"event": self._at(self.events, 0)},
+                "measure": self.dist_measure,
+                **({"property": prop} if prop else {}),
+                "edges": edges or None,
+                "buckets": self.buckets,
+            }
+        )
+
     def query(self) -> str:
         return query_string(
             {
@@ -118,6 +153,10 @@ class EventForm:
                 "group_source": self.group_source,
                 "group_field": self.group_field,
                 "top": self.top,
+                "mode": self.mode,
+                "dist_measure": self.dist_measure,
+                "buckets": self.buckets,
+                "edges": self.edges,
             }
         )
 
@@ -132,11 +171,27 @@ def event_form(
     group_source: Annotated[str, Query(max_length=10)] = "",
     group_field: Annotated[str, Query(max_length=120)] = "",
     top: Annotated[int, Query(ge=1, le=100)] = 5,
+    mode: Annotated[str, Query(max_length=20)] = "trend",
+    dist_measure: Annotated[str, Query(max_length=10)] = "times",
+    buckets: Annotated[int, Query(ge=1, le=100)] = 10,
+    edges: Annotated[str, Query(max_length=500)] = "",
 ) -> EventForm:
     # A blank property travels as "-" so that the lists stay aligned in the CSV link.
     props = [("" if p == "-" else p) for p in property or []]
     return EventForm(
-        start, end, event or [], measure or [], props, granularity, group_source, group_field, top
+        start,
+        end,
+        event or [],
+        measure or [],
+        props,
+        granularity,
+        group_source,
+        group_field,
+        top,
+        mode,
+        dist_measure,
+        buckets,
+        edges,
     )
 
 
@@ -152,6 +207,73 @@ def _run(
         totals = wh.rows(ea.totals, events, brand_id, request, **extra)
         trend = wh.rows(ea.trend, events, brand_id, request, **extra)
     return request, totals, trend
+
+
+def _distribution(form: EventForm, brand_id: int) -> list[dict[str, Any]]:
+    request = form.distribution_request()
+    with warehouse() as wh:
+        return wh.rows(ea.distribution, wh.table("fact_events"), brand_id, request)
+
+
+def bucket_label(low: float, high: float | None, whole: bool) -> str:
+    """``[low, high)`` as people read it: ``1``, ``3 – 4`` (counts between whole edges, both ends
+    included), ``20.50 – 85.25`` (sums, or counts between fractional edges), ``≥ 10`` (the open last
+    bucket)."""
+    whole = whole and float(low).is_integer() and (high is None or float(high).is_integer())
+
+    def show(v: float) -> str:
+        return f"{v:,.0f}" if whole or v >= 100 else f"{v:,.2f}"
+
+    if high is None:
+        return f"≥ {show(low)}"
+    if whole:
+        last = high - 1
+        return show(low) if last <= low else f"{show(low)} – {show(last)}"
+    return f"{show(low)} – {show(high)}"
+
+
+def _distribution_page(
+    request: Request, lang: str, brand_id: int, form: EventForm, context: dict[str, Any]
+) -> Response:
+    """The distribution mode: people per bucket as a bar chart and a table."""
+    try:
+        rows = _distribution(form, brand_id)
+    except ValidationError as exc:
+        return render(request, "analytics_events.html", {**context, "errors": errors_of(exc)}, status=422)
+    whole = form.dist_measure != "sum"
+    buckets = [
+        {
+            "range": bucket_label(r["low"], r["high"], whole),
+            "users": int(r["users"]),
+            "share": pct(r["share"]),
+        }
+        for r in rows
+    ]
+    option = bar_option(
+        [b["range"] for b in buckets],
+        [
+            {
+                "name": translate(lang, "analysis.people"),
+                "data": [b["users"] for b in buckets],
+                "label": {"show": True, "position": "top"},
+            }
+        ],
+    )
+    option["xAxis"]["name"] = translate(lang, f"analysis.event_distribution_measure.{form.dist_measure}")
+    option["xAxis"]["nameLocation"] = "middle"
+    option["xAxis"]["nameGap"] = 28
+    return render(
+        request,
+        "analytics_events.html",
+        {
+            **context,
+            "buckets": buckets,
+            "total": sum(b["users"] for b in buckets),
+            "empty": not rows,
+            "option": option,
+            "csv": "/console/analytics/events.csv?" + form.query(),
+        },
+    )
 
 
 def _value(measure: str, value: Any) -> Any:
@@ -176,6 +298,8 @@ def event_page(
         "measures": MEASURES,
         "granularities": GRANULARITIES,
         "group_sources": GROUP_SOURCES,
+        "modes": MODES,
+        "distribution_measures": DISTRIBUTION_MEASURES,
         "events": [],
         "blocked": blocked(console),
     }
@@ -187,6 +311,8 @@ def event_page(
         ]
     if not form.events:
         return render(request, "analytics_events.html", {**context, "prompt": True})
+    if form.distribution:
+        return _distribution_page(request, console.lang, console.brand_id, form, context)
     try:
         req, totals, trend = _run(form, console.brand_id)
     except ValidationError as exc:
@@ -243,6 +369,22 @@ def event_csv(console: Reader, form: Annotated[EventForm, Depends(event_form)]) 
     reason = blocked(console)
     if reason is not None or console.brand_id is None:
         raise ValidationFailed(translate(console.lang, reason or "common.choose_brand"))
+    if form.distribution:
+        try:
+            rows = _distribution(form, console.brand_id)
+        except ValidationError as exc:
+            raise ValidationFailed("; ".join(errors_of(exc))) from None
+        return tables.download(
+            [
+                (
+                    "Event distribution",
+                    ea.DISTRIBUTION_COLUMNS,
+                    [tuple(r[c] for c in ea.DISTRIBUTION_COLUMNS) for r in rows],
+                )
+            ],
+            f"events-distribution-{form.dist_measure}-{form.start}-{form.end}",
+            "csv",
+        )
     try:
         req, totals, trend = _run(form, console.brand_id)
     except ValidationError as exc:
