@@ -1,6 +1,8 @@
-"""Console pages of the analysis models over the warehouse (B3): funnel, retention, cohort LTV and the
-distribution of members by orders or sales — each a GET form, the result as a table and an ECharts
-chart, and a CSV download of the same result.
+"""Console pages of the analysis models over the warehouse (B3): cohort LTV and the distribution of
+members by orders or sales — each a GET form, the result as a table and an ECharts chart, and a CSV
+download of the same result — and the helpers every analysis page shares (the warehouse of a request,
+the brand check, chart options, CSV). The funnel and retention pages live in ``pages_funnel`` and
+``pages_retention``.
 
 Handlers build the same request models as ``/api/v1/analytics`` (so the same validation applies) and
 call the same analysis functions in-process through ``engine.query``, for the console's brand only.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +27,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from huiyuan.analytics import engine, funnel, ltv, retention, scenes
+from huiyuan.analytics import engine, ltv, scenes
 from huiyuan.console.deps import Console, requires
 from huiyuan.console.i18n import translate
 from huiyuan.console.web import ConsoleRoute, render
@@ -38,10 +40,7 @@ from huiyuan.warehouse import connect
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 Reader = Annotated[Console, requires("analytics:read")]
 
-MAX_STEPS = 6
-FUNNEL_MODES = ("sequential", "strict", "any_order")
 UNITS = ("day", "week", "month")
-MEASURES = ("on", "on_or_after")
 DISTRIBUTION_MEASURES = ("orders", "sales")
 
 
@@ -196,183 +195,6 @@ def query_string(values: dict[str, Any]) -> str:
     return urlencode(pairs)
 
 
-# -- funnel ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class FunnelForm:
-    start: date | None = None
-    end: date | None = None
-    steps: list[str] = field(default_factory=list)
-    mode: str = "sequential"
-    window_hours: int = 24
-    grain: str = "day"
-
-    def complete(self, console: Console) -> FunnelForm:
-        last = self.end or today(console)
-        return FunnelForm(
-            start=self.start or last - timedelta(days=29),
-            end=last,
-            steps=[s.strip() for s in self.steps if s.strip()][:MAX_STEPS],
-            mode=self.mode,
-            window_hours=self.window_hours,
-            grain=self.grain if self.grain in UNITS else "day",
-        )
-
-    def request(self) -> funnel.FunnelRequest:
-        return funnel.FunnelRequest.model_validate(
-            {
-                "start": self.start,
-                "end": self.end,
-                "steps": [{"event": s} for s in self.steps],
-                "mode": self.mode,
-                "window_seconds": self.window_hours * 3600,
-            }
-        )
-
-    def query(self) -> str:
-        return query_string(
-            {
-                "start": self.start,
-                "end": self.end,
-                "step": self.steps,
-                "mode": self.mode,
-                "window_hours": self.window_hours,
-                "grain": self.grain,
-            }
-        )
-
-
-def funnel_form(
-    start: Annotated[date | None, Query()] = None,
-    end: Annotated[date | None, Query()] = None,
-    step: Annotated[list[str] | None, Query(max_length=200)] = None,
-    mode: Annotated[str, Query(max_length=20)] = "sequential",
-    window_hours: Annotated[int, Query(ge=1, le=90 * 24)] = 24,
-    grain: Annotated[str, Query(max_length=10)] = "day",
-) -> FunnelForm:
-    return FunnelForm(
-        start=start, end=end, steps=step or [], mode=mode, window_hours=window_hours, grain=grain
-    )
-
-
-def _funnel_rows(form: FunnelForm, brand_id: int) -> list[dict[str, Any]]:
-    request = form.request()
-    with warehouse() as wh:
-        rows = wh.rows(funnel.funnel, wh.table("fact_events"), brand_id, request)
-    return [{**r, **funnel.rates(r, len(request.steps))} for r in rows]
-
-
-def _funnel_trend(form: FunnelForm, brand_id: int) -> list[dict[str, Any]]:
-    """People entering and converting (reaching the last step) per entry day, week or month."""
-    request = form.request()
-    with warehouse() as wh:
-        return wh.rows(funnel.trend, wh.table("fact_events"), brand_id, request, form.grain)
-
-
-def _event_names(brand_id: int) -> list[str]:
-    with warehouse() as wh:
-        return [r["event"] for r in wh.rows(scenes.event_names, wh.table("fact_events"), brand_id)]
-
-
-@router.get("/console/analytics/funnel")
-def funnel_page(
-    request: Request, console: Reader, form: Annotated[FunnelForm, Depends(funnel_form)]
-) -> Response:
-    form = form.complete(console)
-    context: dict[str, Any] = {
-        "form": form,
-        "modes": FUNNEL_MODES,
-        "units": UNITS,
-        "max_steps": MAX_STEPS,
-        "events": [],
-    }
-    if blocked(console) or console.brand_id is None:
-        return _page(request, console, "analytics_funnel.html", context)
-    context["events"] = _event_names(console.brand_id)
-    if len(form.steps) < 2:
-        return _page(request, console, "analytics_funnel.html", {**context, "prompt": True})
-    try:
-        rows = _funnel_rows(form, console.brand_id)
-    except ValidationError as exc:
-        return _page(request, console, "analytics_funnel.html", {**context, "errors": errors_of(exc)}, 422)
-    row = rows[0] if rows else {}
-    steps = [
-        {
-            "event": event,
-            "people": int(row.get(f"step_{k}") or 0),
-            "overall": pct(row.get(f"overall_{k}")),
-            "from_previous": pct(row.get(f"from_previous_{k}")),
-            "median": duration(row.get(f"median_s_{k}")) if k > 1 else "",
-            "p90": duration(row.get(f"p90_s_{k}")) if k > 1 else "",
-        }
-        for k, event in enumerate(form.steps, start=1)
-    ]
-    empty = not steps or steps[0]["people"] == 0
-    lang = console.lang
-    option = bar_option(
-        [f"{k}. {s['event']}" for k, s in enumerate(steps, start=1)],
-        [
-            {
-                "name": translate(lang, "analysis.people"),
-                "data": [s["people"] for s in steps],
-                "label": {"show": True, "position": "top"},
-            },
-            {
-                "name": translate(lang, "analysis.step_rate"),
-                "type": "line",
-                "axis": 1,
-                "data": [s["from_previous"] for s in steps],
-                "label": {"show": True, "formatter": "{c}%"},
-            },
-        ],
-    )
-    trend = [] if empty else _funnel_trend(form, console.brand_id)
-    trend_option = bar_option(
-        [r["bucket"] for r in trend],
-        [
-            {"name": translate(lang, "analysis.entered"), "data": [int(r["entered"]) for r in trend]},
-            {
-                "name": translate(lang, "analysis.converted"),
-                "data": [int(r["converted"] or 0) for r in trend],
-            },
-            {
-                "name": translate(lang, "analysis.conversion_rate"),
-                "type": "line",
-                "axis": 1,
-                "data": [
-                    pct(int(r["converted"] or 0) / int(r["entered"])) if r["entered"] else None for r in trend
-                ],
-            },
-        ],
-    )
-    return _page(
-        request,
-        console,
-        "analytics_funnel.html",
-        {
-            **context,
-            "steps": steps,
-            "empty": empty,
-            "option": option,
-            "trend": trend,
-            "trend_option": trend_option,
-            "csv": "/console/analytics/funnel.csv?" + form.query(),
-        },
-    )
-
-
-@router.get("/console/analytics/funnel.csv")
-def funnel_csv(console: Reader, form: Annotated[FunnelForm, Depends(funnel_form)]) -> Response:
-    form = form.complete(console)
-    brand_id = _brand(console)
-    try:
-        rows = _funnel_rows(form, brand_id)
-    except ValidationError as exc:
-        raise ValidationFailed("; ".join(errors_of(exc))) from None
-    return csv("Funnel", rows, f"funnel-{form.start}-{form.end}")
-
-
 def _brand(console: Console) -> int:
     reason = blocked(console)
     if reason is not None or console.brand_id is None:
@@ -380,163 +202,17 @@ def _brand(console: Console) -> int:
     return console.brand_id
 
 
-# -- retention -------------------------------------------------------------------------------------
-
-
-@dataclass
-class RetentionForm:
-    start: date | None = None
-    end: date | None = None
-    as_of: date | None = None
-    start_event: str = ""
-    return_event: str = ""
-    unit: str = "week"
-    periods: int = 8
-    measure: str = "on"
-
-    def complete(self, console: Console) -> RetentionForm:
-        now = today(console)
-        end = self.end or now
-        return RetentionForm(
-            start=self.start or end - timedelta(days=55),
-            end=end,
-            as_of=self.as_of or max(end, now),
-            start_event=self.start_event.strip(),
-            return_event=self.return_event.strip(),
-            unit=self.unit,
-            periods=self.periods,
-            measure=self.measure,
-        )
-
-    def request(self) -> retention.RetentionRequest:
-        return retention.RetentionRequest.model_validate(
-            {
-                "start": self.start,
-                "end": self.end,
-                "as_of": self.as_of,
-                "start_event": {"event": self.start_event},
-                "return_event": {"event": self.return_event},
-                "unit": self.unit,
-                "periods": self.periods,
-                "measure": self.measure,
-            }
-        )
-
-    def query(self) -> str:
-        return query_string({k: getattr(self, k) for k in self.__dataclass_fields__})
-
-
-def retention_form(
-    start: Annotated[date | None, Query()] = None,
-    end: Annotated[date | None, Query()] = None,
-    as_of: Annotated[date | None, Query()] = None,
-    start_event: Annotated[str, Query(max_length=200)] = "",
-    return_event: Annotated[str, Query(max_length=200)] = "",
-    unit: Annotated[str, Query(max_length=10)] = "week",
-    periods: Annotated[int, Query(ge=1, le=120)] = 8,
-    measure: Annotated[str, Query(max_length=20)] = "on",
-) -> RetentionForm:
-    return RetentionForm(start, end, as_of, start_event, return_event, unit, periods, measure)
-
-
-def _retention_rows(
-    form: RetentionForm, brand_id: int
-) -> tuple[retention.RetentionRequest, list[dict[str, Any]]]:
-    request = form.request()
+def event_names(brand_id: int) -> list[str]:
+    """The brand's event names, most frequent first (the analysis forms' suggestions)."""
     with warehouse() as wh:
-        return request, wh.rows(retention.retention, wh.table("fact_events"), brand_id, request)
+        return [r["event"] for r in wh.rows(scenes.event_names, wh.table("fact_events"), brand_id)]
 
 
-@router.get("/console/analytics/retention")
-def retention_page(
-    request: Request, console: Reader, form: Annotated[RetentionForm, Depends(retention_form)]
-) -> Response:
-    form = form.complete(console)
-    context: dict[str, Any] = {"form": form, "units": UNITS, "measures": MEASURES, "events": []}
-    if blocked(console) or console.brand_id is None:
-        return _page(request, console, "analytics_retention.html", context)
-    context["events"] = _event_names(console.brand_id)
-    if not form.start_event or not form.return_event:
-        return _page(request, console, "analytics_retention.html", {**context, "prompt": True})
-    try:
-        req, rows = _retention_rows(form, console.brand_id)
-    except ValidationError as exc:
-        return _page(request, console, "analytics_retention.html", {**context, "errors": errors_of(exc)}, 422)
-    periods = req.periods
-    cohorts = []
-    heat: list[list[Any]] = []
-    for y, row in enumerate(rows):
-        size = int(row["size"])
-        rates = [
-            pct(int(row[f"n{k}"] or 0) / size) if row.get(f"e{k}") and size else None
-            for k in range(1, periods + 1)
-        ]
-        cohorts.append({"cohort": row["cohort"], "size": size, "rates": rates})
-        heat.append([0, y, 100.0])
-        heat += [[k, y, r] for k, r in enumerate(rates, start=1) if r is not None]
-    curve = [{"period": 0, "rate": 1.0 if rows else None}, *retention.curve(rows, periods)]
-    lang = console.lang
-    period_labels = [translate(lang, f"analysis.unit_n.{req.unit}", n=k) for k in range(periods + 1)]
-    heatmap = {
-        "tooltip": {"position": "top"},
-        "grid": {"left": 16, "right": 16, "top": 10, "bottom": 60, "containLabel": True},
-        "xAxis": {"type": "category", "data": period_labels, "splitArea": {"show": True}},
-        "yAxis": {"type": "category", "data": [c["cohort"] for c in cohorts], "inverse": True},
-        "visualMap": {
-            "min": 0,
-            "max": 100,
-            "calculable": True,
-            "orient": "horizontal",
-            "left": "center",
-            "bottom": 0,
-            "inRange": {"color": ["#f5f7fa", "#2d6cdf"]},
-        },
-        "series": [
-            {
-                "name": translate(lang, "analysis.retention_rate"),
-                "type": "heatmap",
-                "data": heat,
-                "label": {"show": True, "formatter": "{@[2]}%"},
-            }
-        ],
-    }
-    line = bar_option(
-        period_labels,
-        [
-            {
-                "name": translate(lang, "analysis.retention_rate"),
-                "type": "line",
-                "data": [pct(c["rate"]) for c in curve],
-                "label": {"show": True, "formatter": "{c}%"},
-            }
-        ],
-    )
-    return _page(
-        request,
-        console,
-        "analytics_retention.html",
-        {
-            **context,
-            "cohorts": cohorts,
-            "period_labels": period_labels,
-            "curve": [{**c, "rate": pct(c["rate"])} for c in curve],
-            "empty": not rows,
-            "heatmap": heatmap,
-            "line": line,
-            "csv": "/console/analytics/retention.csv?" + form.query(),
-        },
-    )
-
-
-@router.get("/console/analytics/retention.csv")
-def retention_csv(console: Reader, form: Annotated[RetentionForm, Depends(retention_form)]) -> Response:
-    form = form.complete(console)
-    brand_id = _brand(console)
-    try:
-        _, rows = _retention_rows(form, brand_id)
-    except ValidationError as exc:
-        raise ValidationFailed("; ".join(errors_of(exc))) from None
-    return csv("Retention", rows, f"retention-{form.start}-{form.end}")
+def breakdown_label(lang: str, value: Any) -> str:
+    """A breakdown value as shown: people without the property fall under "not set"."""
+    if value is None:
+        return translate(lang, "analysis.breakdown_none")
+    return str(value) if value != "" else '""'
 
 
 # -- LTV -------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from huiyuan.console import (
     pages_coupons,
     pages_event_analysis,
     pages_events,
+    pages_funnel,
     pages_heatmap,
     pages_imports,
     pages_insights,
@@ -38,6 +39,7 @@ from huiyuan.console import (
     pages_paths,
     pages_points,
     pages_profile,
+    pages_retention,
     pages_tiers,
     pages_wallet,
 )
@@ -263,6 +265,8 @@ router.include_router(pages_benefits.router)
 router.include_router(pages_wallet.router)
 router.include_router(pages_analytics.router)
 router.include_router(pages_analyses.router)
+router.include_router(pages_funnel.router)
+router.include_router(pages_retention.router)
 router.include_router(pages_clv.router)
 router.include_router(pages_insights.router)
 router.include_router(pages_paths.router)
