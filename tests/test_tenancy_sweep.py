@@ -219,6 +219,30 @@ CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
         "/api/v1/wallet/payments/{key}/refunds",
         {"reason": "x", "amount": "1.00", "idempotency_key": "sweep-pr"},
     ),
+    # Shared point programmes (alpha hosts one that beta is not in)
+    ("GET", "/api/v1/points/programs/{code}", None),
+    ("PATCH", "/api/v1/points/programs/{code}", {"name": "偷改"}),
+    ("POST", "/api/v1/points/programs/{code}/brands", {"brand": "beta"}),
+    ("PATCH", "/api/v1/points/programs/{code}/brands/{brand_code}", {"earn_rate": "9"}),
+    ("POST", "/api/v1/points/programs/{code}/links", {"member_id": 1}),
+    ("GET", "/api/v1/points/programs/{code}/links/{member_id}", None),
+    ("GET", "/api/v1/points/programs/{code}/members/{member_id}/points", None),
+    (
+        "POST",
+        "/api/v1/points/programs/{code}/members/{member_id}/earn",
+        {"idempotency_key": "sweep-pe", "points": 1},
+    ),
+    (
+        "POST",
+        "/api/v1/points/programs/{code}/members/{member_id}/spend",
+        {"idempotency_key": "sweep-ps", "points": 1},
+    ),
+    (
+        "POST",
+        "/api/v1/points/programs/{code}/members/{member_id}/refund",
+        {"idempotency_key": "sweep-pr2", "spend_key": "alpha-ps", "points": 1},
+    ),
+    ("GET", "/api/v1/points/programs/{code}/clearing", None),
     # Events: sources and the tracking plan
     ("GET", "/api/v1/event-sources/{source_id}", None),
     ("PATCH", "/api/v1/event-sources/{source_id}", {"name": "偷改"}),
@@ -335,11 +359,28 @@ def _alpha_objects(client: Any, world: World) -> dict[str, Any]:
     redeemed = client.post(f"/api/v1/members/{member['id']}/points/mall/redeem", json=redeem, headers=h)
     assert redeemed.status_code == 201, redeemed.text
     ids["redemption_id"] = redeemed.json()["id"]
+    _alpha_program(client, world, ids)
     _alpha_coupons(client, h, ids)
     _alpha_benefits(client, h, ids)
     _alpha_wallet(client, h, ids)
     _alpha_events(client, h, ids)
     return ids
+
+
+def _alpha_program(client: Any, world: World, ids: dict[str, Any]) -> None:
+    """A shared programme hosted by alpha on its points, alpha's member linked, earning and spending."""
+    h = world.brands[0].headers
+    body = {"code": "alpha-club", "name": "甲联盟", "host_brand": "alpha", "point_type": "points"}
+    _created(client.post("/api/v1/points/programs", json=body, headers=world.platform_headers))
+    ids["program_code"], ids["brand_code"] = "alpha-club", "alpha"
+    base = f"/api/v1/points/programs/alpha-club/members/{ids['member_id']}"
+    _created(
+        client.post(
+            "/api/v1/points/programs/alpha-club/links", json={"member_id": ids["member_id"]}, headers=h
+        )
+    )
+    _created(client.post(base + "/earn", json={"idempotency_key": "alpha-pe", "points": 5}, headers=h))
+    _created(client.post(base + "/spend", json={"idempotency_key": "alpha-ps", "points": 2}, headers=h))
 
 
 def _created(r: Any) -> dict[str, Any]:
@@ -460,6 +501,7 @@ RENAMED: dict[str, dict[str, str]] = {
     "/api/v1/benefits/cards/products/": {"product_id": "card_product_id"},
     "/api/v1/benefits/cards/": {"card_id": "benefit_card_id"},
     "/api/v1/wallet/types/": {"code": "wallet_type"},
+    "/api/v1/points/programs/": {"code": "program_code"},
     "/api/v1/wallet/top-ups/": {"key": "top_up_key"},
     "/api/v1/wallet/payments/": {"key": "payment_key"},
 }

@@ -16,6 +16,7 @@ from huiyuan.outbox import models as outbox_models  # noqa: F401
 from huiyuan.paid import models as paid_models  # noqa: F401
 from huiyuan.points import mall_models  # noqa: F401
 from huiyuan.points import models as points_models  # noqa: F401
+from huiyuan.points import program_models as point_program_models  # noqa: F401
 from huiyuan.tenancy import models as tenancy_models  # noqa: F401
 from huiyuan.tiers import models as tier_models  # noqa: F401
 from huiyuan.wallet import models as wallet_models  # noqa: F401

@@ -10,6 +10,9 @@ ROUTER_MODULES = (
     # First: Starlette tries routes in order, and the tracking API is by far the busiest path
     # (matching it last cost ~0.75 ms a request).
     "huiyuan.events.collect_api",
+    # Then orders, the busiest write of the API (after ~70 other routes it cost ~0.4 ms an order);
+    # no router before it serves these paths.
+    "huiyuan.orders.api",
     "huiyuan.system.api",
     "huiyuan.auth.api",
     "huiyuan.tenancy.api",
@@ -19,11 +22,11 @@ ROUTER_MODULES = (
     "huiyuan.members.consent_api",
     "huiyuan.members.privacy_api",
     "huiyuan.members.import_api",
-    "huiyuan.orders.api",
     "huiyuan.points.api",
     "huiyuan.points.me_api",
     "huiyuan.points.actions_api",
     "huiyuan.points.mall_api",
+    "huiyuan.points.programs_api",
     "huiyuan.tiers.api",
     "huiyuan.tiers.me_api",
     "huiyuan.paid.api",

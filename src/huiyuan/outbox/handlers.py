@@ -42,6 +42,7 @@ Handler = Callable[[Session, OutboxEvent], None]
 # Modules whose import registers handlers; add a line when a domain starts listening.
 HANDLER_MODULES: tuple[str, ...] = (
     "huiyuan.points.earning",
+    "huiyuan.points.program_handlers",
     "huiyuan.tiers.handlers",
     "huiyuan.coupons.handlers",
     "huiyuan.identity.handlers",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 22:08:29.451556
+Create Date: 2026-12-06 16:59:14.285660
 """
 
 from collections.abc import Sequence
@@ -1065,6 +1065,30 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_paid_plan_levels_category_id"), ["category_id"], unique=False)
 
     op.create_table(
+        "point_programs",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("host_brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("point_type_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_by", sa.String(length=120), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["host_brand_id"], ["brands.id"], name=op.f("fk_point_programs_host_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["point_type_id"], ["point_types.id"], name=op.f("fk_point_programs_point_type_id_point_types")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_programs")),
+        sa.UniqueConstraint("code", name=op.f("uq_point_programs_code")),
+        sa.UniqueConstraint("point_type_id", name=op.f("uq_point_programs_point_type_id")),
+    )
+    with op.batch_alter_table("point_programs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_point_programs_host_brand_id"), ["host_brand_id"], unique=False)
+
+    op.create_table(
         "products",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("sku", sa.String(length=64), nullable=False),
@@ -1838,6 +1862,74 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_point_operations_member_id"), ["member_id"], unique=False)
 
     op.create_table(
+        "point_program_brands",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("program_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("earn_rate", sa.Numeric(precision=12, scale=4), nullable=False),
+        sa.Column("joined_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("left_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_point_program_brands_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["program_id"],
+            ["point_programs.id"],
+            name=op.f("fk_point_program_brands_program_id_point_programs"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_program_brands")),
+        sa.UniqueConstraint(
+            "program_id", "brand_id", name=op.f("uq_point_program_brands_program_id_brand_id")
+        ),
+    )
+    with op.batch_alter_table("point_program_brands", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_point_program_brands_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "point_program_links",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("program_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("host_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("matched_by", sa.String(length=16), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_point_program_links_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["host_member_id"], ["members.id"], name=op.f("fk_point_program_links_host_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_point_program_links_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["program_id"],
+            ["point_programs.id"],
+            name=op.f("fk_point_program_links_program_id_point_programs"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_program_links")),
+        sa.UniqueConstraint(
+            "program_id",
+            "brand_id",
+            "host_member_id",
+            name=op.f("uq_point_program_links_program_id_brand_id_host_member_id"),
+        ),
+        sa.UniqueConstraint(
+            "program_id", "member_id", name=op.f("uq_point_program_links_program_id_member_id")
+        ),
+    )
+    with op.batch_alter_table("point_program_links", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_point_program_links_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_point_program_links_host_member_id"), ["host_member_id"], unique=False
+        )
+
+    op.create_table(
         "tier_changes",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -2324,6 +2416,76 @@ def upgrade() -> None:
         batch_op.create_index("ix_point_lots_source", ["member_id", "source_type", "source_id"], unique=False)
         batch_op.create_index(
             "ix_point_lots_spend", ["account_id", "state", "expires_at", "id"], unique=False
+        )
+
+    op.create_table(
+        "point_program_operations",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("program_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("link_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("host_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "ledger_operation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("refunds_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("points", sa.Integer(), nullable=False),
+        sa.Column("paid_amount", huiyuan.kit.types.Money(), nullable=True),
+        sa.Column("order_ref", sa.String(length=64), nullable=True),
+        sa.Column("store_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("reason", sa.String(length=200), nullable=True),
+        sa.Column("actor", sa.String(length=120), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["brand_id"], ["brands.id"], name=op.f("fk_point_program_operations_brand_id_brands")
+        ),
+        sa.ForeignKeyConstraint(
+            ["host_member_id"],
+            ["members.id"],
+            name=op.f("fk_point_program_operations_host_member_id_members"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["ledger_operation_id"],
+            ["point_operations.id"],
+            name=op.f("fk_point_program_operations_ledger_operation_id_point_operations"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["link_id"],
+            ["point_program_links.id"],
+            name=op.f("fk_point_program_operations_link_id_point_program_links"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_point_program_operations_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["program_id"],
+            ["point_programs.id"],
+            name=op.f("fk_point_program_operations_program_id_point_programs"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["refunds_id"],
+            ["point_program_operations.id"],
+            name=op.f("fk_point_program_operations_refunds_id_point_program_operations"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["store_id"], ["stores.id"], name=op.f("fk_point_program_operations_store_id_stores")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_program_operations")),
+        sa.UniqueConstraint(
+            "ledger_operation_id", name=op.f("uq_point_program_operations_ledger_operation_id")
+        ),
+        sa.UniqueConstraint(
+            "program_id", "brand_id", "key", name=op.f("uq_point_program_operations_program_id_brand_id_key")
+        ),
+    )
+    with op.batch_alter_table("point_program_operations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_point_program_operations_brand_id"), ["brand_id"], unique=False)
+        batch_op.create_index(
+            "ix_point_program_operations_member", ["brand_id", "member_id", "id"], unique=False
         )
 
     op.create_table(
@@ -3174,6 +3336,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_point_reservations_brand_id"))
 
     op.drop_table("point_reservations")
+    with op.batch_alter_table("point_program_operations", schema=None) as batch_op:
+        batch_op.drop_index("ix_point_program_operations_member")
+        batch_op.drop_index(batch_op.f("ix_point_program_operations_brand_id"))
+
+    op.drop_table("point_program_operations")
     with op.batch_alter_table("point_lots", schema=None) as batch_op:
         batch_op.drop_index("ix_point_lots_spend")
         batch_op.drop_index("ix_point_lots_source")
@@ -3249,6 +3416,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_tier_changes_brand_id"))
 
     op.drop_table("tier_changes")
+    with op.batch_alter_table("point_program_links", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_point_program_links_host_member_id"))
+        batch_op.drop_index(batch_op.f("ix_point_program_links_brand_id"))
+
+    op.drop_table("point_program_links")
+    with op.batch_alter_table("point_program_brands", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_point_program_brands_brand_id"))
+
+    op.drop_table("point_program_brands")
     with op.batch_alter_table("point_operations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_point_operations_member_id"))
         batch_op.drop_index(batch_op.f("ix_point_operations_brand_id"))
@@ -3365,6 +3541,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_products_brand_id"))
 
     op.drop_table("products")
+    with op.batch_alter_table("point_programs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_point_programs_host_brand_id"))
+
+    op.drop_table("point_programs")
     with op.batch_alter_table("paid_plan_levels", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_paid_plan_levels_category_id"))
         batch_op.drop_index(batch_op.f("ix_paid_plan_levels_brand_id"))
