@@ -226,5 +226,19 @@ def test_reads_through_the_index_equal_a_scan(
                 s, user_ids=user_ids, anonymous_ids=anonymous_ids, before_id=before, limit=page
             )
             assert [e.id for e in got] == [e.id for e in newest[1 : page + 1]]
+            # The operator's stream filtered by a user id (index + tail) equals a scan, page by page.
+            for user in user_ids:
+                theirs = [
+                    e.id for e in sorted(everything, key=lambda e: e.id, reverse=True) if e.user_id == user
+                ]
+                pages: list[int] = []
+                below: int | None = None
+                while batch := repository.events(s, user_id=user, before_id=below, limit=page):
+                    pages += [e.id for e in batch]
+                    below = batch[-1].id
+                assert pages == theirs
+                named = repository.events(s, user_id=user, event="Product Viewed", limit=page)
+                assert [e.id for e in named] == theirs[:page]
+                assert repository.events(s, user_id=user, event="Other", limit=page) == []
     finally:
         wipe(db, brand)

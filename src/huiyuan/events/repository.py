@@ -158,23 +158,44 @@ def events(
     before_id: int | None = None,
     limit: int = 50,
 ) -> list[Event]:
-    """The main stream, newest first; ``before_id`` continues below the last id seen."""
-    stmt = select(Event)
+    """The main stream, newest first; ``before_id`` continues below the last id seen.
+
+    Filtered by a user id (alone or with the other filters), the events come from the person index
+    up to its cursor plus the store above it, as ``person_events`` reads them: signed-in events sit
+    under ``u:`` + their user id, so the filter is one index range instead of a scan of the store. An
+    anonymous id filter keeps the scan: the index holds an event with both ids under its user id."""
+    conds: list[ColumnElement[bool]] = []
     if type:
-        stmt = stmt.where(Event.type == type)
+        conds.append(Event.type == type)
     if event:
-        stmt = stmt.where(Event.event == event)
+        conds.append(Event.event == event)
+    if anonymous_id:
+        conds.append(Event.anonymous_id == anonymous_id)
+    if source_id is not None:
+        conds.append(Event.source_id == source_id)
+    if flagged:
+        conds.append(Event.violations.is_not(None))
+    upto = people_cursor(session) if user_id and not anonymous_id else 0
+    stmt = select(Event).where(*conds)
     if user_id:
         stmt = stmt.where(Event.user_id == user_id)
-    if anonymous_id:
-        stmt = stmt.where(Event.anonymous_id == anonymous_id)
-    if source_id is not None:
-        stmt = stmt.where(Event.source_id == source_id)
-    if flagged:
-        stmt = stmt.where(Event.violations.is_not(None))
+    if upto:
+        stmt = stmt.where(Event.id > upto)
     if before_id is not None:
         stmt = stmt.where(Event.id < before_id)
-    return list(session.scalars(stmt.order_by(Event.id.desc()).limit(limit)))
+    rows = list(session.scalars(stmt.order_by(Event.id.desc()).limit(limit)))
+    if not upto or len(rows) >= limit:
+        return rows
+    indexed = (
+        select(Event)
+        .join(EventPerson, EventPerson.event_id == Event.id)
+        .where(EventPerson.person_key == USER_KEY + str(user_id), EventPerson.event_id <= upto, *conds)
+    )
+    if before_id is not None:
+        indexed = indexed.where(EventPerson.event_id < before_id)
+    return rows + list(
+        session.scalars(indexed.order_by(EventPerson.event_id.desc()).limit(limit - len(rows)))
+    )
 
 
 def person_keys(user_ids: Sequence[str], anonymous_ids: Sequence[str]) -> list[str]:
