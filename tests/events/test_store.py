@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from huiyuan.events import collect_api, spec, store
+from huiyuan.events import collect_api, repository, spec, store
 from huiyuan.events.models import Event, QuarantinedEvent
 from huiyuan.events.plan import EMPTY_PLAN, check, compile_event
 from huiyuan.kit.db import Database
@@ -54,6 +54,14 @@ def test_multi_row_inserts_count_new_rows_and_skip_duplicates(db: Database, worl
         stored = list(s.execute(select(Event.message_id, Event.properties).order_by(Event.id)))
     assert [m for m, _ in stored] == first + [f"n{i}" for i in range(259)]
     assert all(p == {"名": "值"} for _, p in stored)
+    # The live chart's counter saw the new events only, under the minute they were received.
+    other = world.brands[1].id
+    assert _write(db, other, _prepared(db, other, ["o0", "o1"])) == (2, 0)
+    minute = int(RECEIVED.timestamp()) // 60
+    for brand_id, new in ((brand, 341 + 259), (other, 2)):
+        with db.unit_of_work(Scope(brand_id=brand_id), write=False) as s:
+            assert repository.events_per_minute(s, since=RECEIVED.replace(second=0)) == [(minute, new)]
+            assert repository.events_per_minute(s, since=RECEIVED.replace(minute=1)) == []
 
 
 def test_quarantined_rows_go_in_the_same_way(db: Database, world: World) -> None:

@@ -39,8 +39,6 @@ QUARANTINE_ROWS = 100
 UNPLANNED_ROWS = 200
 VIOLATION_DAYS = 7
 CHART_MINUTES = 60
-# The per-minute chart walks the store backwards along its primary key; this bounds one poll.
-CHART_SCAN_LIMIT = 100_000
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -347,7 +345,7 @@ def stream_minutes(console: Reader) -> Response:
     counts: dict[int, int] = {}
     if _has_brand(console):
         since = datetime.fromtimestamp(first * 60, tz=now.tzinfo)
-        counts = dict(repository.events_per_minute(console.session, since=since, scan_limit=CHART_SCAN_LIMIT))
+        counts = dict(repository.events_per_minute(console.session, since=since))
     zone = ZoneInfo(console.timezone())
     minutes = list(range(first, last + 1))
     labels = [datetime.fromtimestamp(m * 60, tz=zone).strftime("%H:%M") for m in minutes]

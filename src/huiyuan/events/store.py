@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from huiyuan.events import repository
 from huiyuan.events.models import (
     Event,
+    EventMinute,
     EventPeopleCursor,
     EventPerson,
     EventSource,
@@ -197,6 +198,14 @@ def count_violations(session: Session, *, brand_id: int, prepared: Prepared, at:
     session.execute(stmt, rows)
 
 
+def count_received(session: Session, *, brand_id: int, stored: int, at: datetime) -> None:
+    """Add the request's new events to its minute (``EventMinute``)."""
+    if not stored:
+        return
+    stmt = _upsert(session, EventMinute, ["brand_id", "minute"], ["count"], [])
+    session.execute(stmt, [{"brand_id": brand_id, "minute": int(at.timestamp()) // 60, "count": stored}])
+
+
 def touch_source(session: Session, source_id: int, at: datetime) -> None:
     session.execute(update(_table(EventSource)).where(EventSource.id == source_id).values(last_event_at=at))
 
@@ -204,6 +213,7 @@ def touch_source(session: Session, source_id: int, at: datetime) -> None:
 def write(session: Session, *, brand_id: int, prepared: Prepared, at: datetime) -> tuple[int, int]:
     """Everything one request writes, in the caller's transaction: (new events, new quarantined)."""
     stored = insert_events(session, prepared.events)
+    count_received(session, brand_id=brand_id, stored=stored, at=at)
     quarantined = insert_quarantined(session, prepared.quarantined)
     count_unplanned(session, brand_id=brand_id, prepared=prepared, at=at)
     count_violations(session, brand_id=brand_id, prepared=prepared, at=at)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-06 16:59:14.285660
+Create Date: 2026-12-06 17:34:26.214247
 """
 
 from collections.abc import Sequence
@@ -348,6 +348,14 @@ def upgrade() -> None:
             "version",
             name=op.f("uq_event_definitions_brand_id_kind_name_version"),
         ),
+    )
+    op.create_table(
+        "event_minutes",
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("minute", sa.BigInteger(), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_event_minutes_brand_id_brands")),
+        sa.PrimaryKeyConstraint("brand_id", "minute", name=op.f("pk_event_minutes")),
     )
     op.create_table(
         "event_people_cursors",
@@ -3655,6 +3663,7 @@ def downgrade() -> None:
     op.drop_table("event_sources")
     op.drop_table("event_settings")
     op.drop_table("event_people_cursors")
+    op.drop_table("event_minutes")
     op.drop_table("event_definitions")
     with op.batch_alter_table("custom_field_definitions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_custom_field_definitions_brand_id"))
