@@ -246,9 +246,20 @@ def _converting(
         if request.mode == "sequential":
             pairs = pairs.filter((pairs.tk > pairs[prev_t]) | (pairs.seqk > pairs[prev_seq]))
         if k == n and attributed != k:
-            best = pairs.group_by(*left.columns).aggregate(
+            # Group by what is read after this step only: the previous step's sequence number and a
+            # breakdown value nobody asked for come back as nulls (fewer keys, a cheaper aggregate).
+            needed = [c for c in left.columns if c != prev_seq and not (c == "b1" and not bk)]
+            best = pairs.group_by(*needed).aggregate(
                 tk=pairs.tk.min(), seqk=ibis.null("int64"), bk=ibis.null("string")
             )
+            best = best.mutate(
+                **{
+                    c: ibis.null(left.schema()[c].copy(nullable=True))
+                    for c in left.columns
+                    if c not in needed
+                }
+            )
+            best = best.select(*left.columns, "tk", "seqk", "bk")
         else:
             ranked = pairs.mutate(
                 _rank=ibis.row_number().over(group_by=pairs.entry_id, order_by=[pairs.tk, pairs.seqk])
