@@ -243,6 +243,14 @@ CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
         {"idempotency_key": "sweep-pr2", "spend_key": "alpha-ps", "points": 1},
     ),
     ("GET", "/api/v1/points/programs/{code}/clearing", None),
+    ("POST", "/api/v1/points/programs/{code}/checkout/quote", {"member_id": 1, "cart_amount": "1.00"}),
+    (
+        "POST",
+        "/api/v1/points/programs/{code}/checkout/reserve",
+        {"idempotency_key": "sweep-pres", "member_id": 1, "points": 1},
+    ),
+    ("POST", "/api/v1/points/programs/{code}/checkout/{reservation_key}/confirm", None),
+    ("POST", "/api/v1/points/programs/{code}/checkout/{reservation_key}/release", None),
     # Events: sources and the tracking plan
     ("GET", "/api/v1/event-sources/{source_id}", None),
     ("PATCH", "/api/v1/event-sources/{source_id}", {"name": "偷改"}),
@@ -381,6 +389,8 @@ def _alpha_program(client: Any, world: World, ids: dict[str, Any]) -> None:
     )
     _created(client.post(base + "/earn", json={"idempotency_key": "alpha-pe", "points": 5}, headers=h))
     _created(client.post(base + "/spend", json={"idempotency_key": "alpha-ps", "points": 2}, headers=h))
+    hold = {"idempotency_key": ids["reservation_key"], "member_id": ids["member_id"], "points": 1}
+    _created(client.post("/api/v1/points/programs/alpha-club/checkout/reserve", json=hold, headers=h))
 
 
 def _created(r: Any) -> dict[str, Any]:

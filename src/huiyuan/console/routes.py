@@ -39,6 +39,7 @@ from huiyuan.console import (
     pages_paths,
     pages_points,
     pages_profile,
+    pages_programs,
     pages_retention,
     pages_tiers,
     pages_wallet,
@@ -258,6 +259,7 @@ router.include_router(pages_members.router)
 router.include_router(pages_admin.router)
 router.include_router(pages_imports.router)
 router.include_router(pages_points.router)
+router.include_router(pages_programs.router)
 router.include_router(pages_tiers.router)
 router.include_router(pages_paid.router)
 router.include_router(pages_coupons.router)

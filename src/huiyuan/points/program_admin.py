@@ -3,8 +3,9 @@ point type, lets brands join and leave and sets their earn rates; everyone reads
 they may see (the platform all, a brand those it takes or took part in, with its own participation
 only). See ``points.programs`` for the design.
 
-Writes are for platform principals with ``brands:manage``; they are audited as platform actions.
-Nothing here commits.
+Writes are for platform principals with ``brands:manage``; they are audited as platform actions,
+and make this process forget which brands it remembered as outside every programme
+(``program_cache``). Nothing here commits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from huiyuan.audit import service as audit
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
 from huiyuan.kit.scope import Principal
+from huiyuan.points import program_cache
 from huiyuan.points.program_models import PointProgram, PointProgramBrand
 from huiyuan.points.program_repository import ProgramRepository
 from huiyuan.points.program_schemas import (
@@ -99,6 +101,7 @@ def create_program(session: Session, *, actor: Principal, data: ProgramIn) -> Po
         )
     )
     session.flush()
+    program_cache.forget_on_change(session)
     audit.record(
         session,
         actor=actor,
@@ -124,6 +127,7 @@ def update_program(session: Session, *, actor: Principal, code: str, data: Progr
     if data.status is not None:
         program.status = data.status
     session.flush()
+    program_cache.forget_on_change(session)
     audit.record(
         session,
         actor=actor,
@@ -158,6 +162,7 @@ def add_brand(session: Session, *, actor: Principal, code: str, data: Participat
     found.joined_at = utcnow()
     found.left_at = None
     session.flush()
+    program_cache.forget_on_change(session)
     audit.record(
         session,
         actor=actor,
@@ -193,6 +198,7 @@ def update_participation(
         if data.status == "active":
             found.joined_at = utcnow()
     session.flush()
+    program_cache.forget_on_change(session)
     audit.record(
         session,
         actor=actor,

@@ -7,6 +7,10 @@ account across brands; nothing is linked behind their back). The earn is keyed o
 (``order#<id>#earned``, outside the characters client keys may use), so a retried event earns once
 per programme; a rate of 0 turns automatic earning off for that brand. The brand's own point earning
 (``points.earning``) is separate and unchanged.
+
+Most brands take part in no programme: ``program_cache`` remembers that per process for a short
+time, so their paid orders cost no extra query (see there for how the memory is kept fresh).
+Refunds need no such care: taking back looks up the order's earns by key, one indexed query.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from sqlalchemy.orm import Session
 from huiyuan.kit.scope import system_for_brand
 from huiyuan.outbox.handlers import on
 from huiyuan.outbox.models import OutboxEvent
-from huiyuan.points import programs
+from huiyuan.points import program_cache, programs
 from huiyuan.points.program_repository import ProgramRepository
 
 
@@ -31,9 +35,13 @@ def earn_programme_points_on_order_paid(session: Session, event: OutboxEvent) ->
     paid = Decimal(str(payload.get("paid_amount") or "0"))
     if paid <= 0:
         return
+    if program_cache.known_outside(event.brand_id):
+        return  # the common case: a brand in no programme, answered without a query
     repo = ProgramRepository(session)
     actor = system_for_brand(event.brand_id)
-    for participation, program in repo.active_participations_of_brand(event.brand_id):
+    active = repo.active_participations_of_brand(event.brand_id)
+    program_cache.remember(event.brand_id, participates=bool(active))
+    for participation, program in active:
         if participation.earn_rate <= 0 or programs.points_for(paid, participation.earn_rate) <= 0:
             continue
         if repo.link_of_member(program.id, member_id) is None:

@@ -13,7 +13,8 @@ apart:
 * ``point_program_links`` — a participant's member linked to the programme account of a host
   member (owned by the participant brand);
 * ``point_program_operations`` — every earn, spend and refund a brand made through the programme
-  (and every automatic earn taken back because its order was refunded)
+  (and every automatic earn taken back because its order was refunded, and every checkout hold
+  reserved, confirmed or released)
   (owned by that brand), pointing at the host ledger's ``PointOperation``: the record of which
   brand funded a grant and where points were consumed, which programme clearing reads.
 
@@ -35,7 +36,7 @@ from huiyuan.kit.types import IdType, Money, UTCDateTime
 PROGRAM_STATUSES = ("active", "paused", "closed")
 PROGRAM_ROLES = ("host", "participant")
 PARTICIPATION_STATUSES = ("active", "left")
-PROGRAM_OPERATION_KINDS = ("earn", "spend", "refund", "reverse")
+PROGRAM_OPERATION_KINDS = ("earn", "spend", "refund", "reverse", "reserve", "confirm", "release")
 
 
 class PointProgram(TimestampMixin, Base):
@@ -92,9 +93,10 @@ class PointProgramLink(BrandOwned, Base):
 
 
 class PointProgramOperation(BrandOwned, Base):
-    """An earn, spend, refund or reverse a brand made through the programme, and the host ledger
-    operation it became. ``brand_id`` is the acting brand: the funder of an earn, the redeemer of a
-    spend. ``refunds_id``: the spend a refund gives back to, or the earn a reverse takes back."""
+    """An earn, spend, refund, reverse, reserve, confirm or release a brand made through the
+    programme, and the host ledger operation it became. ``brand_id`` is the acting brand: the funder
+    of an earn, the redeemer of a spend or confirm. ``refunds_id``: the spend (or confirm) a refund
+    gives back to, the earn a reverse takes back, or the reserve a confirm or release settles."""
 
     __tablename__ = "point_program_operations"
     __table_args__ = (

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, aliased
 
 from huiyuan.members.models import Member
 from huiyuan.orders.models import Order
-from huiyuan.points.models import PointEntry, PointEntryLot, PointLot, PointType
+from huiyuan.points.models import PointAccount, PointEntry, PointEntryLot, PointLot, PointType
 from huiyuan.points.program_models import (
     PointProgram,
     PointProgramBrand,
@@ -135,6 +135,27 @@ class ProgramRepository:
         )
         return self.session.scalars(stmt).one_or_none()
 
+    def linked_host_members(self, program_id: int, brand_id: int) -> list[int]:
+        """The host members the brand's linked members hold their programme account with."""
+        stmt = (
+            select(PointProgramLink.host_member_id)
+            .where(PointProgramLink.program_id == program_id, PointProgramLink.brand_id == brand_id)
+            .order_by(PointProgramLink.host_member_id)
+        )
+        return list(self.session.scalars(stmt))
+
+    def holdings(self, point_type_id: int, host_member_ids: Sequence[int]) -> tuple[int, int]:
+        """(accounts holding available points, Σ available) of these host members (host scope)."""
+        if not host_member_ids:
+            return 0, 0
+        stmt = select(func.count(), func.coalesce(func.sum(PointAccount.available), 0)).where(
+            PointAccount.point_type_id == point_type_id,
+            PointAccount.member_id.in_(list(host_member_ids)),
+            PointAccount.available > 0,
+        )
+        holders, points = self.session.execute(stmt).one()
+        return int(holders), int(points)
+
     # -- operations --------------------------------------------------------------------------------
 
     def operation_by_key(self, program_id: int, brand_id: int, key: str) -> PointProgramOperation | None:
@@ -202,7 +223,7 @@ class ProgramRepository:
 
     def spend_entry_of(self, ledger_operation_id: int) -> int | None:
         stmt = select(PointEntry.id).where(
-            PointEntry.operation_id == ledger_operation_id, PointEntry.kind == "spend"
+            PointEntry.operation_id == ledger_operation_id, PointEntry.kind.in_(("spend", "confirm"))
         )
         return self.session.scalar(stmt)
 
@@ -243,7 +264,8 @@ class ProgramRepository:
     def confirm_draws(
         self, host_brand_id: int, type_id: int, start: datetime, end: datetime
     ) -> list[DrawRow]:
-        """Confirms in the period with the lots their reservation drew (the host's own checkouts)."""
+        """Confirms in the period with the lots their reservation drew, and the brand whose programme
+        confirm it was (none for the host's own checkouts through its points API)."""
         confirm, reserve, op = aliased(PointEntry), aliased(PointEntry), PointProgramOperation
         stmt = (
             select(

@@ -9,11 +9,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from huiyuan.points.schemas import (
+    MAX_POINTS,
     BalanceOut,
     IdempotencyKeyField,
     OrderRef,
     PointBalanceOut,
     Points,
+    QuoteOut,
     Reason,
     StoreCode,
     TypeCode,
@@ -239,7 +241,9 @@ class ProgramRefundIn(_Keyed):
             ]
         },
     )
-    spend_key: IdempotencyKeyField = Field(description="The idempotency key of the spend to refund")
+    spend_key: IdempotencyKeyField = Field(
+        description="The idempotency key of the spend, or of the confirmed reservation, to refund"
+    )
     points: Points
     reason: Reason | None = None
 
@@ -327,3 +331,89 @@ class ProgramPointsOut(BaseModel):
     as_of: datetime
     balance: PointBalanceOut = Field(description="The whole programme account, every brand's share")
     entries: list[ProgramEntryOut] = Field(description="The calling brand's own lines, newest first")
+
+
+# -- checkout holds (brands) -----------------------------------------------------------------------
+
+
+class ProgramQuoteIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"member_id": 42, "cart_amount": "259.00", "max_points": 5000}]},
+    )
+    member_id: int = Field(gt=0, description="The member of the calling brand")
+    cart_amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, examples=["259.00"])]
+    max_points: int | None = Field(default=None, ge=0, le=MAX_POINTS, description="Per-order cap in points")
+
+
+class ProgramQuoteOut(QuoteOut):
+    """What the linked member may pay the cart with (the host point type's ratio and value)."""
+
+    program: str
+
+
+class ProgramReserveIn(_Keyed):
+    """Hold programme points for a checkout at the calling brand. The idempotency key also names
+    the reservation for confirm and release (per brand: another brand's key is another reservation)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "idempotency_key": "C-POS-20260316-0007",
+                    "member_id": 42,
+                    "points": 500,
+                    "order_ref": "C-0007",
+                    "ttl_minutes": 15,
+                }
+            ]
+        },
+    )
+    member_id: int = Field(gt=0, description="The member of the calling brand")
+    points: Points
+    order_ref: OrderRef | None = None
+    store: StoreCode | None = None
+    ttl_minutes: int | None = Field(
+        default=None, ge=1, le=1440, description="Defaults to the programme point type's setting"
+    )
+
+
+class ProgramReservationOut(ProgramOperationOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 61,
+                    "program": "mall-alliance",
+                    "kind": "reserve",
+                    "key": "C-POS-20260316-0007",
+                    "member_id": 42,
+                    "points": 500,
+                    "paid_amount": None,
+                    "order_ref": "C-0007",
+                    "entries": [4431],
+                    "balance": {"available": 176, "pending": 0, "frozen": 0, "reserved": 500, "debt": 0},
+                    "created_at": "2026-03-16T06:30:00Z",
+                    "reservation_key": "C-POS-20260316-0007",
+                    "reservation_id": 77,
+                    "status": "held",
+                    "expires_at": "2026-03-16T06:45:00Z",
+                }
+            ]
+        }
+    )
+    reservation_key: str
+    reservation_id: int
+    status: str = Field(description="held, confirmed or released")
+    expires_at: datetime | None = None
+
+
+class LinkedHoldingsOut(BaseModel):
+    """How many of the calling brand's members are linked to the programme and what they hold."""
+
+    program: str
+    linked_members: int
+    holders: int = Field(description="Linked members whose programme account holds available points")
+    available_points: int = Field(description="Σ available points of those accounts (every brand's share)")

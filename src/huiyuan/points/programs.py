@@ -26,7 +26,8 @@ seeing another's participations, links and operations.
   fair value at grant; positions net out between brands (多边清算).
 
 Modules: this one (the bridge, links, earn/spend/refund, what a brand sees), ``program_admin``
-(the platform's programmes and participations), ``program_clearing`` (settlement between brands),
+(the platform's programmes and participations), ``program_checkout`` (quote, reserve, confirm and
+release of checkout holds), ``program_clearing`` (settlement between brands),
 ``program_models``, ``program_repository``, ``program_schemas`` and ``programs_api``. Like every
 verb, nothing here commits.
 """
@@ -69,6 +70,7 @@ from huiyuan.points.program_models import (
 )
 from huiyuan.points.program_repository import ProgramRepository
 from huiyuan.points.program_schemas import (
+    LinkedHoldingsOut,
     ProgramEntryOut,
     ProgramOperationOut,
     ProgramPointsOut,
@@ -77,6 +79,7 @@ from huiyuan.points.schemas import BalanceOut
 from huiyuan.tenancy.models import Brand
 
 ENTRIES_SHOWN = 100
+HOLDINGS_CHUNK = 1000
 
 
 class ProgramInactive(AppError):
@@ -541,11 +544,16 @@ def refund(
     amount: int,
     reason: str | None = None,
 ) -> ProgramResult:
-    """Give back points of one of the brand's own spends, to the lots they came from."""
+    """Give back points of one of the brand's own spends (or confirmed reservations), to the lots
+    they came from."""
     st = standing(session, actor, code, verb="refund")
     _member, link = _link(session, st, member_id)
-    spent = ProgramRepository(session).operation_by_key(st.program.id, st.brand.id, spend_key)
-    if spent is None or spent.kind != "spend" or spent.member_id != member_id:
+    repo = ProgramRepository(session)
+    spent = repo.operation_by_key(st.program.id, st.brand.id, spend_key)
+    if spent is not None and spent.kind == "reserve":
+        # A checkout hold is refunded through its confirm (``program_checkout``), the spend it became.
+        spent = repo.operation_by_key(st.program.id, st.brand.id, f"{spend_key}#confirm")
+    if spent is None or spent.kind not in ("spend", "confirm") or spent.member_id != member_id:
         raise NotFound(f"No spend '{spend_key}' of member {member_id} in this programme.")
     digest = _digest("refund", member=member_id, spend=spent.id, points=amount, reason=reason)
     _check_replay(session, st, key, "refund", digest)
@@ -697,4 +705,21 @@ def member_points(session: Session, *, actor: Principal, code: str, member_id: i
     ]
     return ProgramPointsOut(
         program=st.program.code, member_id=member_id, as_of=summary.as_of, balance=balance, entries=lines
+    )
+
+
+def linked_holdings(session: Session, *, actor: Principal, code: str) -> LinkedHoldingsOut:
+    """How many of the brand's members are linked to the programme, and the points they hold.
+
+    Counts only: like ``member_points``, a brand learns what its own linked members hold."""
+    st = standing(session, actor, code, verb=None)
+    repo = ProgramRepository(session)
+    host_members = repo.linked_host_members(st.program.id, st.brand.id)
+    holders = held = 0
+    with host_scope(session, st.program):
+        for i in range(0, len(host_members), HOLDINGS_CHUNK):
+            n, points_held = repo.holdings(st.program.point_type_id, host_members[i : i + HOLDINGS_CHUNK])
+            holders, held = holders + n, held + points_held
+    return LinkedHoldingsOut(
+        program=st.program.code, linked_members=len(host_members), holders=holders, available_points=held
     )

@@ -9,6 +9,10 @@ the response.
   brand's own member). Writes take an idempotency key (body ``idempotency_key`` or the
   ``Idempotency-Key`` header), namespaced per brand: the first call answers 201, a retry 200 with
   ``Idempotent-Replayed: true``.
+* Checkout holds for a linked member at the calling brand:
+  ``/api/v1/points/programs/{code}/checkout/quote``, ``…/checkout/reserve`` and
+  ``…/checkout/{reservation_key}/confirm`` or ``/release`` (the reservation key is the brand's own:
+  another brand's reservation is not found).
 * ``/api/v1/points/programs/{code}/clearing``: net positions between the programme's brands for a
   period, as JSON, CSV or XLSX (the platform and the programme's brands).
 """
@@ -27,7 +31,7 @@ from huiyuan.kit import tables
 from huiyuan.kit.idempotency import IdempotencyKey
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
-from huiyuan.points import clearing, program_admin, program_clearing, programs
+from huiyuan.points import clearing, program_admin, program_checkout, program_clearing, programs
 from huiyuan.points import service as points
 from huiyuan.points.program_models import PointProgramLink
 from huiyuan.points.program_schemas import (
@@ -41,7 +45,11 @@ from huiyuan.points.program_schemas import (
     ProgramOperationOut,
     ProgramOut,
     ProgramPointsOut,
+    ProgramQuoteIn,
+    ProgramQuoteOut,
     ProgramRefundIn,
+    ProgramReservationOut,
+    ProgramReserveIn,
     ProgramSpendIn,
     ProgramUpdate,
 )
@@ -298,6 +306,109 @@ def refund(
         reason=data.reason,
     )
     return _answer(response, result)
+
+
+# -- checkout holds -------------------------------------------------------------------------------
+
+SETTLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Repeated: the first result, unchanged (`Idempotent-Replayed: true`)"},
+    404: {"description": "No such programme for this brand, or no reservation of this brand under that key"},
+    409: {
+        "description": "The reservation was settled the other way or timed out (`reservation-closed`), "
+        "or the participation does not allow it (`program-inactive`)"
+    },
+}
+
+
+def _held(
+    response: Response, result: programs.ProgramResult, key: str, *, created: int = 201
+) -> ProgramReservationOut:
+    # Like the brand checkout: a reserve answers 201, a confirm or release (a state change) 200.
+    response.status_code = 200 if result.replayed else created
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return program_checkout.reservation_out(result, key)
+
+
+@router.post(
+    BASE + "/{code}/checkout/quote",
+    response_model=ProgramQuoteOut,
+    summary="How many programme points a linked member may pay a cart with here",
+    responses={
+        404: {"description": "No such programme or member for this brand"},
+        409: {"description": "Not linked (`member-not-linked`) or inactive (`program-inactive`)"},
+        422: {"description": "Invalid fields"},
+    },
+)
+def checkout_quote(code: str, data: ProgramQuoteIn, session: SessionDep, actor: Reader) -> ProgramQuoteOut:
+    return program_checkout.quote(
+        session,
+        actor=actor,
+        code=code,
+        member_id=data.member_id,
+        cart_amount=data.cart_amount,
+        max_points=data.max_points,
+    )
+
+
+@router.post(
+    BASE + "/{code}/checkout/reserve",
+    response_model=ProgramReservationOut,
+    status_code=201,
+    summary="Hold a linked member's programme points for a checkout at this brand",
+    responses=WRITE_RESPONSES,
+)
+def checkout_reserve(
+    code: str,
+    data: ProgramReserveIn,
+    response: Response,
+    session: SessionDep,
+    actor: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> ProgramReservationOut:
+    key = points.operation_key(data.idempotency_key, idempotency_key)
+    result = program_checkout.reserve(
+        session,
+        actor=actor,
+        code=code,
+        member_id=data.member_id,
+        key=key,
+        amount=data.points,
+        order_ref=data.order_ref,
+        store=data.store,
+        ttl_minutes=data.ttl_minutes,
+    )
+    return _held(response, result, key)
+
+
+@router.post(
+    BASE + "/{code}/checkout/{reservation_key}/confirm",
+    response_model=ProgramReservationOut,
+    summary="Spend one of this brand's held reservations (the order was paid)",
+    responses=SETTLE_RESPONSES,
+)
+def checkout_confirm(
+    code: str, reservation_key: str, response: Response, session: SessionDep, actor: Writer
+) -> ProgramReservationOut:
+    result = program_checkout.settle(
+        session, actor=actor, code=code, reservation_key=reservation_key, confirm=True
+    )
+    return _held(response, result, reservation_key, created=200)
+
+
+@router.post(
+    BASE + "/{code}/checkout/{reservation_key}/release",
+    response_model=ProgramReservationOut,
+    summary="Give one of this brand's held reservations back",
+    responses=SETTLE_RESPONSES,
+)
+def checkout_release(
+    code: str, reservation_key: str, response: Response, session: SessionDep, actor: Writer
+) -> ProgramReservationOut:
+    result = program_checkout.settle(
+        session, actor=actor, code=code, reservation_key=reservation_key, confirm=False
+    )
+    return _held(response, result, reservation_key, created=200)
 
 
 # -- clearing -------------------------------------------------------------------------------------
