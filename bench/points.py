@@ -7,9 +7,11 @@
   without entries, lot moves or account caches).
 * ``points.checkout`` — one client calling ``ledger.reserve`` then ``ledger.confirm`` (two
   transactions, as a POS does): pairs/s and p50/p99 of the pair.
-* ``points.order_earn_api`` — orders posted one per request to the real server while a dispatcher
-  (the worker's outbox loop, in the bench process) earns their points, against ``GET /ping`` of
-  the same server in the same run; plus the lag from the last order to its points.
+* ``points.order_earn_api`` — orders posted one per request to the real server while its
+  in-process worker (the outbox loop) earns their points, against ``GET /ping`` of the same server
+  in the same run; plus the lag from the last order to its points. While orders arrive the loop
+  takes small passes about half the time and leaves the rest to the requests, then drains the
+  backlog in full batches (``huiyuan.jobs.runner``): the lag grows with the burst.
 * ``points.earn_orders`` — orders/s earned by the outbox dispatcher (the ``order.paid`` handler
   evaluating a per-yuan rule and a growth rule, two lots per order) after a bulk import, against
   the bulk import itself in the same run.

@@ -3,6 +3,11 @@
 API key secrets are 32 random bytes; a plain SHA-256 of such a secret cannot be brute-forced, so we
 store that (fast to check on every request) rather than a slow password hash. Console passwords get
 argon2id. Member tokens are signed and short-lived (itsdangerous), checked without a database row.
+
+A live key, once checked, is remembered by this process for ``KEY_CACHE_SECONDS`` (what a request
+needs of it, with its hash: the secret is still compared on every request), so a busy client's
+requests do not each read the key. Revoking a key forgets it at once in the process that revoked it;
+other processes (``huiyuan serve --workers N``) refuse it within ``KEY_CACHE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -10,13 +15,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+import time
+import weakref
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from huiyuan.audit import service as audit
@@ -257,6 +265,11 @@ def revoke_api_key(session: Session, *, actor: Principal, key_id: int) -> ApiKey
         raise NotFound("No such API key.")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        # Forgotten now and again once the revocation is committed: a request that reads the key
+        # in between still sees it live and may cache it again.
+        forget_key(key.prefix)
+        prefix = key.prefix
+        event.listen(session, "after_commit", lambda _s: forget_key(prefix), once=True)
         audit.record(
             session,
             actor=actor,
@@ -274,30 +287,103 @@ def list_api_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
-def authenticate_key(session: Session, secret: str) -> ApiKey:
-    """The live key for this secret, or ``Unauthenticated``. Looks up by prefix, compares hashes."""
+KEY_CACHE_SECONDS = 5.0
+
+
+@dataclass
+class LiveKey:
+    """What a request needs of a live API key: a snapshot of its row, kept for ``KEY_CACHE_SECONDS``."""
+
+    id: int
+    prefix: str
+    key_hash: str
+    name: str
+    scopes: frozenset[str]
+    brand_id: int | None
+    rate_limit: str | None
+    last_used_at: datetime | None  # as this process last wrote or read it
+    checked_at: float = field(default=0.0, compare=False)  # time.monotonic() of the read
+
+
+# One cache per connection pool (an engine and its writer share one): a test database or a second
+# ``Database`` on another file never sees another's keys.
+_live_keys: weakref.WeakKeyDictionary[Any, dict[str, LiveKey]] = weakref.WeakKeyDictionary()
+
+
+def _cache_of(session: Session) -> dict[str, LiveKey]:
+    bind = session.get_bind()
+    pool = bind.engine.pool  # a Connection's engine, or the engine itself
+    cache = _live_keys.get(pool)
+    if cache is None:
+        cache = _live_keys[pool] = {}
+    return cache
+
+
+def forget_key(prefix: str) -> None:
+    """Drop a key from every cache of this process (revoked, or changed)."""
+    for cache in list(_live_keys.values()):
+        cache.pop(prefix, None)
+
+
+def cached_key(session: Session, secret: str) -> LiveKey | None:
+    """The live key for this secret if this process checked it less than ``KEY_CACHE_SECONDS`` ago
+    (the secret is compared again), else ``None``: then ``authenticate_key`` decides. No I/O."""
+    parts = secret.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    live = _cache_of(session).get(parts[1])
+    if live is None or time.monotonic() - live.checked_at > KEY_CACHE_SECONDS:
+        return None
+    return live if hmac.compare_digest(live.key_hash, _sha256(secret)) else None
+
+
+def authenticate_key(session: Session, secret: str) -> LiveKey:
+    """The live key for this secret, or ``Unauthenticated``. Looks up by prefix (in this process's
+    cache while it is fresh, else in the database), compares hashes."""
     parts = secret.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         raise Unauthenticated("The API key is not valid.")
-    key = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1])).first()
-    if key is None or not hmac.compare_digest(key.key_hash, _sha256(secret)) or key.revoked_at is not None:
+    prefix, digest = parts[1], _sha256(secret)
+    cache = _cache_of(session)
+    live = cache.get(prefix)
+    if live is None or time.monotonic() - live.checked_at > KEY_CACHE_SECONDS:
+        key = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+        if key is None or key.revoked_at is not None:
+            cache.pop(prefix, None)
+            raise Unauthenticated("The API key is not valid.")
+        live = LiveKey(
+            id=key.id,
+            prefix=key.prefix,
+            key_hash=key.key_hash,
+            name=key.name,
+            scopes=frozenset(key.scopes),
+            brand_id=key.brand_id,
+            rate_limit=key.rate_limit,
+            last_used_at=key.last_used_at,
+            checked_at=time.monotonic(),
+        )
+        if len(cache) > 10_000:  # many distinct keys: start over rather than grow without bound
+            cache.clear()
+        cache[prefix] = live
+    if not hmac.compare_digest(live.key_hash, digest):
         raise Unauthenticated("The API key is not valid.")
-    return key
+    return live
 
 
-def key_principal(key: ApiKey) -> Principal:
+def key_principal(key: LiveKey) -> Principal:
     return Principal(
         kind="api_key",
         id=key.id,
         name=key.name,
-        permissions=frozenset(key.scopes),
+        permissions=key.scopes,
         scope=Scope(brand_id=key.brand_id, platform=key.brand_id is None),
     )
 
 
-def touch_key(session: Session, key_id: int, now: datetime) -> None:
-    """Record use; called in a short write of its own so read requests stay read-only."""
-    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+def touch_key(session: Session, key: LiveKey, now: datetime) -> None:
+    """Record use (in the request's write, or a short write of its own for a read request)."""
+    session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+    key.last_used_at = now
 
 
 # -- member tokens ---------------------------------------------------------------------------------

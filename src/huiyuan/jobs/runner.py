@@ -3,9 +3,16 @@
 ``start_in_process_worker(db, settings)`` is what ``huiyuan serve`` runs in its lifespan and what
 ``huiyuan worker`` runs in the foreground: (a) Huey's consumer with thread workers (its signal
 handlers are left out, they belong to the host process), and (b) a thread that calls
-``dispatch_pending`` then ``deliver_due`` every ``outbox_poll_seconds`` (immediately again while
-there is a backlog). ``stop()`` stops both and waits for them. With the ``memory`` backend jobs
-run inline when enqueued, so no consumer is started. Must not hold business logic.
+``dispatch_pending`` then ``deliver_due`` every ``outbox_poll_seconds`` (again at once while there
+is a backlog). ``stop()`` stops both and waits for them. With the ``memory`` backend jobs run
+inline when enqueued, so no consumer is started. Must not hold business logic.
+
+A dispatch pass is one writer transaction: on SQLite every request that writes waits for it. While
+events keep arriving (requests are writing now), the outbox loop keeps out of their way: a pass
+takes only as many events as fit in about ``BUSY_PASS_SECONDS`` (sized from the cost per event of
+the passes before), and after a pass the loop pauses so that it takes about ``BUSY_SHARE`` of the
+time. Once events stop arriving it drains the backlog in full batches, back to back. Events are
+durable in the outbox either way; only the moment their effects (points, tiers) land moves.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from huiyuan.jobs import queue as job_queue
 from huiyuan.jobs.registry import load_job_modules
 from huiyuan.jobs.repository import JobRepository
 from huiyuan.jobs.schedule import enqueue_due
+from huiyuan.kit.clock import utcnow
 from huiyuan.kit.db import Database
 from huiyuan.kit.logging import get_logger
 from huiyuan.outbox.dispatcher import dispatch_pending
@@ -33,6 +41,13 @@ from huiyuan.settings import Settings
 log = get_logger("huiyuan.worker")
 DISPATCH_BATCH = 200
 DELIVERY_BATCH = 100
+# While writers are active (the newest event is younger than ARRIVING_SECONDS): one pass holds the
+# writer lock about BUSY_PASS_SECONDS (at least BUSY_MIN_BATCH events, so the set-based preparers
+# still pay off), and the loop takes about BUSY_SHARE of the time.
+ARRIVING_SECONDS = 1.0
+BUSY_PASS_SECONDS = 0.1
+BUSY_MIN_BATCH = 10
+BUSY_SHARE = 0.5
 
 
 class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
@@ -67,6 +82,8 @@ class WorkerHandle:
         self._outbox_enabled = outbox
         self._thread: threading.Thread | None = None
         self._consumer: _EmbeddedConsumer | None = None
+        self._seconds_per_event = 0.005  # learnt from the passes (moving average)
+        self._last_pass_seconds = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -124,9 +141,29 @@ class WorkerHandle:
 
     # -- the outbox loop ---------------------------------------------------------------------------
 
-    def run_outbox_once(self, client: httpx.Client | None = None) -> bool:
+    def writers_active(self) -> bool:
+        """Whether events are arriving now (the newest is younger than ``ARRIVING_SECONDS``)."""
+        with self.db.unit_of_work(None, write=False) as session:
+            newest = OutboxRepository(session).newest_event_at()
+        return newest is not None and (utcnow() - newest).total_seconds() < ARRIVING_SECONDS
+
+    def dispatch_batch(self, *, busy: bool) -> int:
+        """Events for the next pass: all of ``DISPATCH_BATCH`` when idle, else what fits in about
+        ``BUSY_PASS_SECONDS``."""
+        if not busy:
+            return DISPATCH_BATCH
+        fits = int(BUSY_PASS_SECONDS / max(self._seconds_per_event, 1e-4))
+        return max(BUSY_MIN_BATCH, min(DISPATCH_BATCH, fits))
+
+    def run_outbox_once(self, client: httpx.Client | None = None, *, busy: bool = False) -> bool:
         """One dispatch + delivery pass; True when a full batch suggests more work is waiting."""
-        dispatched = dispatch_pending(self.db, batch=DISPATCH_BATCH)
+        batch = self.dispatch_batch(busy=busy)
+        started = time.perf_counter()
+        dispatched = dispatch_pending(self.db, batch=batch)
+        self._last_pass_seconds = time.perf_counter() - started
+        if dispatched.taken:
+            per_event = self._last_pass_seconds / dispatched.taken
+            self._seconds_per_event = 0.5 * self._seconds_per_event + 0.5 * per_event
         delivered = deliver_due(self.db, client=client, limit=DELIVERY_BATCH)
         c = self.counters
         with c.lock:
@@ -136,7 +173,7 @@ class WorkerHandle:
             c.delivered += delivered.delivered
             c.retrying += delivered.retrying
             c.dead += delivered.dead
-        return dispatched.taken >= DISPATCH_BATCH or delivered.attempted >= DELIVERY_BATCH
+        return dispatched.taken >= batch or delivered.attempted >= DELIVERY_BATCH
 
     def _outbox_loop(self) -> None:
         with httpx.Client(
@@ -153,8 +190,10 @@ class WorkerHandle:
                         enqueue_due(self.db)
                     except Exception:  # the next tick tries again
                         log.exception("enqueueing scheduled jobs failed")
+                busy = False
                 try:
-                    backlog = self.run_outbox_once(client)
+                    busy = self.writers_active()
+                    backlog = self.run_outbox_once(client, busy=busy)
                 except Exception as exc:  # keep polling: the database may come back
                     with self.counters.lock:
                         self.counters.errors += 1
@@ -162,6 +201,10 @@ class WorkerHandle:
                     log.exception("outbox pass failed")
                 if not backlog:
                     self._stop.wait(self.settings.outbox_poll_seconds)
+                elif busy:
+                    # Writers are waiting their turn: leave them the lock (and the CPU) a while.
+                    pause = self._last_pass_seconds * (1 - BUSY_SHARE) / BUSY_SHARE
+                    self._stop.wait(min(pause, self.settings.outbox_poll_seconds))
 
     # -- status ------------------------------------------------------------------------------------
 

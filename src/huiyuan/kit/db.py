@@ -12,6 +12,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import ForeignKey, MetaData, create_engine, event, func, select
@@ -193,12 +194,20 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def session(self, scope: Scope | None = None, *, write: bool = False) -> Session:
-        session = self.sessionmaker()
+    def session(self, scope: Scope | None = None, *, write: bool = False, begin_now: bool = True) -> Session:
+        """A session; ``write`` makes its transactions writers (``BEGIN IMMEDIATE`` on SQLite), from
+        now or, with ``begin_now=False``, from its first statement (so work done before that first
+        statement does not hold SQLite's writer lock)."""
+        session = self.sessionmaker(bind=self._writer) if write and not begin_now else self.sessionmaker()
         session.info["scope"] = scope
-        if write:
+        if write and begin_now:
             begin_write(session)
         return session
+
+    @cached_property
+    def _writer(self) -> Engine:
+        # The same engine and pool, whose connections begin as writers (``_install_sqlite_writer_lock``).
+        return self.engine.execution_options(sqlite_immediate=True)
 
     @contextmanager
     def unit_of_work(self, scope: Scope | None = None, *, write: bool = True) -> Iterator[Session]:

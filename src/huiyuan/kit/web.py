@@ -170,11 +170,12 @@ def get_db(request: Request) -> Database:
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the handler returns, rolled back if it raises.
 
-    Writes (any method but GET/HEAD/OPTIONS) open with ``BEGIN IMMEDIATE`` on SQLite.
+    Writes (any method but GET/HEAD/OPTIONS) open with ``BEGIN IMMEDIATE`` on SQLite, at their first
+    statement: dependencies that need no statement (a cached API key) run before the writer lock is taken.
     """
     db = get_db(request)
     write = request.method not in ("GET", "HEAD", "OPTIONS")
-    session = db.session(None, write=write)
+    session = db.session(None, write=write, begin_now=False)
     try:
         yield session
         session.commit()

@@ -303,7 +303,11 @@ def write_plans(
     # for parameter order makes SQLite fall back to one INSERT per row.
     base = _insert_orders_skipping_taken(session) if skip_taken else insert(table(Order))
     stmt = base.returning(Order.order_number, Order.id)
-    by_number = {number: oid for number, oid in session.execute(stmt, [p.order for p in plans])}
+    # Core statements on the transaction's connection: the session's per-statement machinery (its
+    # events, the tenancy hook that leaves INSERTs alone anyway) is skipped; nothing is autoflushed
+    # for Core statements either way.
+    conn = session.connection()
+    by_number = {number: oid for number, oid in conn.execute(stmt, [p.order for p in plans])}
     plans = [p for p in plans if p.order["order_number"] in by_number]
     ids = [by_number[p.order["order_number"]] for p in plans]
     if not plans:
@@ -320,15 +324,15 @@ def write_plans(
     if item_ids:
         # Matched by (order, line) like the orders above, so SQLite keeps one multi-row INSERT.
         item_stmt = insert(table(OrderItem)).returning(OrderItem.order_id, OrderItem.line_no, OrderItem.id)
-        by_line = {(oid, no): iid for oid, no, iid in session.execute(item_stmt, items)}
+        by_line = {(oid, no): iid for oid, no, iid in conn.execute(item_stmt, items)}
         for row in items:
             row["id"] = by_line[(row["order_id"], row["line_no"])]
     else:
-        session.execute(insert(table(OrderItem)), items)
+        conn.execute(insert(table(OrderItem)), items)
     if discounts:
-        session.execute(insert(table(OrderDiscount)), discounts)
+        conn.execute(insert(table(OrderDiscount)), discounts)
     if payments:
-        session.execute(insert(table(OrderPayment)), payments)
+        conn.execute(insert(table(OrderPayment)), payments)
     return ids
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from huiyuan.kit.db import TenancyViolation, scope_of
 from huiyuan.kit.types import IdType
 from huiyuan.members.models import Member
 from huiyuan.orders.models import (
@@ -163,7 +164,14 @@ class OrderRepository:
             "member_id": member_id,
             "member_number": member_number,
         }
-        return [tuple(row) for row in self.session.execute(_order_lookup(), params)]
+        # Run on the connection, past the ORM: every part of the statement is bound to ``brand_id``
+        # already, while the ORM's tenancy option would rebuild and re-key the whole UNION for every
+        # order (~15 % of the CPU of a request). The scope still decides: a brand scope may look
+        # up its own brand only.
+        scope = scope_of(self.session)
+        if scope is not None and scope.brand_id is not None and scope.brand_id != brand_id:
+            raise TenancyViolation(detail="No such object in this brand.")
+        return [tuple(row) for row in self.session.connection().execute(_order_lookup(), params)]
 
     # -- orders ----------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from huiyuan.orders import planning
 from huiyuan.orders.models import Category, Order, OrderItem, Product, Refund, RefundItem
 from huiyuan.orders.repository import CatalogRepository, OrderFilter, OrderRepository, ProductFilter
 from huiyuan.orders.schemas import CategoryIn, OrderIn, ProductIn, ProductUpdate, RefundIn
-from huiyuan.outbox.service import emit
+from huiyuan.outbox.service import emit, emit_now
 
 ZERO = Decimal("0.00")
 
@@ -289,7 +289,8 @@ def record(session: Session, *, actor: Principal, data: OrderIn) -> RecordedOrde
                 raise Conflict("The order could not be recorded because of a concurrent change; retry.")
             return _replay(repo, data.order_number, again, digest)
         (order_id,) = written
-    audit.record(
+    # Written with Core like the order's own rows: nothing is left for the commit to flush.
+    audit.record_now(
         session,
         actor=actor,
         action="order.recorded",
@@ -303,7 +304,7 @@ def record(session: Session, *, actor: Principal, data: OrderIn) -> RecordedOrde
             "lines": len(plan.items),
         },
     )
-    emit(
+    emit_now(
         session,
         type="order.paid",
         brand_id=brand_id,

@@ -45,6 +45,11 @@ class OutboxRepository:
                 .execution_options(synchronize_session=False)
             )
 
+    def newest_event_at(self) -> datetime | None:
+        """When the newest event was written (by the primary key: no scan)."""
+        stmt = select(OutboxEvent.occurred_at).order_by(OutboxEvent.id.desc()).limit(1)
+        return self.session.scalar(stmt)
+
     def pending_count(self) -> int:
         stmt = select(func.count()).select_from(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None))
         return int(self.session.scalar(stmt) or 0)
