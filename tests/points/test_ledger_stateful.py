@@ -16,6 +16,12 @@ checks it against the ledger's own rules and a small model kept here:
 * an account a verb touched at time *t* has no lot left unexpired past *t* and no reservation
   left held past *t*; after the sweeps at *t*, the same holds for the whole brand, and no pending
   lot is left due.
+
+The clock moves two ways: ``advance`` runs the ledger's per-lot sweeps (``ledger.expire_due``
+and friends) or none; ``advance_and_run_the_jobs`` runs the jobs the worker runs (``points.expire``
+over the set-based ``sweeps.expire_due_bulk``, ``points.activate``, ``points.release_reservations``)
+and checks that the set-based expiry leaves exactly what the per-lot one would have left from the
+same state (accounts, every lot, the carry-over lots).
 """
 
 from __future__ import annotations
@@ -39,15 +45,27 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from huiyuan.jobs.context import JobContext
+from huiyuan.jobs.registry import get_job
 from huiyuan.kit.clock import FrozenClock, get_clock, set_clock
 from huiyuan.kit.db import Database
 from huiyuan.kit.errors import IdempotencyMismatch, ValidationFailed
 from huiyuan.points import ledger
 from huiyuan.points.ledger import InsufficientPoints, LedgerResult, PointsNotAllowed, ReservationClosed
-from huiyuan.points.models import PointType
-from tests.points.helpers import T0, LedgerSnapshot, PointsBrand, check_ledger, make_points_brand, read_ledger
+from huiyuan.points.models import PointAccount, PointLot, PointType
+from tests.points.helpers import (
+    ACCOUNT_FIELDS,
+    LOT_FIELDS,
+    T0,
+    LedgerSnapshot,
+    PointsBrand,
+    check_ledger,
+    make_points_brand,
+    read_ledger,
+)
 
 # More for a deeper local run: HUIYUAN_LEDGER_EXAMPLES=2000 pytest tests/points/test_ledger_stateful.py
 EXAMPLES = int(os.environ.get("HUIYUAN_LEDGER_EXAMPLES", "200"))
@@ -83,6 +101,52 @@ class Done:
     kwargs: dict[str, Any]
     result: dict[str, Any]
     changed: dict[str, Any] | None
+
+
+@dataclass
+class _Expected:
+    """What the per-lot expiry did from a state (then rolled back)."""
+
+    lots_before: int  # the highest lot id before it ran
+    lots: int
+    points: int
+    outcome: dict[str, Any]
+
+
+class _Undo(Exception):
+    def __init__(self, expected: _Expected) -> None:
+        super().__init__("rolled back on purpose")
+        self.expected = expected
+
+
+def _expiry_outcome(session: Session, brand_id: int, lots_before: int) -> dict[str, Any]:
+    """Everything an expiry may change, comparable across the two paths: every account row, every
+    lot that existed before (by id), and the lots written since (decay carry-overs, whose ids
+    differ between a rolled-back run and a committed one on PostgreSQL) as a sorted list. The lot
+    moves need no comparison of their own: ``check_ledger`` holds each lot's remaining to Σ its
+    moves, and the buckets to Σ the entries."""
+    accounts = {
+        row.id: tuple(getattr(row, f) for f in ACCOUNT_FIELDS)
+        for row in session.execute(
+            select(PointAccount.id, *(getattr(PointAccount, f) for f in ACCOUNT_FIELDS)).where(
+                PointAccount.brand_id == brand_id
+            )
+        )
+    }
+    fields = (*LOT_FIELDS, "source_type", "source_id", "frozen_reason")
+    old: dict[int, tuple[Any, ...]] = {}
+    new: list[tuple[Any, ...]] = []
+    for row in session.execute(
+        select(PointLot.id, *(getattr(PointLot, f) for f in fields)).where(PointLot.brand_id == brand_id)
+    ):
+        values = tuple(row[1:])
+        if row.id <= lots_before:
+            old[row.id] = values
+        elif row.source_type == "carry" and int(row.source_id) > lots_before:
+            new.append((*values[:-2], "a new lot", values[-1]))  # carried from a carry-over lot
+        else:
+            new.append(values)
+    return {"accounts": accounts, "lots": old, "new_lots": sorted(new, key=repr)}
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -327,6 +391,61 @@ class LedgerMachine(RuleBasedStateMachine):
         while self.brand.run(ledger.release_due_reservations, now=now, limit=chunk):
             pass
         self.swept = now
+
+    @rule(
+        minutes=st.sampled_from((1, DAY, 3 * DAY, 10 * DAY, 35 * DAY, 70 * DAY)),
+        chunk=st.sampled_from((1, 2, 1000)),
+    )
+    def advance_and_run_the_jobs(self, minutes: int, chunk: int) -> None:
+        """The production path: the ``points.expire`` job (set-based, ``sweeps.expire_due_bulk``),
+        then ``points.activate`` and ``points.release_reservations``, in chunks that commit one by
+        one. The expiry must leave the ledger exactly as the per-lot path would have from the same
+        state: that path runs first in a transaction that is rolled back, and both are compared."""
+        self.clock.advance(minutes=minutes)
+        now = self.clock.now()
+        self.swept = None
+        expected = self._per_lot_expiry(now, chunk)
+        done = self._job("points.expire", now, chunk)
+        with self.db.unit_of_work(self.brand.actor.scope, write=False) as s:
+            got = _expiry_outcome(s, self.brand.brand_id, expected.lots_before)
+        assert (done["lots"], done["points"]) == (expected.lots, expected.points)
+        assert got == expected.outcome, "the set-based expiry left another ledger than the per-lot path"
+        self._job("points.activate", now, chunk)
+        self._job("points.release_reservations", now, chunk)
+        self.swept = now
+
+    def _per_lot_expiry(self, now: datetime, chunk: int) -> _Expected:
+        try:
+            with self.db.unit_of_work(self.brand.actor.scope) as s:
+                lots_before = s.scalar(select(func.coalesce(func.max(PointLot.id), 0))) or 0
+                after, lots, points = 0, 0, 0
+                while True:
+                    count, got, after = ledger.expire_due(
+                        s, actor=self.brand.actor, now=now, after_lot_id=after, limit=chunk
+                    )
+                    if count == 0:
+                        break
+                    lots, points = lots + count, points + got
+                outcome = _expiry_outcome(s, self.brand.brand_id, lots_before)
+                raise _Undo(_Expected(lots_before, lots, points, outcome))
+        except _Undo as undo:
+            return undo.expected
+
+    def _job(self, kind: str, now: datetime, chunk: int) -> dict[str, Any]:
+        job = get_job(kind)
+        assert job is not None
+        ctx = JobContext(
+            db=self.db,
+            run_id=0,
+            kind=kind,
+            brand_id=self.brand.brand_id,
+            params={"at": now.isoformat(), "chunk": chunk},
+            actor=self.brand.actor,
+        )
+        ctx.progress = lambda *_args, **_kw: None  # type: ignore[method-assign]
+        result = job(ctx)
+        assert result is not None
+        return dict(result)
 
     # -- retries ----------------------------------------------------------------------------------
 

@@ -80,6 +80,9 @@ def reverse_lot(
         digest=digest,
     )
     _settle_account(session, op, account)
+    # Settling may have expired this very lot: write that before re-reading the lot, or the refresh
+    # would drop the change (an emptied lot gets no entry, so nothing else flushes it).
+    session.flush()
     session.refresh(lot)
     reversible = lot.amount - lot.reversed_amount
     if amount <= 0 or amount > reversible:
