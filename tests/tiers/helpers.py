@@ -51,7 +51,7 @@ def register_test_gift() -> None:
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc,arg-type]
 
 
 PROGRAM: dict[str, Any] = {

@@ -1,6 +1,7 @@
 """Evaluating a batch of members at once (``service.evaluate_members``, the ``order.paid`` preparer)
-decides exactly what evaluating each member alone decides: the same scenario is played in two
-brands, one evaluated member by member, the other as one batch."""
+decides exactly what evaluating each member alone decides, and its upgrade gifts (granted together)
+write exactly the ledger that granting them member by member writes: the same scenario is played in
+two brands, one evaluated member by member, the other as one batch."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ from sqlalchemy import event, select
 
 from huiyuan.kit.clock import FrozenClock
 from huiyuan.kit.scope import system_for_brand
+from huiyuan.points import ledger
+from huiyuan.points.models import PointType
 from huiyuan.tiers import service
 from huiyuan.tiers.models import TierChange, TierLevel
 from tests.conftest import World
+from tests.points.helpers import MONTHLY, check_ledger
+from tests.points.ledger_compare import last_operation_id, written_since
 from tests.tiers.helpers import GRANTS, buy, earn_growth, enroll, evaluate, set_up_ladder
 
 STORES = ("alpha-s1", "beta-s1")
@@ -123,3 +128,95 @@ def test_batch_evaluation_decides_what_one_by_one_decides(clock: FrozenClock, cl
         finally:
             event.remove(world.db.engine, "before_cursor_execute", count)
         assert len(statements) == alone  # everyone is up to date now: a constant number of queries
+
+
+POINTS_GIFTS: dict[str, dict[str, Any]] = {
+    "silver": {"upgrade_gifts": [{"kind": "points", "point_type": "bonus", "amount": 50}]},
+    "gold": {
+        "upgrade_gifts": [
+            {"kind": "points", "point_type": "bonus", "amount": 500, "reason": "gold welcome"},
+            {"kind": "test_gift", "name": "gold welcome"},
+            {"kind": "points", "point_type": "growth", "amount": 100, "funded_by": "vendor"},
+        ]
+    },
+}
+
+
+def test_batch_upgrade_gifts_write_the_ledger_one_by_one_writes(
+    clock: FrozenClock, client, world: World
+) -> None:
+    """The upgrade gifts of a batch are granted together (``benefits.grant_many``, set-based for
+    points); the ledger then holds exactly what granting them member by member writes: operations
+    and their results, lots, entries, lot moves, accounts, ``points.earned`` events."""
+    db = world.db
+    members: list[list[int]] = []
+    for brand in world.brands:
+        set_up_ladder(client, brand.headers, **POINTS_GIFTS)
+        actor = system_for_brand(brand.id)
+        with db.unit_of_work(actor.scope) as s:
+            s.add(
+                PointType(
+                    brand_id=brand.id, code="bonus", name="积分", kind="spendable", expiry_policy=MONTHLY
+                )
+            )
+        ids = [enroll(client, brand.headers) for _ in range(6)]
+        gold, silver, gold_too, quiet, indebted, new_gold = ids
+        for m in (gold, silver, gold_too, quiet, indebted):
+            evaluate(db, brand.id, m)
+        with db.unit_of_work(actor.scope) as s:  # a refund debt: this member's gift goes one by one
+            lot = ledger.earn(
+                s,
+                actor=actor,
+                member_id=indebted,
+                point_type="bonus",
+                amount=30,
+                key="d1",
+                source_type="order",
+            ).extra["lot_id"]
+            ledger.spend(
+                s,
+                actor=actor,
+                member_id=indebted,
+                point_type="bonus",
+                amount=25,
+                key="d2",
+                source_type="mall",
+            )
+            ledger.reverse_lot(s, actor=actor, lot_id=lot, amount=30, key="d3", reason="refund")
+        for n, m in enumerate((gold, gold_too, indebted, new_gold)):
+            earn_growth(db, brand.id, m, 6000, f"g{n}-{brand.id}")
+        earn_growth(db, brand.id, silver, 1200, f"s-{brand.id}")
+        members.append(ids)
+    clock.advance(days=1)
+    (a, singles), (b, batch) = zip(world.brands, members, strict=True)
+    before = len(GRANTS)
+    ops_a = last_operation_id(db)
+    with db.unit_of_work(system_for_brand(a.id).scope) as s:
+        for m in singles:
+            service.evaluate_member(s, actor=system_for_brand(a.id), member_id=m, reason="order.paid")
+    ops_b = last_operation_id(db)
+    with db.unit_of_work(system_for_brand(b.id).scope) as s:
+        service.evaluate_members(s, actor=system_for_brand(b.id), member_ids=batch, reason="order.paid")
+    assert len(GRANTS) - before == 2 * 4  # the test kind's gold gift (no batch grantor: one by one)
+
+    def key_of(ids: list[int]) -> Any:
+        def name(key: str) -> Any:  # benefit:tier:{member}:{change}:{i}: the change id differs
+            parts = key.split(":")
+            return ("gift", ids.index(int(parts[2])), parts[4]) if key.startswith("benefit:tier:") else key
+
+        return name
+
+    def levels(brand_id: int) -> dict[str, Any]:
+        with db.unit_of_work(system_for_brand(brand_id).scope, write=False) as s:
+            return {str(lv.id): lv.code for lv in s.scalars(select(TierLevel))}
+
+    expected = written_since(
+        db, a.id, singles, after_operation_id=ops_a, key_of=key_of(singles), sources=levels(a.id)
+    )
+    got = written_since(db, b.id, batch, after_operation_id=ops_b, key_of=key_of(batch), sources=levels(b.id))
+    for part in ("operations", "entries", "moves", "lots", "events", "accounts"):
+        assert got[part] == expected[part], part
+    assert len(got["operations"]) == 4 * 2 + 1 and len(got["events"]) == 9  # 4 gold × 2, 1 silver
+    assert got["accounts"][(4, "bonus")][4] == 0  # the debt was repaid from the gift
+    check_ledger(db, b.id)
+    check_ledger(db, a.id)

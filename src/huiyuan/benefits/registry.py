@@ -20,7 +20,7 @@ This module must not import domain services (they import it).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,19 +52,45 @@ class GrantFunction(Protocol):
 
 
 @dataclass(frozen=True)
+class BenefitGrant:
+    """One grant of ``grant_many``: what ``grant`` takes for one member."""
+
+    member_id: int
+    benefit: dict[str, Any]
+    source_type: str
+    source_id: str
+    key: str
+
+
+class GrantManyFunction(Protocol):
+    def __call__(
+        self, session: Session, *, actor: Principal, grants: Sequence[BenefitGrant]
+    ) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
 class Grantor:
     kind: str
     validate: Callable[[dict[str, Any]], None]
     grant: GrantFunction
+    # Optional: grants of this kind for many members at once, writing what ``grant`` one by one
+    # would write, in order; results in the order given.
+    grant_many: GrantManyFunction | None = None
 
 
 _grantors: dict[str, Grantor] = {}
 _loaded = False
 
 
-def register(kind: str, *, validate: Callable[[dict[str, Any]], None], grant: GrantFunction) -> None:
+def register(
+    kind: str,
+    *,
+    validate: Callable[[dict[str, Any]], None],
+    grant: GrantFunction,
+    grant_many: GrantManyFunction | None = None,
+) -> None:
     """Declare the grantor of a benefit kind (one per kind)."""
-    _grantors[kind] = Grantor(kind=kind, validate=validate, grant=grant)
+    _grantors[kind] = Grantor(kind=kind, validate=validate, grant=grant, grant_many=grant_many)
 
 
 def _load() -> None:
@@ -122,3 +148,33 @@ def grant(
         source_id=source_id,
         key=key,
     )
+
+
+def grant_many(session: Session, *, actor: Principal, grants: Sequence[BenefitGrant]) -> list[dict[str, Any]]:
+    """``grant`` for each of ``grants`` (a batch of members), in order within each kind; a kind whose
+    grantor takes a batch at once writes the same as one by one. Results in ``grants`` order."""
+    for g in grants:
+        validate_benefit(g.benefit)
+    by_kind: dict[str, list[int]] = {}
+    for i, g in enumerate(grants):
+        by_kind.setdefault(g.benefit["kind"], []).append(i)
+    results: list[dict[str, Any]] = [{} for _ in grants]
+    for kind, indexes in by_kind.items():
+        grantor = _grantors[kind]
+        if grantor.grant_many is not None:
+            done = grantor.grant_many(session, actor=actor, grants=[grants[i] for i in indexes])
+            for i, result in zip(indexes, done, strict=True):
+                results[i] = result
+            continue
+        for i in indexes:
+            g = grants[i]
+            results[i] = grantor.grant(
+                session,
+                actor=actor,
+                member_id=g.member_id,
+                params={k: v for k, v in g.benefit.items() if k != "kind"},
+                source_type=g.source_type,
+                source_id=g.source_id,
+                key=g.key,
+            )
+    return results

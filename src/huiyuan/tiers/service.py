@@ -275,6 +275,7 @@ def _upgrade_if_reached(
     now: datetime,
     trigger: str,
     values: Values | None = None,
+    gifts: list[benefits.BenefitGrant] | None = None,
 ) -> None:
     current = ladder.by_id(state.level_id)
     candidates = [lv for lv in ladder.levels if lv.rank > current.rank and lv.upgrade is not None]
@@ -307,14 +308,24 @@ def _upgrade_if_reached(
     )
     state.lapsed = False
     for i, spec in enumerate(target.upgrade_gifts):
-        benefits.grant(
-            session,
-            actor=actor,
+        gift = benefits.BenefitGrant(
             member_id=member.id,
             benefit=spec,
             source_type="tier",
             source_id=f"{target.id}",
             key=f"tier:{member.id}:{change.id}:{i}",
+        )
+        if gifts is not None:  # a batch grants them together once every member is evaluated
+            gifts.append(gift)
+            continue
+        benefits.grant(
+            session,
+            actor=actor,
+            member_id=gift.member_id,
+            benefit=gift.benefit,
+            source_type=gift.source_type,
+            source_id=gift.source_id,
+            key=gift.key,
         )
 
 
@@ -340,6 +351,7 @@ def _evaluate(
     reason: str,
     values: Values | None = None,
     state: MemberTier | None = None,
+    gifts: list[benefits.BenefitGrant] | None = None,
 ) -> MemberTier:
     if state is None:  # not read and locked by the caller
         state = _ensure_state(session, actor=actor, ladder=ladder, member=member, now=now)
@@ -360,6 +372,7 @@ def _evaluate(
         now=now,
         trigger=reason,
         values=values,
+        gifts=gifts,
     )
     session.flush()
     return state
@@ -371,8 +384,9 @@ def evaluate_members(
     """``evaluate_member`` for many members of the actor's brand (a batch of paid orders): the
     ladder, the states and the values of the current window are read for all of them in a few
     queries, and only the members whose level may change (no state yet, an end of validity or an
-    override end due, a higher level reached) are evaluated one by one, in member order. Returns
-    the members evaluated; empty when the brand has no tier program."""
+    override end due, a higher level reached) are evaluated one by one, in member order; their
+    upgrade gifts are then granted together (``benefits.grant_many``). Returns the members
+    evaluated; empty when the brand has no tier program."""
     brand_id = actor.scope.require_brand()
     ladder = load_ladder(session, brand_id)
     if ladder is None:
@@ -398,6 +412,7 @@ def evaluate_members(
     ]
     members = tiers.members(changing)
     locked = tiers.states([m for m in changing if m in states], for_update=True)
+    gifts: list[benefits.BenefitGrant] = []
     for member_id in changing:
         member = members.get(member_id)
         if member is None:
@@ -414,7 +429,10 @@ def evaluate_members(
             # then fails the batch on the unique member, and the per-event handlers take over).
             state=locked.get(member_id)
             or _create_state(session, actor=actor, ladder=ladder, member=member, now=now),
+            gifts=gifts,
         )
+    # The upgrade gifts of the whole batch at once: each kind's grantor may write them set-based.
+    benefits.grant_many(session, actor=actor, grants=gifts)
     return ids
 
 
