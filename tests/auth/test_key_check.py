@@ -10,10 +10,12 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event, update
 
-from huiyuan.auth import service
+from huiyuan.auth import deps, service
 from huiyuan.auth.deps import MovingWindow
 from huiyuan.auth.models import ApiKey
 from huiyuan.kit.clock import utcnow
+from huiyuan.kit.errors import RateLimited
+from huiyuan.settings import reset_settings_cache
 from tests.conftest import World
 from tests.factories import make_key
 
@@ -69,3 +71,21 @@ def test_moving_window_admits_amount_hits_per_window() -> None:
     window.storage.reset()
     assert window.hit("k", 3, 60) is None
     assert window.hit("short", 1, 0.0) is None and window.hit("short", 1, 0.0) is None  # expired at once
+
+
+def test_memory_limits_are_shared_out_between_server_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUIYUAN_SERVE_WORKERS", "2")
+    reset_settings_cache()
+    try:
+        deps.check_rate("key:split-test", "5/minute")  # this process's share of 5 is 3
+        deps.check_rate("key:split-test", "5/minute")
+        deps.check_rate("key:split-test", "5/minute")
+        with pytest.raises(RateLimited) as refused:
+            deps.check_rate("key:split-test", "5/minute")
+        assert int(refused.value.headers["Retry-After"]) >= 1
+    finally:
+        monkeypatch.delenv("HUIYUAN_SERVE_WORKERS")
+        reset_settings_cache()
+    deps.check_rate("key:split-test-one", "1/minute")  # one process: the whole limit
+    with pytest.raises(RateLimited):
+        deps.check_rate("key:split-test-one", "1/minute")

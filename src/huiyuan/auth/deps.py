@@ -101,15 +101,21 @@ def _parsed_limit(limit_expr: str) -> RateLimitItem:
 
 
 def check_rate(bucket: str, limit_expr: str) -> None:
-    """Count one hit against ``bucket``; raise 429 with ``Retry-After`` when over ``limit_expr``."""
+    """Count one hit against ``bucket``; raise 429 with ``Retry-After`` when over ``limit_expr``.
+
+    ``memory://`` counts in this process only: with ``huiyuan serve --workers N`` each process admits
+    its 1/N share (rounded up), so together they stay within the limit, as the event sources do
+    (``events.sources``). A shared storage (``redis://`` …) counts for all processes."""
     item = _parsed_limit(limit_expr)
-    if get_settings().rate_limit_storage.startswith("memory://"):
-        wait = _memory_window.hit(bucket, item.amount, item.get_expiry())
+    settings = get_settings()
+    if settings.rate_limit_storage.startswith("memory://"):
+        share = -(-item.amount // settings.serve_workers)
+        wait = _memory_window.hit(bucket, share, item.get_expiry())
         if wait is None:
             return
         retry = max(1, int(wait) + 1)
     else:
-        limiter = _limiter(get_settings().rate_limit_storage)
+        limiter = _limiter(settings.rate_limit_storage)
         if limiter.hit(item, bucket):
             return
         reset_at, _remaining = limiter.get_window_stats(item, bucket)
