@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -56,6 +57,8 @@ from huiyuan.paid.service import active_plan
 from huiyuan.tiers.service import current_tier
 
 ZERO = Decimal("0.00")
+# Order references read by one statement of ``order_refs_with_lock``.
+ORDER_REF_CHUNK = 900
 
 
 class CouponUnavailable(AppError):
@@ -526,6 +529,23 @@ def lock_by_order(session: Session, order_ref: str, state: str) -> CouponLock | 
         .where(CouponLock.order_ref == order_ref, CouponLock.state == state)
         .order_by(CouponLock.id.desc())
     ).first()
+
+
+def order_refs_with_lock(session: Session, order_refs: Sequence[str], state: str) -> set[str]:
+    """The order references among ``order_refs`` that have a lock in ``state`` (``lock_by_order``
+    for many orders: one query per ``ORDER_REF_CHUNK``)."""
+    wanted = list(dict.fromkeys(order_refs))
+    found: set[str] = set()
+    for start in range(0, len(wanted), ORDER_REF_CHUNK):
+        chunk = wanted[start : start + ORDER_REF_CHUNK]
+        found.update(
+            session.scalars(
+                select(CouponLock.order_ref)
+                .where(CouponLock.order_ref.in_(chunk), CouponLock.state == state)
+                .distinct()
+            )
+        )
+    return found
 
 
 # -- sweeps -----------------------------------------------------------------------------------------

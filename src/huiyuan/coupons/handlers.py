@@ -7,6 +7,12 @@
   the coupons used.
 
 Both are idempotent by the lock's state, as the dispatcher's retries require.
+
+The ``order.paid`` events of a dispatch batch are looked at together by a preparer
+(``find_held_locks``): one query for the batch tells which order numbers have no held lock (most
+orders use no coupon), and their handler returns at once. An order with a held lock is redeemed by
+its own handler, as without the preparer. The answer is kept for the session: no handler creates a
+held lock (checkout does, in its own request).
 """
 
 from __future__ import annotations
@@ -15,14 +21,31 @@ from sqlalchemy.orm import Session
 
 from huiyuan.coupons import checkout
 from huiyuan.kit.scope import system_for_brand
-from huiyuan.outbox.handlers import on
+from huiyuan.outbox.handlers import on, prepare
 from huiyuan.outbox.models import OutboxEvent
+
+# (brand, order number) of this session's dispatch batch with no held lock (``find_held_locks``).
+_NOT_HELD = "huiyuan.coupons.orders_without_held_lock"
+
+
+@prepare("order.paid")
+def find_held_locks(session: Session, events: list[OutboxEvent]) -> None:
+    """Tell, for one brand's batch of paid orders in one query, which order numbers have no held
+    lock; their ``redeem_on_payment`` then returns without looking."""
+    brand_id = events[0].brand_id
+    if brand_id is None:
+        return
+    numbers = [str(n) for e in events if (n := (e.payload or {}).get("order_number"))]
+    held = checkout.order_refs_with_lock(session, numbers, "held")
+    session.info.setdefault(_NOT_HELD, set()).update((brand_id, n) for n in numbers if n not in held)
 
 
 @on("order.paid")
 def redeem_on_payment(session: Session, event: OutboxEvent) -> None:
     number = event.payload.get("order_number")
     if event.brand_id is None or not number:
+        return
+    if (event.brand_id, str(number)) in session.info.get(_NOT_HELD, ()):
         return
     held = checkout.lock_by_order(session, str(number), "held")
     if held is None or held.member_id != event.payload.get("member_id"):

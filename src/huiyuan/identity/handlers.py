@@ -8,6 +8,12 @@ batch, per brand, in one go) rather than a per-event handler: the member domain'
 an enrollment reaches exactly its own member handlers, and a preparer is not one of them. If the
 preparer fails, those members are linked at their next change (every member handler re-syncs the
 whole record) or by the ``identity.sync_members`` job.
+
+Paid orders are looked at together by a preparer of ``order.paid`` (``find_orders_to_link``): one
+query for the batch tells which orders carry no checkout identifiers (a member's order never does),
+and their handler returns at once. Orders with identifiers are linked by their own handler, in
+event order among the member handlers of the batch, exactly as without the preparer. The answer is
+kept for the session: no handler changes an order's checkout identifiers.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from huiyuan.identity import config
-from huiyuan.identity.ingest import link_order, sync_member_by_id
+from huiyuan.identity.ingest import link_order, orders_without_identifiers, sync_member_by_id
 from huiyuan.outbox.handlers import on, prepare
 from huiyuan.outbox.models import OutboxEvent
 
@@ -30,6 +36,8 @@ MEMBER_CHANGES = (
     "member.card_lost",
     "member.card_replaced",
 )
+# Orders of this session's dispatch batch found to have nothing to link (``find_orders_to_link``).
+_NOTHING_TO_LINK = "huiyuan.identity.orders_without_identifiers"
 
 
 def _sync(session: Session, event: OutboxEvent) -> None:
@@ -62,11 +70,25 @@ for _event_type in MEMBER_CHANGES:
     on(_event_type)(link_member_record)
 
 
+@prepare("order.paid")
+def find_orders_to_link(session: Session, events: list[OutboxEvent]) -> None:
+    """Tell, for one brand's batch of paid orders in one query, which have nothing to link; their
+    ``link_order_buyer`` then returns without reading the order."""
+    brand_id = events[0].brand_id
+    if brand_id is None:
+        return
+    order_ids = [i for e in events if isinstance(i := (e.payload or {}).get("order_id"), int)]
+    idle = orders_without_identifiers(session, order_ids)
+    session.info.setdefault(_NOTHING_TO_LINK, set()).update((brand_id, i) for i in idle)
+
+
 @on("order.paid")
 def link_order_buyer(session: Session, event: OutboxEvent) -> None:
     """Link the buyer's member number with the identifiers given at checkout."""
     order_id = (event.payload or {}).get("order_id")
     if event.brand_id is None or not isinstance(order_id, int):
+        return
+    if (event.brand_id, order_id) in session.info.get(_NOTHING_TO_LINK, ()):
         return
     brand_id = event.brand_id
     link_order(lambda: config.writer(session, brand_id, ACTOR), session, order_id)

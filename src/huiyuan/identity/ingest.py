@@ -31,6 +31,9 @@ from huiyuan.kit import pii
 from huiyuan.members.models import Member, MemberIdentifier
 from huiyuan.orders.models import Order
 
+# Orders read by one statement of ``orders_without_identifiers`` (bound parameters stay well
+# under every backend's limit).
+ORDER_CHUNK = 900
 MEMBER_ATTRIBUTES = ("name", "gender", "birthday", "province", "city", "interests")
 # Traits of identify calls that are identifiers, by the spellings SDKs use.
 TRAIT_IDENTIFIERS = {
@@ -235,11 +238,7 @@ def link_order(writer_for: Callable[[], GraphWriter], session: Session, order_id
     if row is None:
         return stats
     member_id, anonymous = row
-    idents = [
-        Ident(type=str(i.get("type")), bidx=str(i.get("bidx") or ""), masked=i.get("masked"))
-        for i in (anonymous or [])
-        if isinstance(i, Mapping)
-    ]
+    idents = _checkout_idents(anonymous)
     if not idents:
         return stats  # a member's order without checkout identifiers teaches the graph nothing
     if member_id is not None:
@@ -250,6 +249,29 @@ def link_order(writer_for: Callable[[], GraphWriter], session: Session, order_id
     writer = writer_for()
     star(writer, idents, source="order", rule="order", confidence=0.9, stats=stats)
     return stats
+
+
+def orders_without_identifiers(session: Session, order_ids: Sequence[int]) -> set[int]:
+    """The orders among ``order_ids`` that ``link_order`` has nothing to link for (no checkout
+    identifiers, or no such order in scope): one query per ``ORDER_CHUNK`` orders."""
+    wanted = list(dict.fromkeys(order_ids))
+    idle = set(wanted)
+    for start in range(0, len(wanted), ORDER_CHUNK):
+        chunk = wanted[start : start + ORDER_CHUNK]
+        for order_id, anonymous in session.execute(
+            select(Order.id, Order.anonymous_identifiers).where(Order.id.in_(chunk))
+        ):
+            if _checkout_idents(anonymous):
+                idle.discard(order_id)
+    return idle
+
+
+def _checkout_idents(anonymous: Any) -> list[Ident]:
+    return [
+        Ident(type=str(i.get("type")), bidx=str(i.get("bidx") or ""), masked=i.get("masked"))
+        for i in (anonymous or [])
+        if isinstance(i, Mapping)
+    ]
 
 
 # -- identify / alias / track calls ----------------------------------------------------------------
