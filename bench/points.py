@@ -16,6 +16,10 @@
   evaluating a per-yuan rule and a growth rule, two lots per order) after a bulk import, against
   the bulk import itself in the same run.
 
+* ``points.dispatch_pass`` — the time of one outbox dispatch pass over 1, 10 and 100 ``order.paid``
+  events in process (the demo's rules), and its fixed part (``run_dispatch_pass``; not in
+  ``bench.run``: call it with a world, as ``run_order_earn_api`` is).
+
 Lots for the expiry figure are written directly (Core executemany) as active lots with their
 account caches; their earn entries are left out, which the expiry does not read.
 """
@@ -482,5 +486,77 @@ def run_order_earn_api(world: BenchWorld, *, clients: int, seconds: float) -> No
         events_left=left,
         clients=clients,
         server="huiyuan serve (1 uvicorn worker) with its in-process worker earning the points",
+        db="sqlite",
+    )
+
+
+def run_dispatch_pass(
+    world: BenchWorld, *, sizes: tuple[int, ...] = (1, 10, 100), repeats: int = 5, profile: str | None = None
+) -> None:
+    """The cost of one outbox dispatch pass over ``n`` ``order.paid`` events (the demo's rules, as
+    the demo world set them up), in process: orders are recorded with ``record_orders_bulk``, then
+    one ``dispatch_pending`` takes exactly their events. The median of ``repeats`` passes per size;
+    ``fixed_ms`` is the intercept of the line through the sizes' medians (per-pass cost at zero
+    events). With ``profile`` (a path prefix) each size's passes are also written as cProfile stats."""
+    import cProfile
+    import statistics
+
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.scope import system_for_brand
+    from huiyuan.orders.bulk import record_orders_bulk
+    from huiyuan.outbox.dispatcher import dispatch_pending, drain
+    from huiyuan.outbox.models import OutboxEvent
+
+    db = Database(world.url)
+    actor = system_for_brand(world.brand_id)
+    with db.unit_of_work() as s:
+        s.query(OutboxEvent).filter(OutboxEvent.dispatched_at.is_(None)).update(
+            {OutboxEvent.dispatched_at: datetime.now(UTC)}, synchronize_session=False
+        )
+    rng = random.Random("pass")
+    run = f"{os.getpid()}-{time.monotonic_ns()}"
+    medians: dict[int, float] = {}
+    serial = 0
+    for size in sizes:
+        timings = []
+        profiler = cProfile.Profile() if profile else None
+        for attempt in range(repeats + 1):  # the first pass warms caches and is not counted
+            serial += 1
+            batch = [world.order(rng, f"PASS-{run}-{serial}-{i}") for i in range(size)]
+            with db.unit_of_work(actor.scope) as s:
+                record_orders_bulk(s, actor=actor, orders=batch)
+            # Other events of the orders (and of earlier passes) first: the pass takes order.paid only.
+            with db.unit_of_work() as s:
+                s.query(OutboxEvent).filter(
+                    OutboxEvent.dispatched_at.is_(None), OutboxEvent.type != "order.paid"
+                ).update({OutboxEvent.dispatched_at: datetime.now(UTC)}, synchronize_session=False)
+            started = time.perf_counter()
+            if profiler is not None and attempt:
+                profiler.enable()
+            stats = dispatch_pending(db, batch=size)
+            if profiler is not None and attempt:
+                profiler.disable()
+            elapsed = time.perf_counter() - started
+            if attempt:
+                timings.append(elapsed)
+            assert stats.taken == size, stats
+        drain(db)
+        medians[size] = statistics.median(timings)
+        if profiler is not None:
+            profiler.dump_stats(f"{profile}-{size}.prof")
+    db.dispose()
+    xs = list(medians)
+    slope = (medians[xs[-1]] - medians[xs[0]]) / (xs[-1] - xs[0]) if len(xs) > 1 else 0.0
+    fixed = medians[xs[0]] - slope * xs[0]
+    emit(
+        "points.dispatch_pass",
+        fixed * 1000,
+        "ms",
+        fixed_ms=round(fixed * 1000, 2),
+        per_event_ms=round(slope * 1000, 3),
+        pass_ms={str(n): round(m * 1000, 2) for n, m in medians.items()},
+        repeats=repeats,
+        path="record_orders_bulk, then one dispatch_pending over exactly the order.paid events",
+        rules="the demo world's",
         db="sqlite",
     )

@@ -16,14 +16,20 @@ Preparers of one event type run in registration order, each in its own SAVEPOINT
 the later ones of that group are skipped (they may build on its work) and the per-event handlers do
 it all. ``run_preparers`` lets a bulk write run the preparers of the events it just wrote, in its
 own transaction. It runs with no scope (system); sending webhooks is ``outbox.webhooks``' job.
+
+A pass (``dispatch_pending`` or ``run_preparers``) keeps what handlers read of a brand's
+configuration through ``per_pass`` (the tier ladder, the time zone) for its own length: the points
+and tiers preparers of the same ``order.paid`` events read it once, and the next pass reads it anew.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -40,6 +46,8 @@ from huiyuan.settings import get_settings
 
 log = get_logger("huiyuan.outbox")
 RETRY_BASE_SECONDS = 5.0
+_PASS = "outbox.pass"
+T = TypeVar("T")
 
 
 @dataclass
@@ -69,7 +77,7 @@ def dispatch_pending(db: Database, *, batch: int = 200, now: datetime | None = N
     load_handler_modules()
     now = now or utcnow()
     stats = DispatchStats()
-    with db.unit_of_work(None, write=True) as session:
+    with db.unit_of_work(None, write=True) as session, _pass(session):
         repo = OutboxRepository(session)
         events = repo.due_events(now, batch)
         stats.taken = len(events)
@@ -79,12 +87,38 @@ def dispatch_pending(db: Database, *, batch: int = 200, now: datetime | None = N
     return stats
 
 
+@contextmanager
+def _pass(session: Session) -> Iterator[None]:
+    """While events are dispatched, what handlers read of a brand's configuration (its tier
+    ladder, its time zone) is read once: handlers do not change it, and the pass is one
+    transaction. ``per_pass`` is the way in; outside a pass it just loads."""
+    owner = _PASS not in session.info
+    if owner:
+        session.info[_PASS] = {}
+    try:
+        yield
+    finally:
+        if owner:
+            session.info.pop(_PASS, None)
+
+
+def per_pass(session: Session, name: str, key: Hashable, load: Callable[[], T]) -> T:
+    """``load()`` once per dispatch pass for ``(name, key)``; outside a pass, every time."""
+    cache: dict[tuple[str, Hashable], Any] | None = session.info.get(_PASS)
+    if cache is None:
+        return load()
+    if (name, key) not in cache:
+        cache[(name, key)] = load()
+    return cache[(name, key)]  # type: ignore[no-any-return]
+
+
 def run_preparers(session: Session, events: list[OutboxEvent]) -> None:
     """Run the batch preparers of ``events``, written in this transaction and still due (a bulk
     import that wants their effect at once, e.g. points earned). The events stay due; when they are
     dispatched, their handlers find the work done. A failing preparer is rolled back and logged."""
     load_handler_modules()
-    _prepare(session, events)
+    with _pass(session):
+        _prepare(session, events)
 
 
 def _prepare(session: Session, events: list[OutboxEvent]) -> None:

@@ -40,6 +40,7 @@ from huiyuan.kit.errors import IdempotencyMismatch, NotFound, field_error
 from huiyuan.kit.scope import Principal, system_for_brand
 from huiyuan.members.models import Member
 from huiyuan.orders.models import Category, Order, OrderItem, OrderPayment, Product
+from huiyuan.outbox.dispatcher import per_pass
 from huiyuan.outbox.handlers import on, prepare
 from huiyuan.outbox.models import OutboxEvent
 from huiyuan.points import ledger, rules
@@ -50,6 +51,11 @@ from huiyuan.tenancy.models import Brand
 
 
 def _brand_tz(session: Session, brand_id: int) -> str:
+    """The brand's time zone (read once per outbox dispatch pass)."""
+    return per_pass(session, "brand.timezone", brand_id, lambda: _read_brand_tz(session, brand_id))
+
+
+def _read_brand_tz(session: Session, brand_id: int) -> str:
     brand = session.get(Brand, brand_id)
     return brand.timezone if brand is not None else "Asia/Shanghai"
 

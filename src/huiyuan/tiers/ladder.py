@@ -1,5 +1,6 @@
 """A brand's tier ladder as evaluation sees it: the program, its levels by rank, the brand's time
-zone. Loaded once per evaluation (or per chunk of the review job)."""
+zone. Loaded once per evaluation (or per chunk of the review job), and once per outbox dispatch
+pass: the points preparer (current tiers) and the tiers preparer of the same pass share it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from huiyuan.kit.errors import ValidationFailed
+from huiyuan.outbox.dispatcher import per_pass
 from huiyuan.tenancy.repository import TenancyRepository
 from huiyuan.tiers.models import TierLevel, TierProgram
 from huiyuan.tiers.repository import TierRepository
@@ -47,6 +49,10 @@ class Ladder:
 
 def load_ladder(session: Session, brand_id: int) -> Ladder | None:
     """The brand's program and levels, or ``None`` while it has no program with a base level."""
+    return per_pass(session, "tiers.ladder", brand_id, lambda: _load_ladder(session, brand_id))
+
+
+def _load_ladder(session: Session, brand_id: int) -> Ladder | None:
     repo = TierRepository(session)
     program = repo.program(brand_id)
     if program is None:
@@ -54,7 +60,11 @@ def load_ladder(session: Session, brand_id: int) -> Ladder | None:
     levels = repo.levels(brand_id)
     if not levels or levels[0].rank != 0:
         return None
-    tz = ZoneInfo(TenancyRepository(session).brand(brand_id).timezone)
+    # The time zone string is shared with earning (``points.earning._brand_tz``) within a pass.
+    timezone = per_pass(
+        session, "brand.timezone", brand_id, lambda: TenancyRepository(session).brand(brand_id).timezone
+    )
+    tz = ZoneInfo(timezone)
     return Ladder(program=program, levels=levels, tz=tz)
 
 
