@@ -307,3 +307,30 @@ def test_a_failing_preparer_skips_the_later_preparers_of_its_events(world: World
         unsubscribe(per_event)
         registry._preparers[:] = [p for p in registry._preparers if p[0] != "test.prep"]
     assert prepared == [] and handled == ids
+
+
+def test_lookahead_preparers_run_before_handlers_only(world: World) -> None:
+    from huiyuan.outbox import handlers as registry
+    from huiyuan.outbox.dispatcher import run_preparers
+
+    db, alpha = world.db, world.brands[0]
+    calls: list[str] = []
+
+    def does_work(session: Session, events: list[OutboxEvent]) -> None:
+        calls.append("work")
+
+    def looks_ahead(session: Session, events: list[OutboxEvent]) -> None:
+        calls.append("lookahead")
+
+    registry.prepare("test.look")(does_work)
+    registry.prepare("test.look", lookahead=True)(looks_ahead)
+    try:
+        ids = _emit(db, alpha.id, "test.look", n=2)
+        with db.unit_of_work() as s:
+            run_preparers(s, [_event(db, i) for i in ids])  # a bulk import: no handler follows
+        assert calls == ["work"]
+        assert dispatch_pending(db).dispatched == 2
+        assert calls == ["work", "work", "lookahead"]
+    finally:
+        registry._preparers[:] = [p for p in registry._preparers if p[0] != "test.look"]
+        registry._lookahead.discard(looks_ahead)

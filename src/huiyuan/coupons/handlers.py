@@ -28,7 +28,7 @@ from huiyuan.outbox.models import OutboxEvent
 _NOT_HELD = "huiyuan.coupons.orders_without_held_lock"
 
 
-@prepare("order.paid")
+@prepare("order.paid", lookahead=True)
 def find_held_locks(session: Session, events: list[OutboxEvent]) -> None:
     """Tell, for one brand's batch of paid orders in one query, which order numbers have no held
     lock; their ``redeem_on_payment`` then returns without looking."""

@@ -70,7 +70,7 @@ for _event_type in MEMBER_CHANGES:
     on(_event_type)(link_member_record)
 
 
-@prepare("order.paid")
+@prepare("order.paid", lookahead=True)
 def find_orders_to_link(session: Session, events: list[OutboxEvent]) -> None:
     """Tell, for one brand's batch of paid orders in one query, which have nothing to link; their
     ``link_order_buyer`` then returns without reading the order."""

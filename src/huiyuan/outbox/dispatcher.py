@@ -115,19 +115,20 @@ def per_pass(session: Session, name: str, key: Hashable, load: Callable[[], T]) 
 def run_preparers(session: Session, events: list[OutboxEvent]) -> None:
     """Run the batch preparers of ``events``, written in this transaction and still due (a bulk
     import that wants their effect at once, e.g. points earned). The events stay due; when they are
-    dispatched, their handlers find the work done. A failing preparer is rolled back and logged."""
+    dispatched, their handlers find the work done. A failing preparer is rolled back and logged.
+    Lookahead preparers (``prepare(..., lookahead=True)``) are left out: no handler follows here."""
     load_handler_modules()
     with _pass(session):
-        _prepare(session, events)
+        _prepare(session, events, lookahead=False)
 
 
-def _prepare(session: Session, events: list[OutboxEvent]) -> None:
+def _prepare(session: Session, events: list[OutboxEvent], *, lookahead: bool = True) -> None:
     groups: dict[tuple[str, int | None], list[OutboxEvent]] = {}
     for event in events:
-        if preparers_for(event.type):
+        if preparers_for(event.type, lookahead=lookahead):
             groups.setdefault((event.type, event.brand_id), []).append(event)
     for (event_type, brand_id), group in groups.items():
-        for fn in preparers_for(event_type):
+        for fn in preparers_for(event_type, lookahead=lookahead):
             try:
                 with session.begin_nested():
                     _run_handler(session, lambda s, _e, fn=fn, group=group: fn(s, group), group[0])

@@ -106,27 +106,35 @@ def load_handler_modules() -> None:
 
 BatchHandler = Callable[[Session, list[OutboxEvent]], None]
 _preparers: list[tuple[str, BatchHandler]] = []
+_lookahead: set[BatchHandler] = set()
 
 
-def prepare(event_type: str) -> Callable[[BatchHandler], BatchHandler]:
+def prepare(event_type: str, *, lookahead: bool = False) -> Callable[[BatchHandler], BatchHandler]:
     """Decorator registering ``fn(session, events)``: called once per brand with every due event of
     ``event_type`` in a dispatch batch, before the per-event handlers, to do their work set-based.
 
     A preparer is an optimisation only: the per-event handlers still run for every event and must
     find the work done (idempotently) or do it themselves; if a preparer raises, its writes are
     rolled back and the per-event handlers do all the work.
+
+    ``lookahead``: the preparer only reads, for the handlers of the same pass (which events they can
+    skip); ``run_preparers``, where no handler follows, leaves it out.
     """
 
     def register(fn: BatchHandler) -> BatchHandler:
         if (event_type, fn) not in _preparers:
             _preparers.append((event_type, fn))
+        if lookahead:
+            _lookahead.add(fn)
         return fn
 
     return register
 
 
-def preparers_for(event_type: str) -> list[BatchHandler]:
-    return [fn for t, fn in _preparers if t == event_type]
+def preparers_for(event_type: str, *, lookahead: bool = True) -> list[BatchHandler]:
+    """The preparers of ``event_type`` in registration order (without the lookahead ones when
+    ``lookahead`` is false)."""
+    return [fn for t, fn in _preparers if t == event_type and (lookahead or fn not in _lookahead)]
 
 
 def handlers_for(event_type: str) -> list[Registration]:
