@@ -24,7 +24,7 @@ Policies:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -114,7 +114,13 @@ def _record_change(
     note: str | None,
     now: datetime,
     from_level: TierLevel | None,
+    deferred: list[Callable[[], None]] | None = None,
 ) -> TierChange:
+    """Write a change of ``state`` to ``to``: the change row, the state, an audit row and the
+    ``tier.changed`` event. With ``deferred`` (a batch) the change is not flushed here: the state
+    is updated at once (later steps of the evaluation read it), and what needs the change's id
+    (``last_change_id``, the audit row and the event, in this order) is appended to ``deferred``,
+    to run once the batch's changes are flushed together."""
     change = TierChange(
         brand_id=state.brand_id,
         member_id=state.member_id,
@@ -130,11 +136,54 @@ def _record_change(
         occurred_at=now,
     )
     session.add(change)
-    session.flush()
     state.level_id = to.id
     state.since = since
     state.valid_until = valid_until
     state.review_at = _review_at(ladder, valid_until)
+    if deferred is None:
+        session.flush()
+        _announce_change(
+            session,
+            actor=actor,
+            state=state,
+            change=change,
+            to=to,
+            from_level=from_level,
+            reason=reason,
+            valid_until=valid_until,
+            note=note,
+        )
+    else:
+        deferred.append(
+            lambda: _announce_change(
+                session,
+                actor=actor,
+                state=state,
+                change=change,
+                to=to,
+                from_level=from_level,
+                reason=reason,
+                valid_until=valid_until,
+                note=note,
+            )
+        )
+    return change
+
+
+def _announce_change(
+    session: Session,
+    *,
+    actor: Principal,
+    state: MemberTier,
+    change: TierChange,
+    to: TierLevel,
+    from_level: TierLevel | None,
+    reason: str,
+    valid_until: datetime | None,
+    note: str | None,
+) -> None:
+    """The part of a change that needs its id: the state's last change, the audit row and the
+    ``tier.changed`` event."""
     state.last_change_id = change.id
     audit.record(
         session,
@@ -165,7 +214,6 @@ def _record_change(
             "points_multiplier": str(to.points_multiplier),
         },
     )
-    return change
 
 
 def _ensure_state(
@@ -178,12 +226,20 @@ def _ensure_state(
 
 
 def _create_state(
-    session: Session, *, actor: Principal, ladder: Ladder, member: Member, now: datetime
+    session: Session,
+    *,
+    actor: Principal,
+    ladder: Ladder,
+    member: Member,
+    now: datetime,
+    deferred: list[Callable[[], None]] | None = None,
 ) -> MemberTier:
-    """A member's first tier state: the base level, recorded as the ``initial`` change."""
+    """A member's first tier state: the base level, recorded as the ``initial`` change (flushed
+    with the batch's changes when ``deferred`` is given, see ``_record_change``)."""
     state = MemberTier(brand_id=member.brand_id, member_id=member.id, level_id=ladder.base.id, since=now)
     session.add(state)
-    session.flush()
+    if deferred is None:
+        session.flush()
     _record_change(
         session,
         actor=actor,
@@ -197,12 +253,20 @@ def _create_state(
         note=None,
         now=now,
         from_level=None,
+        deferred=deferred,
     )
     return state
 
 
 def _settle(
-    session: Session, *, actor: Principal, ladder: Ladder, member: Member, state: MemberTier, now: datetime
+    session: Session,
+    *,
+    actor: Principal,
+    ladder: Ladder,
+    member: Member,
+    state: MemberTier,
+    now: datetime,
+    deferred: list[Callable[[], None]] | None = None,
 ) -> None:
     """Settle the end of validity due at ``state.review_at``: keep the level or drop."""
     level = ladder.by_id(state.level_id)
@@ -234,6 +298,7 @@ def _settle(
             note=None if kept else "held by the override floor",
             now=now,
             from_level=level,
+            deferred=deferred,
         )
         return
     target = ladder.by_code(level.downgrade_to_code) if level.downgrade_to_code else None
@@ -261,6 +326,7 @@ def _settle(
         note=None,
         now=now,
         from_level=level,
+        deferred=deferred,
     )
     state.lapsed = True
 
@@ -276,7 +342,10 @@ def _upgrade_if_reached(
     trigger: str,
     values: Values | None = None,
     gifts: list[benefits.BenefitGrant] | None = None,
+    deferred: list[Callable[[], None]] | None = None,
 ) -> None:
+    """Upgrade to the highest level reached. In a batch (``gifts`` and ``deferred`` given) the
+    upgrade gifts are collected in ``gifts`` once the change has its id, and granted together."""
     current = ladder.by_id(state.level_id)
     candidates = [lv for lv in ladder.levels if lv.rank > current.rank and lv.upgrade is not None]
     if not candidates:
@@ -305,19 +374,14 @@ def _upgrade_if_reached(
         note=trigger,
         now=now,
         from_level=current,
+        deferred=deferred,
     )
     state.lapsed = False
-    for i, spec in enumerate(target.upgrade_gifts):
-        gift = benefits.BenefitGrant(
-            member_id=member.id,
-            benefit=spec,
-            source_type="tier",
-            source_id=f"{target.id}",
-            key=f"tier:{member.id}:{change.id}:{i}",
-        )
-        if gifts is not None:  # a batch grants them together once every member is evaluated
-            gifts.append(gift)
-            continue
+    if gifts is not None and deferred is not None:
+        # A batch grants them together once every member is evaluated and the changes are written.
+        deferred.append(lambda: gifts.extend(_gifts(member.id, target, change)))
+        return
+    for gift in _gifts(member.id, target, change):
         benefits.grant(
             session,
             actor=actor,
@@ -327,6 +391,20 @@ def _upgrade_if_reached(
             source_id=gift.source_id,
             key=gift.key,
         )
+
+
+def _gifts(member_id: int, level: TierLevel, change: TierChange) -> list[benefits.BenefitGrant]:
+    """The upgrade gifts of ``level``, keyed by the change that reached it."""
+    return [
+        benefits.BenefitGrant(
+            member_id=member_id,
+            benefit=spec,
+            source_type="tier",
+            source_id=f"{level.id}",
+            key=f"tier:{member_id}:{change.id}:{i}",
+        )
+        for i, spec in enumerate(level.upgrade_gifts)
+    ]
 
 
 def evaluate_member(
@@ -352,7 +430,10 @@ def _evaluate(
     values: Values | None = None,
     state: MemberTier | None = None,
     gifts: list[benefits.BenefitGrant] | None = None,
+    deferred: list[Callable[[], None]] | None = None,
 ) -> MemberTier:
+    """Settle, then upgrade. With ``deferred`` (a batch) nothing is flushed here (see
+    ``_record_change``)."""
     if state is None:  # not read and locked by the caller
         state = _ensure_state(session, actor=actor, ladder=ladder, member=member, now=now)
     if member.status == "closed":
@@ -360,7 +441,7 @@ def _evaluate(
     for _ in range(MAX_SETTLEMENTS):
         if state.review_at is None or state.review_at > now:
             break
-        _settle(session, actor=actor, ladder=ladder, member=member, state=state, now=now)
+        _settle(session, actor=actor, ladder=ladder, member=member, state=state, now=now, deferred=deferred)
     if state.override_until is not None and state.override_until <= now:
         state.override_level_id = state.override_until = state.override_reason = None
     _upgrade_if_reached(
@@ -373,8 +454,10 @@ def _evaluate(
         trigger=reason,
         values=values,
         gifts=gifts,
+        deferred=deferred,
     )
-    session.flush()
+    if deferred is None:
+        session.flush()
     return state
 
 
@@ -384,9 +467,10 @@ def evaluate_members(
     """``evaluate_member`` for many members of the actor's brand (a batch of paid orders): the
     ladder, the states and the values of the current window are read for all of them in a few
     queries, and only the members whose level may change (no state yet, an end of validity or an
-    override end due, a higher level reached) are evaluated one by one, in member order; their
-    upgrade gifts are then granted together (``benefits.grant_many``). Returns the members
-    evaluated; empty when the brand has no tier program."""
+    override end due, a higher level reached) are evaluated one by one, in member order, and their
+    changes written together; their upgrade gifts are then granted together
+    (``benefits.grant_many``). Returns the members evaluated; empty when the brand has no tier
+    program."""
     brand_id = actor.scope.require_brand()
     ladder = load_ladder(session, brand_id)
     if ladder is None:
@@ -413,6 +497,9 @@ def evaluate_members(
     members = tiers.members(changing)
     locked = tiers.states([m for m in changing if m in states], for_update=True)
     gifts: list[benefits.BenefitGrant] = []
+    # The new states and changes of the whole batch are flushed together (one INSERT each rather
+    # than flushes per change); what needs a change's id then runs in the order of the changes.
+    deferred: list[Callable[[], None]] = []
     for member_id in changing:
         member = members.get(member_id)
         if member is None:
@@ -428,9 +515,14 @@ def evaluate_members(
             # Read in this batch: locked, or known to be missing (a concurrent first evaluation
             # then fails the batch on the unique member, and the per-event handlers take over).
             state=locked.get(member_id)
-            or _create_state(session, actor=actor, ladder=ladder, member=member, now=now),
+            or _create_state(session, actor=actor, ladder=ladder, member=member, now=now, deferred=deferred),
             gifts=gifts,
+            deferred=deferred,
         )
+    session.flush()
+    for then in deferred:
+        then()
+    session.flush()
     # The upgrade gifts of the whole batch at once: each kind's grantor may write them set-based.
     benefits.grant_many(session, actor=actor, grants=gifts)
     return ids
