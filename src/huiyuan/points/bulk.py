@@ -131,8 +131,14 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
             .order_by(Order.id)
         )
     )
-    members = {
-        m.id: m for m in session.scalars(select(Member).where(Member.id.in_({o.member_id for o in orders})))
+    # Only what ``member_facts`` reads (id, birthday) and the status check: rows, not ORM objects.
+    members: dict[int, Any] = {
+        m.id: m
+        for m in session.execute(
+            select(Member.id, Member.status, Member.birthday).where(
+                Member.id.in_({o.member_id for o in orders})
+            )
+        )
     }
     lines: dict[int, list[rules.ItemFacts]] = defaultdict(list)
     for item in session.execute(
@@ -267,8 +273,8 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
     # Operations first: ON CONFLICT skips grants that some other writer already made.
     label = actor.label[:120]
     op_rows = []
-    for order, g in planned:
-        key = f"order:{order.id}:rule:{g.rule_id}"
+    keys = [f"order:{order.id}:rule:{g.rule_id}" for order, g in planned]
+    for (order, g), key in zip(planned, keys, strict=True):
         digest = ledger.earn_digest(
             kind="earn",
             member_id=order.member_id or 0,
@@ -305,12 +311,14 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
             chunk,
         ):
             new_keys[key] = op_id
-    planned = [(o, g) for o, g in planned if f"order:{o.id}:rule:{g.rule_id}" in new_keys]
+    op_ids = [new_keys.get(key) for key in keys]
+    planned_ops = [(o, g, op_id) for (o, g), op_id in zip(planned, op_ids, strict=True) if op_id is not None]
+    planned = [(o, g) for o, g, _ in planned_ops]
 
     lot_rows: list[dict[str, Any]] = []
     entry_rows: list[dict[str, Any]] = []
     deltas: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # available, pending, earned
-    for order, g in planned:
+    for order, g, op_id in planned_ops:
         pt = types[g.point_type]
         account = accounts[(order.member_id, pt.id)]
         days = pt.pending_days if g.pending_days is None else g.pending_days
@@ -346,7 +354,7 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
         entry_rows.append(
             {
                 "brand_id": brand_id,
-                "operation_id": new_keys[f"order:{order.id}:rule:{g.rule_id}"],
+                "operation_id": op_id,
                 "account_id": account.id,
                 "member_id": order.member_id,
                 "point_type_id": pt.id,
@@ -392,14 +400,12 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
         for _, g in planned:
             per_rule[g.rule_id] += g.points
         add_to_columns(session, RULES, [(r, {"granted_total": n}) for r, n in per_rule.items()], also={})
-        session.execute(
-            update(OPERATIONS)
-            .where(OPERATIONS.c.id == bindparam("b_id"))
-            .values(result=bindparam("b_result")),
+        set_results(
+            session,
             [
-                {
-                    "b_id": entry["operation_id"],
-                    "b_result": ledger.LedgerResult(
+                (
+                    entry["operation_id"],
+                    ledger.LedgerResult(
                         operation_id=entry["operation_id"],
                         kind="earn",
                         member_id=entry["member_id"],
@@ -414,7 +420,7 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
                             "expires_at": lot["expires_at"].isoformat() if lot["expires_at"] else None,
                         },
                     ).to_json(),
-                }
+                )
                 for (_, g), entry, entry_id, lot_id, lot in zip(
                     planned, entry_rows, entry_ids, lot_ids, lot_rows, strict=True
                 )
@@ -449,10 +455,32 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
         )
     result.grants = len(planned)
     result.points = sum(g.points for _, g in planned)
-    handled = [o.id for o in orders if o.id not in set(result.per_order)]
+    left = set(result.per_order)
+    handled = [o.id for o in orders if o.id not in left]
     result.earned_orders = len({o.id for o, _ in planned})
     write_markers(session, brand_id=brand_id, order_ids=handled, actor=actor)
     return result
+
+
+def set_results(session: Session, results: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Store each new operation's result (``(operation_id, result)``) as one executemany; on SQLite at
+    the driver, with the column's own bind processor, so the stored JSON is what SQLAlchemy writes."""
+    if not results:
+        return
+    dialect = session.get_bind().dialect
+    if dialect.name != "sqlite":
+        session.execute(
+            update(OPERATIONS)
+            .where(OPERATIONS.c.id == bindparam("b_id"))
+            .values(result=bindparam("b_result")),
+            [{"b_id": op_id, "b_result": result} for op_id, result in results],
+        )
+        return
+    process = OPERATIONS.c.result.type.dialect_impl(dialect).bind_processor(dialect)
+    session.connection().exec_driver_sql(
+        f'UPDATE "{OPERATIONS.name}" SET "result" = ? WHERE id = ?',
+        [(process(result) if process is not None else result, op_id) for op_id, result in results],
+    )
 
 
 def write_markers(session: Session, *, brand_id: int, order_ids: Sequence[int], actor: Principal) -> None:
