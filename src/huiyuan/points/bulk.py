@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, bindparam, select, update
@@ -73,6 +73,34 @@ def marker_key(order_id: int) -> str:
 
 def _insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def create_accounts(session: Session, brand_id: int, pairs: Sequence[tuple[int, int]], now: datetime) -> None:
+    """Create the empty accounts of ``(member id, point type id)`` pairs that have none yet (one
+    statement; an account that exists, or is created concurrently, is left as it is)."""
+    if not pairs:
+        return
+    session.execute(
+        _insert(session)(ACCOUNTS).on_conflict_do_nothing(index_elements=["member_id", "point_type_id"]),
+        [
+            {
+                "brand_id": brand_id,
+                "member_id": m,
+                "point_type_id": t,
+                "available": 0,
+                "pending": 0,
+                "frozen": 0,
+                "reserved": 0,
+                "debt": 0,
+                "earned_total": 0,
+                "spent_total": 0,
+                "expired_total": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for m, t in pairs
+        ],
+    )
 
 
 def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[int]) -> BulkEarnResult:
@@ -236,28 +264,7 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
     # per-order path (new points repay the debt first).
     pairs = sorted({(o.member_id, types[g.point_type].id) for o, g in planned})
     now = utcnow()
-    if pairs:
-        session.execute(
-            _insert(session)(ACCOUNTS).on_conflict_do_nothing(index_elements=["member_id", "point_type_id"]),
-            [
-                {
-                    "brand_id": brand_id,
-                    "member_id": m,
-                    "point_type_id": t,
-                    "available": 0,
-                    "pending": 0,
-                    "frozen": 0,
-                    "reserved": 0,
-                    "debt": 0,
-                    "earned_total": 0,
-                    "spent_total": 0,
-                    "expired_total": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for m, t in pairs
-            ],
-        )
+    create_accounts(session, brand_id, pairs, now)
     account_rows = session.execute(
         select(ACCOUNTS.c.id, ACCOUNTS.c.member_id, ACCOUNTS.c.point_type_id, ACCOUNTS.c.debt)
         .where(ACCOUNTS.c.brand_id == brand_id, ACCOUNTS.c.member_id.in_({m for m, _ in pairs}))

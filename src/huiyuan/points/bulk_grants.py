@@ -37,6 +37,7 @@ from huiyuan.kit.scope import Principal
 from huiyuan.members.models import Member
 from huiyuan.outbox.models import OutboxEvent
 from huiyuan.points import expiry_policy, ledger
+from huiyuan.points.bulk import create_accounts
 from huiyuan.points.ledger.core import _tz
 from huiyuan.points.models import (
     PointAccount,
@@ -125,27 +126,7 @@ def earn_many(
     pairs = sorted({(grants[i].member_id, types[grants[i].point_type].id) for i in taken})
     accounts: dict[tuple[int, int], dict[str, Any]] = {}
     if pairs:
-        session.execute(
-            _insert(session)(ACCOUNTS).on_conflict_do_nothing(index_elements=["member_id", "point_type_id"]),
-            [
-                {
-                    "brand_id": brand_id,
-                    "member_id": m,
-                    "point_type_id": t,
-                    "available": 0,
-                    "pending": 0,
-                    "frozen": 0,
-                    "reserved": 0,
-                    "debt": 0,
-                    "earned_total": 0,
-                    "spent_total": 0,
-                    "expired_total": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for m, t in pairs
-            ],
-        )
+        create_accounts(session, brand_id, pairs, now)
         wanted = set(pairs)
         ids: list[int] = []
         for chunk in _chunks(sorted({m for m, _ in pairs})):
