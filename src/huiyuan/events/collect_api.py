@@ -89,6 +89,60 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {"description": "The source's rate limit (`rate-limited`); wait `Retry-After` seconds"},
 }
 KINDS = ("identify", "track", "page", "screen", "group", "alias", "batch")
+_CONTEXT = {"library": {"name": "analytics-python", "version": "2.3.3"}, "locale": "zh-CN"}
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "identify": {
+        "userId": "LX00001234",
+        "anonymousId": "3f1c7d2e-8a4b-4c55-9e1f-2b7a6c0d9e11",
+        "traits": {"name": "王芳", "phone": "13800138000", "city": "上海"},
+        "context": {
+            **_CONTEXT,
+            "externalIds": [{"id": "o6_bmjrPTlm6_2sgVt7hMZOPfL2M", "type": "wechat_openid"}],
+        },
+        "timestamp": "2026-05-01T10:00:00+08:00",
+        "messageId": "ajs-6f1e0d2c9b8a",
+    },
+    "track": {
+        "userId": "LX00001234",
+        "event": "Product Viewed",
+        "properties": {"sku": "LX-TOP-0001", "price": 399.0, "currency": "CNY"},
+        "context": _CONTEXT,
+        "timestamp": "2026-05-01T10:00:05+08:00",
+        "messageId": "ajs-6f1e0d2c9b8b",
+    },
+    "page": {
+        "anonymousId": "3f1c7d2e-8a4b-4c55-9e1f-2b7a6c0d9e11",
+        "name": "Product",
+        "properties": {"url": "https://shop.example.cn/p/LX-TOP-0001", "title": "羊毛针织衫"},
+        "timestamp": "2026-05-01T10:00:03+08:00",
+        "messageId": "ajs-6f1e0d2c9b8c",
+    },
+    "screen": {
+        "userId": "LX00001234",
+        "name": "Member Card",
+        "properties": {"tab": "points"},
+        "timestamp": "2026-05-01T10:01:00+08:00",
+        "messageId": "ajs-6f1e0d2c9b8d",
+    },
+    "group": {
+        "userId": "LX00001234",
+        "groupId": "family-8812",
+        "traits": {"name": "家庭卡 8812", "plan": "family"},
+        "messageId": "ajs-6f1e0d2c9b8e",
+    },
+    "alias": {
+        "previousId": "3f1c7d2e-8a4b-4c55-9e1f-2b7a6c0d9e11",
+        "userId": "LX00001234",
+        "messageId": "ajs-6f1e0d2c9b8f",
+    },
+}
+EXAMPLES["batch"] = {
+    "batch": [
+        {"type": "page", **EXAMPLES["page"]},
+        {"type": "track", **EXAMPLES["track"]},
+    ],
+    "sentAt": "2026-05-01T10:00:06+08:00",
+}
 
 
 def error_response(error: AppError) -> JSONResponse:
@@ -271,7 +325,12 @@ for _kind in KINDS:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "additionalProperties": True},
+                        "example": EXAMPLES[_kind],
+                    }
+                },
             }
         },
     )

@@ -30,7 +30,10 @@ class SourceIn(BaseModel):
 
 
 class SourceUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"rate_limit": "5000/second"}, {"status": "disabled"}]},
+    )
     name: str | None = Field(default=None, min_length=1, max_length=120)
     rate_limit: str | None = Field(
         default=None, max_length=32, description="Empty string: back to the default"
@@ -95,14 +98,29 @@ class DefinitionIn(BaseModel):
 
 
 class RevisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "description": "v2: the price is required, the channel is one of three",
+                    "properties": [
+                        {"name": "sku", "type": "string", "required": True},
+                        {"name": "price", "type": "number", "required": True},
+                        {"name": "channel", "type": "string", "enum": ["miniapp", "web", "pos"]},
+                    ],
+                    "allow_additional": False,
+                }
+            ]
+        },
+    )
     description: str | None = Field(default=None, max_length=2000)
     properties: list[PropertySpec] = Field(default_factory=list, max_length=300)
     allow_additional: bool = True
 
 
 class StatusIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "deprecated"}]})
     status: Literal["active", "deprecated"]
 
 
@@ -121,7 +139,10 @@ class DefinitionOut(BaseModel):
 
 
 class SettingsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"violation_mode": "quarantine", "unplanned_policy": "violation"}]},
+    )
     violation_mode: Literal["flag", "quarantine"] | None = None
     unplanned_policy: Literal["allow", "violation"] | None = None
 
@@ -145,7 +166,21 @@ class UnplannedOut(BaseModel):
 
 
 class ApproveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {},
+                {
+                    "description": "A coupon taken in the mini-program",
+                    "properties": [
+                        {"name": "template_code", "type": "string", "required": True},
+                        {"name": "campaign", "type": "string"},
+                    ],
+                },
+            ]
+        },
+    )
     properties: list[PropertySpec] | None = Field(
         default=None, description="Omit to infer every property (optional) from the sample"
     )
@@ -196,7 +231,9 @@ class QuarantinedOut(BaseModel):
 
 
 class ReleaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"ids": [1201, 1202]}, {"event": "Coupon Claimed"}]}
+    )
     ids: list[int] | None = Field(default=None, max_length=10_000)
     event: str | None = Field(default=None, max_length=200, description="Release every event of this name")
 

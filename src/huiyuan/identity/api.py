@@ -248,6 +248,19 @@ def start_match(session: SessionDep, actor: Writer) -> JobStarted:
     response_model=JobStarted,
     status_code=202,
     summary="Import platform ID mappings (CSV: left_type, left_value, right_type, right_value …)",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "example": {
+                        "file": "left_type,left_value,right_type,right_value,confidence,rule\n"
+                        "member_number,LX00001234,platform_id,tmall:2209981234,1,order-address\n"
+                        "phone,13800138000,platform_id,jd:jd_5f3a2b,0.9,phone-match\n"
+                    }
+                }
+            }
+        }
+    },
 )
 def import_mappings(
     session: SessionDep,

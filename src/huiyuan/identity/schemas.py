@@ -86,7 +86,21 @@ class OneIdOut(BaseModel):
 
 
 class ResolveBatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "identifiers": [
+                        {"type": "phone", "value": "13800138000"},
+                        {"type": "member_number", "value": "LX00001234"},
+                        {"type": "wechat_unionid", "value": "o6_bmasdasdsad6_2sgVt7hMZOPfL"},
+                    ],
+                    "expand": True,
+                }
+            ]
+        },
+    )
     identifiers: list[IdentifierIn] = Field(min_length=1, max_length=MAX_BATCH)
     expand: bool = Field(default=False, description="Also list every identifier of each OneID")
 
@@ -122,7 +136,18 @@ class ChangeFeed(BaseModel):
 
 
 class LinkIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "left": {"type": "member_number", "value": "LX00001234"},
+                    "right": {"type": "alipay_id", "value": "2088102146225135"},
+                    "reason": "客服核实：同一会员的支付宝账号 (verified by customer service)",
+                }
+            ]
+        },
+    )
     left: IdentifierIn
     right: IdentifierIn
     reason: str = Field(min_length=1, max_length=300)
@@ -182,7 +207,12 @@ class MergeOut(BaseModel):
 
 
 class UnlinkIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"link_id": 5812, "reason": "共用设备，不是同一人 (a shared device, two people)"}]
+        },
+    )
     link_id: int
     reason: str = Field(min_length=1, max_length=300)
 
@@ -220,7 +250,15 @@ class ConflictPage(BaseModel):
 
 
 class ConflictResolve(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"conflict_id": 77, "action": "accept", "note": "门店确认为同一会员"},
+                {"conflict_id": 78, "action": "dismiss"},
+            ]
+        },
+    )
     conflict_id: int
     action: Literal["accept", "dismiss"]
     note: str | None = Field(default=None, max_length=300)
@@ -254,7 +292,22 @@ class TypeSettings(BaseModel):
 
 
 class SettingsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "types": {
+                        "phone": {"max_per_person": 3},
+                        "device_id": {"blocked_values": ["00000000-0000-0000-0000-000000000000"]},
+                    },
+                    "survivorship": {"city": "most_trusted"},
+                    "auto_link_threshold": 0.98,
+                    "review_threshold": 0.8,
+                }
+            ]
+        },
+    )
     types: dict[str, TypeSettings] | None = None
     source_trust: list[str] | None = Field(default=None, max_length=30)
     survivorship: dict[str, str] | None = None
@@ -311,7 +364,9 @@ class ProposalPage(BaseModel):
 
 
 class ProposalDecision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"proposal_id": 301, "accept": True}]}
+    )
     proposal_id: int
     accept: bool
 
