@@ -34,7 +34,19 @@ def _month_index(day: ir.DateValue) -> ir.IntegerValue:
 
 
 class LTVRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "enrolled_from": "2025-01-01",
+                    "enrolled_to": "2025-12-31",
+                    "as_of": "2026-06-30",
+                    "months": 12,
+                }
+            ]
+        },
+    )
 
     enrolled_from: date
     enrolled_to: date
@@ -91,7 +103,21 @@ def cohort_ltv(orders: ir.Table, members: ir.Table, brand_id: int, request: LTVR
 
 
 class DistributionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"start": "2026-01-01", "end": "2026-06-30", "measure": "orders", "edges": [1, 2, 3, 5, 10]},
+                {
+                    "start": "2026-01-01",
+                    "end": "2026-06-30",
+                    "measure": "sales",
+                    "edges": [0, 200, 500, 1000, 3000],
+                },
+                {"start": "2026-01-01", "end": "2026-06-30", "measure": "sales", "buckets": 10},
+            ]
+        },
+    )
 
     start: date
     end: date

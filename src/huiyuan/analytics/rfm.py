@@ -119,7 +119,15 @@ class RFMRequest(BaseModel):
 
 
 class LifecycleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"as_of": "2026-06-30"},
+                {"as_of": "2026-06-30", "thresholds_days": [45, 120, 240, 540]},
+            ]
+        },
+    )
 
     as_of: date
     thresholds_days: list[int] = Field(

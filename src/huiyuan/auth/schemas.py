@@ -37,7 +37,20 @@ class ApiKeyIssued(ApiKeyOut):
 
 
 class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "username": "zhang.wei",
+                    "password": "Huiyuan-2026!",
+                    "role": "operator",
+                    "display_name": "张伟（华东区运营）",
+                    "locale": "zh",
+                }
+            ]
+        },
+    )
     username: str = Field(min_length=3, max_length=80, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=200)
     role: str = Field(examples=["operator"])

@@ -18,11 +18,17 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
+from fastapi.openapi.models import Example
 
 from huiyuan.auth.deps import require
 from huiyuan.benefits import card_api, catalogue, desk_api, entitlements, settlement
 from huiyuan.benefits.repository import BenefitRepository
 from huiyuan.benefits.schemas import (
+    COUPON_EXAMPLE,
+    CUSTOM_EXAMPLE,
+    POINTS_EXAMPLE,
+    SERVICE_EXAMPLE,
+    THIRD_PARTY_EXAMPLE,
     BenefitEventOut,
     DefinitionIn,
     DefinitionOut,
@@ -59,6 +65,14 @@ GRANT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "(`member-not-active`), or a delegated ledger refused (e.g. `coupon-out-of-stock`)"
     },
     422: {"description": "Invalid fields, a missing idempotency key or one reused with another request"},
+}
+# One example per kind of definition: the body is a union, so its own schema carries none.
+DEFINITION_EXAMPLES: dict[str, Example] = {
+    "coupon": {"summary": "A coupon each month", "value": COUPON_EXAMPLE},
+    "points": {"summary": "Bonus points", "value": POINTS_EXAMPLE},
+    "service": {"summary": "Free parking, scanned at the car park", "value": SERVICE_EXAMPLE},
+    "custom": {"summary": "A spa treatment, booked ahead", "value": CUSTOM_EXAMPLE},
+    "third_party": {"summary": "A partner's points swap", "value": THIRD_PARTY_EXAMPLE},
 }
 
 
@@ -111,7 +125,9 @@ def list_definitions(
     responses={409: {"description": "The code is taken"}, 422: {"description": "Invalid fields"}},
 )
 def create_definition(
-    data: Annotated[DefinitionIn, Body()], session: SessionDep, actor: Writer
+    data: Annotated[DefinitionIn, Body(openapi_examples=DEFINITION_EXAMPLES)],
+    session: SessionDep,
+    actor: Writer,
 ) -> DefinitionOut:
     return catalogue.definition_out(catalogue.create_definition(session, actor=actor, data=data))
 

@@ -165,39 +165,38 @@ class _Definition(BaseModel):
     status: Literal["draft", "active"] = "active"
 
 
+COUPON_EXAMPLE: dict[str, Any] = {
+    "code": "MONTHLY-10",
+    "name": "每月 10 元券",
+    "kind": "coupon",
+    "template": "OFF10",
+}
+
+
 class CouponDefinitionIn(_Definition):
     """Granting it issues coupons of a template through the coupons domain."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        str_strip_whitespace=True,
-        json_schema_extra={
-            "examples": [
-                {"code": "MONTHLY-10", "name": "每月 10 元券", "kind": "coupon", "template": "OFF10"}
-            ]
-        },
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [COUPON_EXAMPLE]}
     )
     kind: Literal["coupon"]
     template: Code = Field(description="The code of a coupon template of the brand")
+
+
+POINTS_EXAMPLE: dict[str, Any] = {
+    "code": "BONUS-200",
+    "name": "200 积分",
+    "kind": "points",
+    "point_type": "points",
+    "amount": 200,
+}
 
 
 class PointsDefinitionIn(_Definition):
     """Granting it earns points (or growth value) through the points ledger."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        str_strip_whitespace=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "code": "BONUS-200",
-                    "name": "200 积分",
-                    "kind": "points",
-                    "point_type": "points",
-                    "amount": 200,
-                }
-            ]
-        },
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [POINTS_EXAMPLE]}
     )
     kind: Literal["points", "growth"]
     point_type: Code
@@ -249,49 +248,43 @@ class ServiceDefinitionIn(_VerifiedDefinition):
     service_type: ServiceType
 
 
+CUSTOM_EXAMPLE: dict[str, Any] = {
+    "code": "SPA-60",
+    "name": "贵宾护理 60 分钟",
+    "kind": "custom",
+    "verification": "appointment",
+    "appointment": {"slot_minutes": 60, "capacity": 2, "change_until_minutes": 120},
+    "unit_cost": "80.00",
+}
+
+
 class CustomDefinitionIn(_VerifiedDefinition):
     """Anything else the brand offers, verified by scan, appointment, by hand or against an ID."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        str_strip_whitespace=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "code": "SPA-60",
-                    "name": "贵宾护理 60 分钟",
-                    "kind": "custom",
-                    "verification": "appointment",
-                    "appointment": {"slot_minutes": 60, "capacity": 2, "change_until_minutes": 120},
-                    "unit_cost": "80.00",
-                }
-            ]
-        },
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [CUSTOM_EXAMPLE]}
     )
     kind: Literal["custom"]
+
+
+THIRD_PARTY_EXAMPLE: dict[str, Any] = {
+    "code": "AIRLINE-SWAP",
+    "name": "航空里程兑换",
+    "kind": "third_party",
+    "partner_id": "airline-x",
+    "offer": "points_swap",
+    "verification": "manual",
+    "unit_cost": "5.00",
+    "funded_by": "brand",
+    "served_by": "partner:airline-x",
+}
 
 
 class ThirdPartyDefinitionIn(_VerifiedDefinition):
     """A partner's benefit (points swap, its coupons or codes, its service), served by the partner."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        str_strip_whitespace=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "code": "AIRLINE-SWAP",
-                    "name": "航空里程兑换",
-                    "kind": "third_party",
-                    "partner_id": "airline-x",
-                    "offer": "points_swap",
-                    "verification": "manual",
-                    "unit_cost": "5.00",
-                    "funded_by": "brand",
-                    "served_by": "partner:airline-x",
-                }
-            ]
-        },
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [THIRD_PARTY_EXAMPLE]}
     )
     kind: Literal["third_party"]
     partner_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")

@@ -168,6 +168,15 @@ def restock(template_id: int, data: RestockIn, session: SessionDep, actor: Write
         **TEMPLATE_404,
         422: {"description": "The template generates its own codes, or the file is empty"},
     },
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "example": {"file": "code\nLX50-4K7P-9QWM\nLX50-6T2C-3HXD\nLX50-8B5R-7JNE\n"}
+                }
+            }
+        }
+    },
 )
 async def import_codes(
     template_id: int, session: SessionDep, actor: Writer, file: Annotated[UploadFile, File()]
@@ -241,6 +250,15 @@ def push_issue(template_id: int, data: PushIn, session: SessionDep, actor: Write
     tags=TAGS,
     summary="Issue to the members of a CSV (member ids or member numbers) in the background",
     responses={**TEMPLATE_404, 422: {"description": "Empty file or unknown members"}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "example": {"file": "member_number\nLX00001234\nLX00001235\nLX00002017\n"}
+                }
+            }
+        }
+    },
 )
 async def push_issue_file(
     template_id: int,

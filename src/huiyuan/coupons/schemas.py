@@ -74,7 +74,21 @@ class TemplateIn(BaseModel):
 
 
 class TemplateUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "满300减50（春季焕新）",
+                    "limit_per_member": 3,
+                    "claimable": True,
+                    "claim_from": "2026-03-08T10:00:00+08:00",
+                    "claim_to": "2026-03-15T00:00:00+08:00",
+                },
+                {"status": "paused"},
+            ]
+        },
+    )
 
     name: str | None = Field(default=None, min_length=1, max_length=120)
     description: str | None = Field(default=None, max_length=2000)
@@ -119,7 +133,15 @@ class TemplateOut(BaseModel):
 
 
 class RestockIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"quantity": 5000, "budget": "250000.00", "reason": "三八节追加库存"},
+                {"quantity": -200, "reason": "门店活动取消，回收库存"},
+            ]
+        },
+    )
 
     quantity: int = Field(ge=-100_000_000, le=100_000_000, description="Signed: negative takes stock away")
     budget: Decimal = Field(default=Decimal("0"), max_digits=14, decimal_places=2)
@@ -137,7 +159,20 @@ class CodeImportOut(BaseModel):
 class IssueIn(BaseModel):
     """Issue one coupon to one member (activity issue by a campaign system, or an operator)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "template_id": 12,
+                    "member_id": 42,
+                    "idempotency_key": "spring-2026:member-42",
+                    "channel": "activity",
+                    "reference": "campaign:spring-2026",
+                }
+            ]
+        },
+    )
 
     template_id: int
     member_id: int
@@ -147,7 +182,9 @@ class IssueIn(BaseModel):
 
 
 class ClaimIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"idempotency_key": "claim-7d1f2c9a-42"}]}
+    )
 
     idempotency_key: ClientKey | None = None
 
@@ -161,7 +198,10 @@ class PurchaseIn(BaseModel):
 
 
 class RefundPurchaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "会员申请退券（客服工单 CS-20260318-0042）"}]},
+    )
 
     reason: str = Field(min_length=1, max_length=200)
 
@@ -215,8 +255,33 @@ class CartLineIn(BaseModel):
     discount: CashPrice = Field(default=Decimal("0"), description="What promotions already took off the line")
 
 
+_CART_EXAMPLE: dict[str, JsonValue] = {
+    "lines": [
+        {
+            "line_id": "1",
+            "sku": "LX-TOP-0001",
+            "quantity": 1,
+            "unit_price": "399.00",
+            "category_path": "apparel/tops",
+            "product_brand": "Huiyuan Basics",
+        },
+        {
+            "line_id": "2",
+            "sku": "LX-ACC-0107",
+            "quantity": 2,
+            "unit_price": "59.00",
+            "category_path": "accessories/socks",
+            "discount": "10.00",
+        },
+    ],
+    "shipping_fee": "0.00",
+    "scene": "online",
+    "channel": "mini_program",
+}
+
+
 class CartIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_CART_EXAMPLE]})
 
     lines: list[CartLineIn] = Field(min_length=1, max_length=500)
     shipping_fee: CashPrice = Decimal("0")
@@ -231,14 +296,30 @@ class CartIn(BaseModel):
 
 
 class EvaluateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"member_id": 42, "cart": _CART_EXAMPLE}]}
+    )
 
     member_id: int
     cart: CartIn
 
 
 class LockIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "member_id": 42,
+                    "order_ref": "MP-20260315-0001",
+                    "cart": _CART_EXAMPLE,
+                    "coupon_ids": [1001],
+                    "ttl_minutes": 15,
+                    "idempotency_key": "lock:MP-20260315-0001",
+                }
+            ]
+        },
+    )
 
     member_id: int
     order_ref: str = Field(min_length=1, max_length=64)
@@ -251,13 +332,19 @@ class LockIn(BaseModel):
 
 
 class RedeemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"payment_reference": "4200001234202603151234567890"}]},
+    )
 
     payment_reference: str | None = Field(default=None, max_length=64)
 
 
 class ReleaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "顾客取消订单"}, {"reason": "整单退货退款"}]},
+    )
 
     reason: str = Field(default="cancelled", min_length=1, max_length=200)
 
@@ -280,7 +367,18 @@ class LockOut(BaseModel):
 
 
 class PushIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"member_ids": [42, 43, 57], "reference": "campaign:spring-2026"},
+                {
+                    "member_filter": {"tier": "gold", "enrolled_from": "2025-01-01T00:00:00+08:00"},
+                    "reference": "campaign:gold-day",
+                },
+            ]
+        },
+    )
 
     member_ids: list[int] | None = Field(default=None, max_length=1_000_000)
     member_filter: dict[str, Any] | None = Field(

@@ -27,17 +27,27 @@ class IdentifierAdd(BaseModel):
 
 
 class CardBind(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"card_number": "8800012345678"}]},
+    )
     card_number: str = Field(pattern=CARD_NUMBER_PATTERN, examples=["8800012345678"])
 
 
 class CardLost(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "会员来电挂失：钱包被盗"}]}
+    )
     reason: str = Field(min_length=1, max_length=200, examples=["wallet stolen"])
 
 
 class CardReplace(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"new_card_number": "8800012345679"}]},
+    )
     new_card_number: str = Field(pattern=CARD_NUMBER_PATTERN, examples=["8800012345679"])
 
 
@@ -81,7 +91,13 @@ class QrTokenOut(BaseModel):
 
 
 class QrVerify(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [{"token": "eyJiIjoxLCJtIjo0MiwibiI6IjdmM2EifQ.Zx1c2w.Qk3n8vJ5Hq0y2mWzr4Xc1d9Tt6U"}]
+        },
+    )
     token: str = Field(min_length=1, max_length=500)
 
 

@@ -110,6 +110,22 @@ def _stream(request: Request, actor: Principal, produce: Callable[[Session], Ite
     response_model=ImportRunOut,
     status_code=202,
     summary="Upload a CSV or XLSX file of members or prospects to import",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "example": {
+                        "file": "会员号,姓名,手机,性别,生日,城市,兴趣,openid\n"
+                        "LX00001234,王芳,13800138000,女,1990/5/20,上海市,跑步|咖啡,o6_bmjrPTlm6_2sgVt7hMZOPfL2M\n"
+                        "LX00001235,李强,13900139000,男,1985-11-02,杭州市,,\n",
+                        "dry_run": False,
+                        "on_duplicate": "skip",
+                        "default_status": "active",
+                    }
+                }
+            }
+        }
+    },
 )
 def upload_members(
     session: SessionDep,

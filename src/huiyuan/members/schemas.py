@@ -129,12 +129,34 @@ class MemberEnroll(_Attributes):
 class MemberUpdate(_Attributes):
     """Partial update: only the fields sent change. ``custom`` keys merge into existing values."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "王小明",
+                    "birthday": "1990-05-20",
+                    "phone": "13900138000",
+                    "city": "上海市",
+                    "interests": ["跑步", "咖啡"],
+                    "custom": {"shoe_size": 42},
+                    "expected_version": 3,
+                },
+                {"status": "frozen"},
+            ]
+        },
+    )
+
     status: Literal["prospect", "active", "frozen"] | None = None
     expected_version: int | None = Field(default=None, description="Optimistic concurrency check")
 
 
 class MemberClose(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "会员本人申请注销（客服工单 CS-20260312-0087）"}]},
+    )
     reason: str = Field(min_length=1, max_length=200)
 
 

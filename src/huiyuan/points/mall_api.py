@@ -147,6 +147,15 @@ def restock_gift(gift_id: int, data: RestockIn, session: SessionDep, actor: Writ
     tags=TAGS,
     summary="Import third-party codes from a CSV (first column); re-importing adds nothing",
     responses={**GIFT_RESPONSES, 422: {"description": "Not a third-party-code gift, or no readable CSV"}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "example": {"file": "code\nMOVIE-7F3K-Q9XD\nMOVIE-8H2M-R4TB\nMOVIE-9J5N-W6YC\n"}
+                }
+            }
+        }
+    },
 )
 def import_codes(
     gift_id: int,
