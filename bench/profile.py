@@ -1,16 +1,19 @@
 """(j) Profile at scale: a person's behaviour timeline over a store of ~1M events, read by scanning the
 store (nothing indexed: the path every lookup took before the person index) and through the person
-index (``event_people``), p50/p99 per page of 50; the ``events.index_people`` job's rate in events/s;
-and ``/v1/batch`` ingestion (batches of 500, the real server) alone and while the index job runs
-beside it, to show that ingestion does not pay for the index.
+index (``event_people``), p50/p99 per page of 50; the operator's stream filtered by an anonymous id
+(``events.repository.events``) the same two ways; the ``events.index_people`` job's rate in events/s,
+and its backfill's (``s:`` rows for events indexed before they existed); and ``/v1/batch`` ingestion
+(batches of 500, the real server) alone and while the index job runs beside it, to show that
+ingestion does not pay for the index.
 
 The store is written straight to SQLite (rows as the ingestion path stores them), in a day's events
 of 20,000 signed-in members (40 % of events; each member also has two anonymous ids from before they
 signed in) and anonymous visitors. People are drawn from the members, so each has ~20 signed-in and
 ~a few anonymous events.
 
-``python -m bench.profile [--events 1000000] [--people 200] [--seconds 10]`` runs alone on a fresh
-database; ``python -m bench.run --only profile`` runs it in the suite.
+``python -m bench.profile [--events 1000000] [--people 200] [--seconds 10] [--no-ingest]`` runs alone
+on a fresh database (``--no-ingest``: the reads and the job only); ``python -m bench.run --only
+profile`` runs it in the suite.
 """
 
 from __future__ import annotations
@@ -116,6 +119,37 @@ def _timeline_latency(url: str, brand_id: int, people: list[int]) -> tuple[list[
     return spent, found
 
 
+def _stream_latency(url: str, brand_id: int, people: list[int], *, scan: bool) -> tuple[list[float], int]:
+    """Seconds per first page of the operator's stream filtered by one of each person's anonymous ids
+    (a device they used signed in and before): through ``events.repository.events``, or when
+    ``scan``, as it read the store before the index held ``s:`` rows (the primary key backwards)."""
+    from sqlalchemy import select
+
+    from huiyuan.events import repository
+    from huiyuan.events.models import Event
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.scope import Scope
+
+    db = Database(url)
+    spent = []
+    found = 0
+    try:
+        for n in people:
+            anonymous_id = _member(n)[1][n % 2]
+            with db.unit_of_work(Scope(brand_id=brand_id), write=False) as s:
+                started = time.perf_counter()
+                if scan:
+                    stmt = select(Event).where(Event.anonymous_id == anonymous_id)
+                    rows = list(s.scalars(stmt.order_by(Event.id.desc()).limit(PAGE)))
+                else:
+                    rows = repository.events(s, anonymous_id=anonymous_id, limit=PAGE)
+                spent.append(time.perf_counter() - started)
+                found += len(rows)
+    finally:
+        db.dispose()
+    return spent, found
+
+
 def _emit_latency(name: str, measured: tuple[list[float], int], **context: Any) -> None:
     spent, found = measured
     ordered = sorted(spent)
@@ -159,6 +193,40 @@ def _index_all(url: str, brand_id: int, *, pause: bool = False) -> tuple[int, fl
     return done, time.perf_counter() - started
 
 
+def _backfill_all(url: str, brand_id: int) -> tuple[int, int, float]:
+    """The index as a database indexed before ``s:`` rows has it (those rows deleted, the cursor's
+    mark unknown), then the job's backfill chunks back to back: (events, ``s:`` rows, seconds)."""
+    from sqlalchemy import delete, func, select, update
+
+    from huiyuan.events import store
+    from huiyuan.events.jobs import INDEX_CHUNK
+    from huiyuan.events.models import EventPeopleCursor, EventPerson
+    from huiyuan.kit.clock import utcnow
+    from huiyuan.kit.db import Database
+    from huiyuan.kit.scope import Scope
+
+    signed = EventPerson.person_key.like("s:%")
+    db = Database(url)
+    done = 0
+    try:
+        with db.unit_of_work(Scope(brand_id=brand_id)) as s:
+            s.execute(delete(EventPerson).where(signed))
+            s.execute(update(EventPeopleCursor).values(signed_backfill_id=None))
+        started = time.perf_counter()
+        while True:
+            with db.unit_of_work(Scope(brand_id=brand_id)) as s:
+                n = store.backfill_people(s, brand_id=brand_id, limit=INDEX_CHUNK, at=utcnow())
+            if not n:
+                break
+            done += n
+        spent = time.perf_counter() - started
+        with db.unit_of_work(Scope(brand_id=brand_id), write=False) as s:
+            rows = int(s.scalar(select(func.count()).select_from(EventPerson).where(signed)) or 0)
+    finally:
+        db.dispose()
+    return done, rows, spent
+
+
 def _ingest(url: str, write_key: str, seconds: float, *, beside_index: bool, brand_id: int) -> dict[str, Any]:
     """``/v1/batch`` events/s with batches of 500, optionally with the index job running in a loop."""
     from bench import events as events_bench
@@ -186,8 +254,9 @@ def _ingest(url: str, write_key: str, seconds: float, *, beside_index: bool, bra
     return figure
 
 
-def run(url: str, brand_id: int, *, events: int, people: int, seconds: float) -> None:
-    """Fill the store, time the timeline by scan, index, time it again, and ingestion beside the job."""
+def run(url: str, brand_id: int, *, events: int, people: int, seconds: float, ingest: bool = True) -> None:
+    """Fill the store, time the timeline and the stream by scan, index, time them again, the
+    backfill, and ingestion beside the job."""
     from bench import events as events_bench
     from huiyuan.kit.db import Database
 
@@ -201,12 +270,18 @@ def run(url: str, brand_id: int, *, events: int, people: int, seconds: float) ->
     chosen = [rng.randrange(MEMBERS) for _ in range(people)]
     scanned = chosen[: max(5, people // 10)]  # a scan takes long: fewer people
     _emit_latency("profile.timeline.scan", _timeline_latency(url, brand_id, scanned), events=events)
+    _emit_latency(
+        "profile.stream_anonymous.scan", _stream_latency(url, brand_id, scanned, scan=True), events=events
+    )
 
     done, spent = _index_all(url, brand_id)
     emit(
         "profile.index_job", done / spent if spent else 0.0, "events/s", events=done, seconds=round(spent, 2)
     )
     _emit_latency("profile.timeline.indexed", _timeline_latency(url, brand_id, chosen), events=events)
+    _emit_latency(
+        "profile.stream_anonymous.indexed", _stream_latency(url, brand_id, chosen, scan=False), events=events
+    )
 
     # A tail not indexed yet (what ingestion added since the job's last run): 20,000 events more.
     fill(path, brand_id, source_id, 20_000, seed=8)
@@ -216,7 +291,24 @@ def run(url: str, brand_id: int, *, events: int, people: int, seconds: float) ->
         events=events + 20_000,
         tail=20_000,
     )
+    _emit_latency(
+        "profile.stream_anonymous.indexed_with_tail",
+        _stream_latency(url, brand_id, chosen, scan=False),
+        events=events + 20_000,
+        tail=20_000,
+    )
     _index_all(url, brand_id)
+    done, signed, spent = _backfill_all(url, brand_id)
+    emit(
+        "profile.index_backfill",
+        done / spent if spent else 0.0,
+        "events/s",
+        events=done,
+        signed_rows=signed,
+        seconds=round(spent, 2),
+    )
+    if not ingest:
+        return
 
     alone = _ingest(url, write_key, seconds, beside_index=False, brand_id=brand_id)
     emit("profile.ingest.alone", alone["value"], "events/s", batch=500, p99_ms=alone.get("p99_ms"))
@@ -247,11 +339,11 @@ def _fresh_database() -> tuple[Path, str, int]:
     return folder, url, brand_id
 
 
-def run_fresh(*, events: int, people: int, seconds: float) -> None:
+def run_fresh(*, events: int, people: int, seconds: float, ingest: bool = True) -> None:
     """``run`` on a database of its own (the store it fills is large), removed afterwards."""
     folder, url, brand_id = _fresh_database()
     try:
-        run(url, brand_id, events=events, people=people, seconds=seconds)
+        run(url, brand_id, events=events, people=people, seconds=seconds, ingest=ingest)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -261,8 +353,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--people", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--no-ingest", action="store_true", help="the reads and the job only")
     args = parser.parse_args(argv)
-    run_fresh(events=args.events, people=args.people, seconds=args.seconds)
+    run_fresh(events=args.events, people=args.people, seconds=args.seconds, ingest=not args.no_ingest)
 
 
 if __name__ == "__main__":

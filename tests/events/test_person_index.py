@@ -68,7 +68,9 @@ def index(db: Database, brand_id: int, limit: int) -> int:
 
 def index_rows(db: Database, brand_id: int) -> list[tuple[str, int]]:
     with db.unit_of_work(Scope(brand_id=brand_id), write=False) as s:
-        stmt = select(EventPerson.person_key, EventPerson.event_id).order_by(EventPerson.event_id)
+        stmt = select(EventPerson.person_key, EventPerson.event_id).order_by(
+            EventPerson.event_id, EventPerson.person_key
+        )
         return [(k, i) for k, i in s.execute(stmt)]
 
 
@@ -101,14 +103,15 @@ def test_the_job_indexes_each_event_under_its_key_once(world: World) -> None:
     assert index(world.db, a, limit=3) == 3  # a chunk
     assert index(world.db, a, limit=3) == 1  # the rest
     assert index(world.db, a, limit=3) == 0  # nothing left
-    expected = [("u:u1", ids[0]), ("a:a1", ids[1]), ("u:u2", ids[2]), ("a:a2", ids[3])]
+    # An event with both ids: under its user id, and under its anonymous id for the stream (``s:``).
+    expected = [("s:a1", ids[0]), ("u:u1", ids[0]), ("a:a1", ids[1]), ("u:u2", ids[2]), ("a:a2", ids[3])]
     assert index_rows(world.db, a) == expected
     # Brand B is untouched until its own run; brand A's cursor says nothing about B.
     assert index_rows(world.db, b) == []
     with world.db.unit_of_work(Scope(brand_id=b), write=False) as s:
         assert repository.people_cursor(s) == 0
     assert index(world.db, b, limit=10) == 1
-    assert index_rows(world.db, b) == [("u:u1", other[0])]
+    assert index_rows(world.db, b) == [("s:a1", other[0]), ("u:u1", other[0])]
     assert index_rows(world.db, a) == expected
 
 

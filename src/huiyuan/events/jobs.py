@@ -1,7 +1,10 @@
 """Background work of the events domain: the person index (``event_people``), filled in chunks after
 each brand's cursor so that the profile finds a person's events without scanning the store, while
 ingestion pays nothing for it. Safe to run again and to stop anywhere: each chunk commits with its
-cursor (``store.index_people``). Must not contain query or write logic of its own.
+cursor (``store.index_people``), each backfill chunk with its mark (``store.backfill_people``: events
+indexed before events with both ids got their ``s:`` row, done once the brand is caught up, so a
+database indexed before those rows gets them from the scheduled job without a step of its own).
+Must not contain query or write logic of its own.
 """
 
 from __future__ import annotations
@@ -31,19 +34,24 @@ def pause_after(spent: float) -> float:
 
 @job(INDEX_PEOPLE)
 def run_index_people(ctx: JobContext) -> dict[str, Any]:
-    """Index the brand's events collected since its cursor, chunk by chunk."""
+    """Index the brand's events collected since its cursor, chunk by chunk; once caught up, give
+    events indexed before ``s:`` rows existed theirs (the backfill), chunk by chunk, new events first."""
     brand_id = ctx.scope.require_brand()
-    done = 0
+    done = backfilled = 0
     while True:
         started = time.perf_counter()
         with ctx.unit_of_work() as session:
             indexed = store.index_people(session, brand_id=brand_id, limit=INDEX_CHUNK, at=utcnow())
-        if not indexed:
+            older = 0
+            if not indexed:
+                older = store.backfill_people(session, brand_id=brand_id, limit=INDEX_CHUNK, at=utcnow())
+        if not indexed and not older:
             break
         done += indexed
-        ctx.progress(done, None, f"{done} events indexed")
+        backfilled += older
+        ctx.progress(done + backfilled, None, f"{done} events indexed, {backfilled} backfilled")
         time.sleep(pause_after(time.perf_counter() - started))
-    return {"events": done}
+    return {"events": done, "backfilled": backfilled}
 
 
 schedule(INDEX_PEOPLE, every_minutes=1)

@@ -14,8 +14,10 @@ tracking plan), and the append-only store itself.
   ingestion can afford (the unique ``(source_id, message_id)`` that de-duplicates, and the few flagged
   rows); no index on user or anonymous ids. ``QuarantinedEvent`` keeps the message as sent, apart.
 * ``EventPerson`` — the person index, apart from the ingestion path: one row per event under the key
-  it is looked up by (its user id, or its anonymous id when it has no user id), filled in batches by
-  the ``events.index_people`` job; ``EventPeopleCursor`` is how far (event id) each brand is indexed.
+  it is looked up by (its user id, or its anonymous id when it has no user id), and a second row
+  under its anonymous id for an event with both (for the stream's anonymous-id filter), filled in
+  batches by the ``events.index_people`` job; ``EventPeopleCursor`` is how far (event id) each brand
+  is indexed.
 * ``EventViolationStat`` — counts of violations per day, event, property and rule (for the plan page
   without scanning the store).
 
@@ -232,9 +234,11 @@ class EventMinute(BrandOwned, Base):
 class EventPerson(BrandOwned, Base):
     """An event under its person key: ``u:`` + the user id when the event has one, else ``a:`` + the
     anonymous id (the profile's rule: signed-in events by user id, anonymous ones by anonymous id;
-    the prefixes keep the two id spaces apart). The primary key serves "a person's events newest
-    first by event time" (the profile timeline) as one range per key; no rowid on SQLite, so the
-    table is that one b-tree. No foreign keys (a volume table, like ``events``)."""
+    the prefixes keep the two id spaces apart). An event with both ids has a second row under ``s:``
+    + its anonymous id, which only the operator's stream reads (filtered by an anonymous id; the
+    profile's keys are ``u:`` and ``a:``, ``repository.person_keys``). The primary key serves "a
+    person's events newest first by event time" (the profile timeline) as one range per key; no
+    rowid on SQLite, so the table is that one b-tree. No foreign keys (a volume table, like ``events``)."""
 
     __tablename__ = "event_people"
     __table_args__ = {"sqlite_with_rowid": False}
@@ -248,10 +252,16 @@ class EventPerson(BrandOwned, Base):
 
 class EventPeopleCursor(BrandOwned, Base):
     """How far a brand's events are in ``event_people``: every event up to ``event_id`` (writers
-    commit in id order, ``service.append_lock``, so nothing below it can still appear)."""
+    commit in id order, ``service.append_lock``, so nothing below it can still appear).
+
+    ``signed_backfill_id``: events at or below it were indexed before events with both ids got their
+    second, ``s:`` row and may still lack it; the job's backfill (``store.backfill_people``) walks it
+    down to 0. NULL on a row written before the column existed, read as its ``event_id`` (which is why
+    the column has no default: adding it to an indexed database needs no data step)."""
 
     __tablename__ = "event_people_cursors"
 
     brand_id: Mapped[int] = mapped_column(IdType, ForeignKey("brands.id"), primary_key=True)
     event_id: Mapped[int] = mapped_column(IdType, nullable=False, default=0)
+    signed_backfill_id: Mapped[int | None] = mapped_column(IdType)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)

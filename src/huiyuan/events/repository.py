@@ -6,7 +6,12 @@ Person lookups read two parts: ``event_people`` (the person index) up to the bra
 events above the cursor, not indexed yet, by a primary-key range scan (short while the
 ``events.index_people`` job keeps up). Reading the cursor first and splitting at it makes the union
 exact whatever commits in between: indexed rows at or below it exist already, and events are never
-deleted."""
+deleted.
+
+An event with both a user id and an anonymous id is the profile's under its user id only; the index
+files it a second time under ``s:`` + its anonymous id, for the stream's anonymous-id filter alone.
+Events indexed before those rows existed get them from a backfill that walks down from the cursor
+(``EventPeopleCursor.signed_backfill_id``); until it has passed them, that filter scans them."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, case, false, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from huiyuan.events.models import (
@@ -33,6 +38,9 @@ from huiyuan.kit.db import scope_of
 
 USER_KEY = "u:"
 ANONYMOUS_KEY = "a:"
+# An event signed in as a user that also carries an anonymous id, by that anonymous id (the stream's
+# key; never one of the profile's, ``person_keys``).
+SIGNED_ANONYMOUS_KEY = "s:"
 
 
 def sources(session: Session) -> list[EventSource]:
@@ -161,42 +169,60 @@ def events(
 ) -> list[Event]:
     """The main stream, newest first; ``before_id`` continues below the last id seen.
 
-    Filtered by a user id (alone or with the other filters), the events come from the person index
-    up to its cursor plus the store above it, as ``person_events`` reads them: signed-in events sit
-    under ``u:`` + their user id, so the filter is one index range instead of a scan of the store. An
-    anonymous id filter keeps the scan: the index holds an event with both ids under its user id."""
+    Filtered by a user id or an anonymous id (alone or with the other filters), the events come from
+    the person index up to its cursor plus the store above it, as ``person_events`` reads them: a user
+    id's events sit under ``u:`` + the id, an anonymous id's under ``a:`` (no user id) and ``s:`` (with
+    one) + the id, so the filter is one or two index ranges instead of a scan of the store. Events at
+    or below the backfill mark (indexed before ``s:`` rows existed) are still scanned for an anonymous
+    id, newest first after the indexed ones: the three parts are disjoint id ranges."""
     conds: list[ColumnElement[bool]] = []
     if type:
         conds.append(Event.type == type)
     if event:
         conds.append(Event.event == event)
+    if user_id:
+        conds.append(Event.user_id == user_id)
     if anonymous_id:
         conds.append(Event.anonymous_id == anonymous_id)
     if source_id is not None:
         conds.append(Event.source_id == source_id)
     if flagged:
         conds.append(Event.violations.is_not(None))
-    upto = people_cursor(session) if user_id and not anonymous_id else 0
-    stmt = select(Event).where(*conds)
+    if before_id is not None:
+        conds.append(Event.id < before_id)
+    keys: list[str] = []
     if user_id:
-        stmt = stmt.where(Event.user_id == user_id)
-    if upto:
-        stmt = stmt.where(Event.id > upto)
-    if before_id is not None:
-        stmt = stmt.where(Event.id < before_id)
-    rows = list(session.scalars(stmt.order_by(Event.id.desc()).limit(limit)))
-    if not upto or len(rows) >= limit:
-        return rows
-    indexed = (
-        select(Event)
-        .join(EventPerson, EventPerson.event_id == Event.id)
-        .where(EventPerson.person_key == USER_KEY + str(user_id), EventPerson.event_id <= upto, *conds)
-    )
-    if before_id is not None:
-        indexed = indexed.where(EventPerson.event_id < before_id)
-    return rows + list(
-        session.scalars(indexed.order_by(EventPerson.event_id.desc()).limit(limit - len(rows)))
-    )
+        keys = [USER_KEY + user_id]  # with an anonymous id too: its events are all under ``u:``
+    elif anonymous_id:
+        keys = [ANONYMOUS_KEY + anonymous_id, SIGNED_ANONYMOUS_KEY + anonymous_id]
+    upto, backfill = people_index(session) if keys else (0, 0)
+    if user_id:
+        backfill = 0
+
+    def scan(above: int, through: int | None, count: int) -> list[Event]:
+        stmt = select(Event).where(Event.id > above, *conds)
+        if through is not None:
+            stmt = stmt.where(Event.id <= through)
+        return list(session.scalars(stmt.order_by(Event.id.desc()).limit(count)))
+
+    rows = scan(upto, None, limit)
+    if upto and len(rows) < limit:
+        indexed = (
+            select(Event)
+            .join(EventPerson, EventPerson.event_id == Event.id)
+            .where(
+                EventPerson.person_key.in_(keys),
+                EventPerson.event_id <= upto,
+                EventPerson.event_id > backfill,
+                *conds,
+            )
+            .order_by(EventPerson.event_id.desc())
+            .limit(limit - len(rows))
+        )
+        rows += session.scalars(indexed)
+    if backfill and len(rows) < limit:
+        rows += scan(0, backfill, limit - len(rows))
+    return rows
 
 
 def person_keys(user_ids: Sequence[str], anonymous_ids: Sequence[str]) -> list[str]:
@@ -207,6 +233,11 @@ def person_keys(user_ids: Sequence[str], anonymous_ids: Sequence[str]) -> list[s
 def person_key_of() -> ColumnElement[Any]:
     """The key of an ``events`` row as SQL (NULL when it has neither id; the spec quarantines those)."""
     return func.coalesce(literal(USER_KEY) + Event.user_id, literal(ANONYMOUS_KEY) + Event.anonymous_id)
+
+
+def signed_anonymous_key_of() -> ColumnElement[Any]:
+    """The ``s:`` key of an ``events`` row as SQL (NULL unless it has both ids)."""
+    return case((Event.user_id.is_not(None), literal(SIGNED_ANONYMOUS_KEY) + Event.anonymous_id))
 
 
 def who(user_ids: Sequence[str], anonymous_ids: Sequence[str]) -> ColumnElement[bool]:
@@ -223,13 +254,27 @@ def who(user_ids: Sequence[str], anonymous_ids: Sequence[str]) -> ColumnElement[
 def people_cursor(session: Session, brand_id: int | None = None) -> int:
     """The last event id in ``event_people`` for the brand (the session's brand by default); 0 when
     nothing is indexed or the session has no brand scope (then every lookup scans)."""
+    return people_index(session, brand_id)[0]
+
+
+def people_index(session: Session, brand_id: int | None = None) -> tuple[int, int]:
+    """``(cursor, backfill mark)`` of the brand's person index (the session's brand by default): every
+    event up to the cursor is indexed under its person key, and those above the mark with both ids
+    under their ``s:`` key too. ``(0, 0)`` when nothing is indexed or the session has no brand scope."""
     if brand_id is None:
         scope = scope_of(session)
         brand_id = scope.brand_id if scope is not None else None
     if brand_id is None:
-        return 0
-    stmt = select(EventPeopleCursor.event_id).where(EventPeopleCursor.brand_id == brand_id)
-    return int(session.scalar(stmt) or 0)
+        return 0, 0
+    stmt = select(
+        EventPeopleCursor.event_id,
+        # NULL: a cursor from before ``s:`` rows, none of its events has one yet.
+        func.coalesce(EventPeopleCursor.signed_backfill_id, EventPeopleCursor.event_id),
+    ).where(EventPeopleCursor.brand_id == brand_id)
+    row = session.execute(stmt).first()
+    if row is None:
+        return 0, 0
+    return int(row[0]), min(int(row[0]), int(row[1]))
 
 
 def unindexed_chunk(session: Session, *, brand_id: int, after_id: int, limit: int) -> tuple[int, int]:
@@ -244,6 +289,20 @@ def unindexed_chunk(session: Session, *, brand_id: int, after_id: int, limit: in
     )
     count, last = session.execute(select(func.count(), func.max(chunk.c.id))).one()
     return int(count), int(last) if last is not None else after_id
+
+
+def indexed_chunk_below(session: Session, *, brand_id: int, through: int, limit: int) -> tuple[int, int]:
+    """``(events, lowest id)`` of the brand's ``limit`` newest events at or below ``through`` (the
+    primary key backwards): the backfill's next chunk; ``(0, 0)`` when there is none."""
+    chunk = (
+        select(Event.id)
+        .where(Event.brand_id == brand_id, Event.id <= through)
+        .order_by(Event.id.desc())
+        .limit(limit)
+        .subquery()
+    )
+    count, lowest = session.execute(select(func.count(), func.min(chunk.c.id))).one()
+    return int(count), int(lowest) if lowest is not None else 0
 
 
 def person_events(

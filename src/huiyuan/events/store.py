@@ -20,7 +20,10 @@ upserts that add to what is there.
 The person index (``event_people``) is written here too, off the request path: ``index_people`` copies
 the key, time and id of the next chunk of events after the brand's cursor with one
 ``INSERT … SELECT … ON CONFLICT DO NOTHING`` and moves the cursor in the same transaction, so a chunk
-run twice (a crash before the commit, two runs at once) adds nothing twice.
+run twice (a crash before the commit, two runs at once) adds nothing twice. An event with both a
+user id and an anonymous id gets a second row under its anonymous id (``s:``, for the stream's
+anonymous-id filter); ``backfill_people`` gives those rows to events indexed before they existed,
+walking down from the cursor in chunks the same way.
 
 Must not decide anything: what goes where is ``spec``'s and ``service``'s business.
 """
@@ -32,7 +35,7 @@ from datetime import datetime
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Table, case, select, update
+from sqlalchemy import Select, Table, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -221,38 +224,21 @@ def write(session: Session, *, brand_id: int, prepared: Prepared, at: datetime) 
 
 
 def index_people(session: Session, *, brand_id: int, limit: int, at: datetime) -> int:
-    """Index the brand's next ``limit`` events after its cursor in ``event_people`` and move the
-    cursor, in the caller's transaction; how many events the chunk held (0: all indexed)."""
+    """Index the brand's next ``limit`` events after its cursor in ``event_people`` (under the person
+    key, and an event with both ids under its ``s:`` key too) and move the cursor, in the caller's
+    transaction; how many events the chunk held (0: all indexed)."""
     after = repository.people_cursor(session, brand_id)
     count, upto = repository.unindexed_chunk(session, brand_id=brand_id, after_id=after, limit=limit)
     if not count:
         return 0
     dialect = sqlite if dialect_of(session) == "sqlite" else postgresql
-    key = repository.person_key_of()
-    rows = select(Event.brand_id, key, Event.timestamp, Event.id).where(
-        Event.brand_id == brand_id, Event.id > after, Event.id <= upto, key.is_not(None)
-    )
-    insert = (
-        dialect.insert(_table(EventPerson))
-        .from_select(["brand_id", "person_key", "at", "event_id"], rows)
-        .on_conflict_do_nothing()
-    )
-    if dialect is not sqlite:
-        session.execute(insert)
-    else:
-        # A chunk's random keys dirty thousands of index pages; with SQLite's default 2 MB page
-        # cache they spill to the WAL mid-transaction and are written again. A larger cache for this
-        # statement only (the pooled connection gets its own size back): ~30k → ~35–40k events/s
-        # over 1M events (bench/profile.py's chunks, interleaved runs).
-        connection = session.connection()
-        default = connection.exec_driver_sql("PRAGMA cache_size").scalar()
-        connection.exec_driver_sql(f"PRAGMA cache_size = -{INDEX_CACHE_KIB}")
-        try:
-            session.execute(insert)
-        finally:
-            connection.exec_driver_sql(f"PRAGMA cache_size = {int(default or -2000)}")
+    _index_rows(session, _chunk_rows(repository.person_key_of(), brand_id, after, upto))
+    _index_rows(session, _chunk_rows(repository.signed_anonymous_key_of(), brand_id, after, upto))
     cursors = _table(EventPeopleCursor)
-    upsert = dialect.insert(cursors).values(brand_id=brand_id, event_id=upto, updated_at=at)
+    # A brand's first chunk: nothing of it was indexed before ``s:`` rows existed (backfill mark 0).
+    upsert = dialect.insert(cursors).values(
+        brand_id=brand_id, event_id=upto, signed_backfill_id=0, updated_at=at
+    )
     # Never backwards: a slower run of the same chunk commits after a faster one.
     newer = upsert.excluded.event_id > cursors.c.event_id
     session.execute(
@@ -260,8 +246,64 @@ def index_people(session: Session, *, brand_id: int, limit: int, at: datetime) -
             index_elements=["brand_id"],
             set_={
                 "event_id": case((newer, upsert.excluded.event_id), else_=cursors.c.event_id),
+                # A cursor from before ``s:`` rows: what it had indexed waits for the backfill.
+                "signed_backfill_id": func.coalesce(cursors.c.signed_backfill_id, cursors.c.event_id),
                 "updated_at": upsert.excluded.updated_at,
             },
         )
     )
     return count
+
+
+def backfill_people(session: Session, *, brand_id: int, limit: int, at: datetime) -> int:
+    """Give the ``limit`` newest events at or below the brand's backfill mark (indexed before ``s:``
+    rows existed) their ``s:`` rows and lower the mark below them, in the caller's transaction; how
+    many events the chunk held (0: nothing left to backfill). Idempotent like ``index_people``: a
+    chunk run twice adds nothing twice, and the mark never goes up."""
+    _cursor, mark = repository.people_index(session, brand_id)
+    if mark <= 0:
+        return 0
+    count, lowest = repository.indexed_chunk_below(session, brand_id=brand_id, through=mark, limit=limit)
+    if count:
+        _index_rows(session, _chunk_rows(repository.signed_anonymous_key_of(), brand_id, lowest - 1, mark))
+    # Fewer than ``limit`` events: the chunk reached the brand's first event.
+    lowered = lowest - 1 if count == limit else 0
+    cursors = _table(EventPeopleCursor)
+    current = func.coalesce(cursors.c.signed_backfill_id, cursors.c.event_id)
+    session.execute(
+        update(cursors)
+        .where(cursors.c.brand_id == brand_id)
+        .values(signed_backfill_id=case((current > lowered, lowered), else_=current), updated_at=at)
+    )
+    return count
+
+
+def _chunk_rows(key: Any, brand_id: int, after: int, upto: int) -> Select[Any]:
+    """``(brand_id, key, at, event_id)`` of the brand's events in ``(after, upto]`` that have the key."""
+    return select(Event.brand_id, key, Event.timestamp, Event.id).where(
+        Event.brand_id == brand_id, Event.id > after, Event.id <= upto, key.is_not(None)
+    )
+
+
+def _index_rows(session: Session, rows: Select[Any]) -> None:
+    """``INSERT … SELECT rows … ON CONFLICT DO NOTHING`` into ``event_people``."""
+    dialect = sqlite if dialect_of(session) == "sqlite" else postgresql
+    insert = (
+        dialect.insert(_table(EventPerson))
+        .from_select(["brand_id", "person_key", "at", "event_id"], rows)
+        .on_conflict_do_nothing()
+    )
+    if dialect is not sqlite:
+        session.execute(insert)
+        return
+    # A chunk's random keys dirty thousands of index pages; with SQLite's default 2 MB page
+    # cache they spill to the WAL mid-transaction and are written again. A larger cache for this
+    # statement only (the pooled connection gets its own size back): ~30k → ~35–40k events/s
+    # over 1M events (bench/profile.py's chunks, interleaved runs).
+    connection = session.connection()
+    default = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size = -{INDEX_CACHE_KIB}")
+    try:
+        session.execute(insert)
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size = {int(default or -2000)}")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-06 17:34:26.214247
+Create Date: 2026-12-06 19:49:02.712581
 """
 
 from collections.abc import Sequence
@@ -361,6 +361,7 @@ def upgrade() -> None:
         "event_people_cursors",
         sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("signed_backfill_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["brand_id"], ["brands.id"], name=op.f("fk_event_people_cursors_brand_id_brands")
