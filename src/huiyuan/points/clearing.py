@@ -463,8 +463,13 @@ def _held_at(session: Session, brand_id: int, type_ids: list[int], end: datetime
     return _rows(session, stmt)
 
 
-def _party_names(session: Session, brand: Brand) -> dict[str, str]:
+def _party_names(session: Session, brand: Brand, parties: Iterable[str]) -> dict[str, str]:
     names = {PLATFORM: "平台 / Platform", BRAND: brand.name}
+    if any(p.startswith("brand:") for p in parties):
+        # Points the brand hosts for a shared programme, funded by the brands taking part.
+        from huiyuan.points.program_clearing import host_funder_names  # the programmes build on this module
+
+        names.update(host_funder_names(session, brand.id))
     for store_id, code, name in session.execute(
         select(Store.id, Store.code, Store.name).where(Store.brand_id == brand.id)
     ).all():
@@ -579,7 +584,15 @@ def settle(
         pairs=cleared.pairs,
         positions=cleared.positions,
         funders=funders,
-        party_names=_party_names(session, brand),
+        party_names=_party_names(
+            session,
+            brand,
+            [
+                *(f.funder for f in funders),
+                *(f.funder for f in cleared.flows),
+                *(p.party for p in cleared.positions),
+            ],
+        ),
     )
 
 
@@ -615,7 +628,9 @@ UNILATERAL_HEADERS = (
 )
 PAIR_HEADERS = (
     "甲方 / Party A",
+    "甲方名称 / Party A name",
     "乙方 / Party B",
+    "乙方名称 / Party B name",
     "甲付乙积分 / Points A→B",
     "甲付乙金额(元) / A→B (CNY)",
     "乙付甲积分 / Points B→A",
@@ -656,6 +671,7 @@ def sections(s: Settlement) -> list[tuple[str, tuple[str, ...], list[list[Any]]]
         ["期间开始 / Period start", s.start.isoformat()],
         ["期间结束(不含) / Period end (exclusive)", s.end.isoformat()],
         ["运营方 / Operator", s.operator],
+        ["运营方名称 / Operator name", s.name_of(s.operator)],
         ["积分类型 / Point types", ", ".join(s.point_types)],
         ["消耗积分 / Points consumed", s.consumed_points],
         ["结算金额(元) / Amount (CNY)", s.consumed_value],
@@ -687,7 +703,17 @@ def sections(s: Settlement) -> list[tuple[str, tuple[str, ...], list[list[Any]]]
         for u in s.unilateral
     ]
     pairs = [
-        [p.party_a, p.party_b, p.a_to_b_points, p.a_to_b_value, p.b_to_a_points, p.b_to_a_value, p.net]
+        [
+            p.party_a,
+            s.name_of(p.party_a),
+            p.party_b,
+            s.name_of(p.party_b),
+            p.a_to_b_points,
+            p.a_to_b_value,
+            p.b_to_a_points,
+            p.b_to_a_value,
+            p.net,
+        ]
         for p in s.pairs
     ]
     positions = [[p.party, s.name_of(p.party), p.receivable, p.payable, p.net] for p in s.positions]

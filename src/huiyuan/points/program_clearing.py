@@ -10,7 +10,9 @@ The arithmetic, rounding and export are ``points.clearing``'s (``clear``, ``Sett
 
 The reads span every brand of the programme, so they run in the cross-brand view of the
 programme bridge (``programs.all_brands_view``), after the caller was checked: the platform, or a brand
-that takes or took part. Nothing is written.
+that takes or took part. Nothing is written. The brands' names (``party_names``: ``name (code)`` of
+every brand that takes or took part) are read in the same view, so a participant's console and
+export name the other brands without its own session seeing their rows.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ from huiyuan.points.programs import all_brands_view, program_by_code, standing
 
 def brand_party(brand_id: int) -> str:
     return f"brand:{brand_id}"
+
+
+def host_funder_names(session: Session, host_brand_id: int) -> dict[str, str]:
+    """``brand:<id>`` → ``name (code)`` of the brands in the host's programmes: the funders that the
+    host's own clearing (``clearing.settle``) lists. Read through the cross-brand view, for the host
+    only; a brand in no programme gets an empty map."""
+    with all_brands_view(session):
+        brands = ProgramRepository(session).brands_in_programs_of_host(host_brand_id)
+    return {brand_party(b.id): f"{b.name} ({b.code})" for b in brands}
 
 
 def _funder(funded_by: str, host_party: str) -> str:

@@ -71,6 +71,17 @@ class ProgramRepository:
         )
         return [(p, b) for p, b in self.session.execute(stmt).all()]
 
+    def brands_in_programs_of_host(self, host_brand_id: int) -> list[Brand]:
+        """Every brand that takes or took part in a programme the host runs (the host included)."""
+        stmt = (
+            select(Brand)
+            .join(PointProgramBrand, PointProgramBrand.brand_id == Brand.id)
+            .join(PointProgram, PointProgram.id == PointProgramBrand.program_id)
+            .where(PointProgram.host_brand_id == host_brand_id)
+            .distinct()
+        )
+        return list(self.session.scalars(stmt))
+
     def active_participations_of_brand(self, brand_id: int) -> list[tuple[PointProgramBrand, PointProgram]]:
         """The brand's active participations in active programmes (automatic earning)."""
         stmt = (
