@@ -1,14 +1,17 @@
-"""Console test helpers: console users made through the auth service, sign-in through the real form."""
+"""Console test helpers: console users made through the auth service, sign-in through the real form,
+and the console served by a real uvicorn for the browser tests (one server per test process)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,3 +103,31 @@ def served(app: Any) -> Iterator[str]:
     finally:
         uv.should_exit = True
         thread.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class LiveConsole:
+    """The app served for the browser tests: its base URL and the database it serves."""
+
+    url: str
+    database_url: str
+
+
+@pytest.fixture(scope="session")
+def live_console(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveConsole]:
+    """One uvicorn per test process, shared by the browser tests, serving a migrated SQLite file.
+
+    Each test module seeds a brand of its own into it (its own brand code and console users) and
+    signs in as that brand's users, so the tenancy scope keeps every module to its own rows."""
+    from huiyuan.app import create_app
+    from huiyuan.settings import get_settings
+
+    path = tmp_path_factory.mktemp("console-live") / "console.db"
+    shutil.copyfile(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    db = Database(url)
+    try:
+        with served(create_app(get_settings(), db, start_worker=False)) as base:
+            yield LiveConsole(url=base, database_url=url)
+    finally:
+        db.dispose()

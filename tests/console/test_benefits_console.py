@@ -15,10 +15,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +25,7 @@ from openpyxl import load_workbook
 
 from tests.benefits.helpers import member_headers
 from tests.conftest import World
-from tests.console.conftest import PASSWORD, make_user, signed_in
+from tests.console.conftest import PASSWORD, LiveConsole, make_user, signed_in
 from tests.factories import enroll
 
 HX = {"HX-Request": "true"}
@@ -527,6 +523,7 @@ def test_read_only_roles_other_brands_and_platform_users(client, world: World) -
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+BRAND, USER = "lx-benefits", "benefits-desk"  # this module's own on the shared console
 
 
 def _seed_desk(url: str) -> None:
@@ -541,10 +538,10 @@ def _seed_desk(url: str) -> None:
 
     db = Database(url)
     with db.unit_of_work() as s:
-        brand = tenancy.create_brand(s, actor=SYSTEM, code="lx", name="乐享百货", member_number_prefix="LX")
+        brand = tenancy.create_brand(s, actor=SYSTEM, code=BRAND, name="乐享百货", member_number_prefix="LX")
         brand_id = brand.id
         auth.create_user(
-            s, actor=SYSTEM, username="desk", password=PASSWORD, role="operator", brand_id=brand_id
+            s, actor=SYSTEM, username=USER, password=PASSWORD, role="operator", brand_id=brand_id
         )
     actor = system_for_brand(brand_id)
     with db.unit_of_work(actor.scope) as s:
@@ -573,40 +570,10 @@ def _seed_desk(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
-    from huiyuan.app import create_app
-    from huiyuan.kit.db import Database
-    from huiyuan.kit.migrate import upgrade
-    from huiyuan.settings import get_settings
-
-    url = f"sqlite:///{tmp_path_factory.mktemp('benefits-browser') / 'console.db'}"
-    upgrade(url)
-    _seed_desk(url)
-    db = Database(url)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    config = uvicorn.Config(
-        create_app(get_settings(), db, start_worker=False),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
-    db.dispose()
+def server(live_console: LiveConsole) -> str:
+    """The shared console with this module's brand seeded."""
+    _seed_desk(live_console.database_url)
+    return live_console.url
 
 
 @pytest.mark.browser
@@ -628,7 +595,7 @@ def test_desk_flow_in_chromium(server: str) -> None:
         page.set_default_timeout(10_000)
         try:
             page.goto(server + "/console/login?next=/console/benefits/desk")
-            page.fill('input[name="username"]', "desk")
+            page.fill('input[name="username"]', USER)
             page.fill('input[name="password"]', PASSWORD)
             page.locator('button[type="submit"]').click()
             page.wait_for_url("**/console/benefits/desk")

@@ -1,5 +1,6 @@
 """Browser tests: Debian's Chromium (headless, through Playwright) drives the console served by a real
-uvicorn on a temporary, migrated SQLite database seeded through the services.
+uvicorn (the shared ``live_console``) on a temporary, migrated SQLite database, with a brand of this
+module's own seeded through the services.
 
 Flow, in Chinese and then in English: sign in → search by name → search by exact phone → member detail;
 plus the dashboard chart, "load more" on the member list, an import with its progress and report, and
@@ -12,15 +13,14 @@ the README) into that folder.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.console.conftest import LiveConsole
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -40,6 +40,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "browser-test-password"
+BRAND = "lx-browser"
 MEMBERS = [
     ("王小明", "13800138000", "mini_program", 0),
     ("李华", "13911112222", "store", 1),
@@ -61,12 +62,6 @@ EXTRA = [
 ALL_MEMBERS = MEMBERS + EXTRA
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _seed(url: str) -> None:
     from huiyuan.auth import service as auth
     from huiyuan.kit.db import Database
@@ -78,7 +73,7 @@ def _seed(url: str) -> None:
     db = Database(url)
     now = datetime.now(UTC)
     with db.unit_of_work() as s:
-        brand = tenancy.create_brand(s, actor=SYSTEM, code="lx", name="乐享百货", member_number_prefix="LX")
+        brand = tenancy.create_brand(s, actor=SYSTEM, code=BRAND, name="乐享百货", member_number_prefix="LX")
         auth.create_user(
             s, actor=SYSTEM, username="manager", password=PASSWORD, role="brand_admin", brand_id=brand.id
         )
@@ -101,43 +96,15 @@ def _seed(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
-    from huiyuan.app import create_app
-    from huiyuan.kit.db import Database
-    from huiyuan.kit.migrate import upgrade
+def server(live_console: LiveConsole, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shared console with this module's brand seeded; uploads go to a folder of the module's."""
     from huiyuan.settings import get_settings
 
-    workdir = tmp_path_factory.mktemp("browser")
-    url = f"sqlite:///{workdir / 'console.db'}"
     settings = get_settings()
     saved_data_dir = settings.data_dir
-    settings.data_dir = str(workdir / "var")  # uploaded import files stay out of the working tree
-    upgrade(url)
-    _seed(url)
-    db = Database(url)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(get_settings(), db, start_worker=False),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
-    db.dispose()
+    settings.data_dir = str(tmp_path_factory.mktemp("browser") / "var")  # uploads stay out of the tree
+    _seed(live_console.database_url)
+    yield live_console.url
     settings.data_dir = saved_data_dir
 
 
@@ -277,15 +244,6 @@ def test_import_upload_shows_progress_and_error_report(server: str, page: Any, t
     assert len(report) == 2 and report[1].startswith("3,手机,") and "孙小美" in report[1]
 
 
-def _server_database_url() -> str:
-    # The module's server keeps its SQLite file next to the data folder it sets for the module.
-    from huiyuan.settings import get_settings
-
-    path = Path(get_settings().data_dir).parent / "console.db"
-    assert path.is_file(), path
-    return f"sqlite:///{path}"
-
-
 def _take_tier_snapshots(url: str, brand_code: str, days: list[Any]) -> None:
     """What the daily ``tiers.snapshot`` job records, for days the worker (off in these tests) missed."""
     from huiyuan.kit.db import Database
@@ -303,7 +261,7 @@ def _take_tier_snapshots(url: str, brand_code: str, days: list[Any]) -> None:
 
 
 def test_points_liability_and_tier_charts_after_configuring_through_the_forms(
-    server: str, page: Any, tmp_path: Path
+    server: str, live_console: LiveConsole, page: Any, tmp_path: Path
 ) -> None:
     page.goto(server + "/console/login?next=/console/points/types")
     page.fill('input[name="username"]', "manager")
@@ -370,9 +328,9 @@ def test_points_liability_and_tier_charts_after_configuring_through_the_forms(
         )
 
     # A week of daily snapshots, with a few members raised to silver half way.
-    url = _server_database_url()
+    url = live_console.database_url
     today = datetime.now(UTC).date()
-    _take_tier_snapshots(url, "lx", [today - timedelta(days=d) for d in range(6, 2, -1)])
+    _take_tier_snapshots(url, BRAND, [today - timedelta(days=d) for d in range(6, 2, -1)])
     for member_id in member_ids[:3]:
         raised = page.request.post(
             f"{server}/api/v1/members/{member_id}/tier/override",
@@ -380,7 +338,7 @@ def test_points_liability_and_tier_charts_after_configuring_through_the_forms(
             data={"level_code": "silver", "reason": "门店活动"},
         )
         assert raised.ok, raised.text()
-    _take_tier_snapshots(url, "lx", [today - timedelta(days=d) for d in range(2, -1, -1)])
+    _take_tier_snapshots(url, BRAND, [today - timedelta(days=d) for d in range(2, -1, -1)])
 
     page.goto(server + "/console/tiers")
     page.wait_for_selector("#tier-distribution-chart canvas, #tier-distribution-chart svg")

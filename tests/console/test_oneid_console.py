@@ -15,18 +15,14 @@ import html
 import json
 import os
 import re
-import socket
-import threading
-import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import World
-from tests.console.conftest import PASSWORD, make_user, signed_in
+from tests.console.conftest import PASSWORD, LiveConsole, make_user, signed_in
 
 HX = {"HX-Request": "true"}
 
@@ -216,6 +212,7 @@ def test_read_only_roles_other_brands_and_platform_users(client: Any, world: Wor
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+BRAND, USER = "lx-oneid", "oneid-admin"  # this module's own on the shared console
 
 
 def _seed_browser(url: str) -> str:
@@ -232,10 +229,10 @@ def _seed_browser(url: str) -> str:
 
     db = Database(url)
     with db.unit_of_work() as s:
-        brand = tenancy.create_brand(s, actor=SYSTEM, code="lx", name="乐享百货", member_number_prefix="LX")
+        brand = tenancy.create_brand(s, actor=SYSTEM, code=BRAND, name="乐享百货", member_number_prefix="LX")
         brand_id = brand.id
         auth.create_user(
-            s, actor=SYSTEM, username="manager", password=PASSWORD, role="brand_admin", brand_id=brand_id
+            s, actor=SYSTEM, username=USER, password=PASSWORD, role="brand_admin", brand_id=brand_id
         )
     actor = system_for_brand(brand_id)
     with db.unit_of_work(actor.scope) as s:
@@ -313,37 +310,10 @@ def _send(server: str, key: str, path: str, body: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    import uvicorn
-
-    from huiyuan.app import create_app
-    from huiyuan.kit.db import Database
-    from huiyuan.kit.migrate import upgrade
-    from huiyuan.settings import get_settings
-
-    url = f"sqlite:///{tmp_path_factory.mktemp('oneid-browser') / 'console.db'}"
-    upgrade(url)
-    key = _seed_browser(url)
-    db = Database(url)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    config = uvicorn.Config(
-        create_app(get_settings(), db, start_worker=False),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
+def server(live_console: LiveConsole) -> tuple[str, str]:
+    """The shared console with this module's brand seeded and a batch of its events sent."""
+    key = _seed_browser(live_console.database_url)
+    base = live_console.url
     batch = [
         {"type": "page", "anonymousId": "web-7f3a", "name": "首页", "properties": {"path": "/"}},
         {
@@ -371,10 +341,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         {"type": "track", "event": "Product Viewed", "properties": {"sku": "COAT-3", "price": 299}},
     ]
     _send(base, key, "/v1/batch", {"batch": batch})
-    yield base, key
-    uv.should_exit = True
-    thread.join(timeout=10)
-    db.dispose()
+    return base, key
 
 
 @pytest.mark.browser
@@ -397,7 +364,7 @@ def test_oneid_graph_and_live_stream_in_chromium(server: tuple[str, str], tmp_pa
         page.set_default_timeout(10_000)
         try:
             page.goto(base + "/console/login?next=/console/oneid")
-            page.fill('input[name="username"]', "manager")
+            page.fill('input[name="username"]', USER)
             page.fill('input[name="password"]', PASSWORD)
             page.locator('button[type="submit"]').click()
             page.wait_for_url("**/console/oneid")

@@ -23,7 +23,7 @@ from huiyuan.points import program_admin, program_cache, program_clearing, progr
 from huiyuan.points.program_schemas import ParticipationIn
 from huiyuan.settings import get_settings
 from tests.console.conftest import make_user, signed_in
-from tests.points.test_programs import Alliance, make_alliance
+from tests.points.program_helpers import Alliance, make_alliance
 
 ZONE = ZoneInfo(get_settings().default_timezone)
 
@@ -189,3 +189,44 @@ def test_a_brand_reads_its_programmes_clearing(client: Any, db: Database, two: A
     today = utcnow().astimezone(ZONE).date()
     page = client.get(f"/console/points/programs/{al.code}/clearing?from={today}&to={today}")
     assert page.status_code == 200 and f'<tr data-party="brand:{al.c}">' in page.text
+
+
+def test_clearing_names_every_brand_beside_its_party_id(client: Any, db: Database, two: Any) -> None:
+    """A brand user reads the other brands of its programme by name (read through the programme's
+    cross-brand view) in the tables, the chart and the exports, each beside the party id."""
+    al, _other = two
+    make_user(db, "c-boss", "brand_admin", al.c)
+    signed_in(client, "c-boss")
+    today = utcnow().astimezone(ZONE).date()
+    query = f"from={today}&to={today}"
+    page = client.get(f"/console/points/programs/{al.code}/clearing?{query}")
+    assert page.status_code == 200, page.text
+    names = {b: f"{code.upper()} ({code})" for b, code in al.codes.items()}  # ``make_brand``'s names
+    for brand in (al.b, al.c):
+        party = f"brand:{brand}"
+        row = page.text.split(f'<tr data-party="{party}">', 1)[1].split("</tr>", 1)[0]
+        assert f'<span class="party-name">{names[brand]}</span>' in row
+        assert f'<span class="mono muted party-id">{party}</span>' in row
+    flow = page.text.split(f'<tr data-funder="brand:{al.b}" data-redeemer="brand:{al.c}">', 1)[1]
+    cells = _text(flow.split("</tr>", 1)[0])
+    order = [names[al.b], f"brand:{al.b} ", names[al.c], f"brand:{al.c} "]
+    assert [cells.index(x) for x in order] == sorted(cells.index(x) for x in order)
+
+    chart = client.get(f"/console/points/programs/{al.code}/clearing.json?{query}").json()
+    assert sorted(chart["months"]) == sorted([names[al.b], names[al.c]])
+
+    start = datetime.combine(today, time(), tzinfo=ZONE)
+    params = {"from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat(), "format": "csv"}
+    exported = client.get(f"/api/v1/points/programs/{al.code}/clearing", params=params)
+    assert exported.status_code == 200, exported.text
+    rows = list(csv.reader(io.StringIO(exported.text.lstrip("\ufeff"))))
+    assert ["运营方名称 / Operator name", names[al.host]] in rows
+    (pair,) = [r for r in rows if len(r) == 9 and r[0].startswith("brand:")]
+    assert {(pair[0], pair[1]), (pair[2], pair[3])} == {
+        (f"brand:{al.b}", names[al.b]),
+        (f"brand:{al.c}", names[al.c]),
+    }
+    for row in (r for r in rows if len(r) > 2):  # the summary names the operator on a row of its own
+        for i, cell in enumerate(row):
+            if re.fullmatch(r"brand:\d+", cell):
+                assert row[i + 1] == names[int(cell[6:])], row

@@ -21,8 +21,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from huiyuan.console.deps import Console, requires
+from huiyuan.console.forms import problems, span
 from huiyuan.console.i18n import translate
-from huiyuan.console.pages_benefits import problems, span
 from huiyuan.console.web import ConsoleRoute, render
 from huiyuan.kit.errors import ValidationFailed
 from huiyuan.points import clearing, program_admin, program_clearing, programs

@@ -24,6 +24,8 @@ from huiyuan.console import (
     pages_analyses,
     pages_analytics,
     pages_attribution,
+    pages_benefit_cards,
+    pages_benefit_desk,
     pages_benefits,
     pages_clv,
     pages_coupons,
@@ -264,6 +266,8 @@ router.include_router(pages_tiers.router)
 router.include_router(pages_paid.router)
 router.include_router(pages_coupons.router)
 router.include_router(pages_benefits.router)
+router.include_router(pages_benefit_desk.router)
+router.include_router(pages_benefit_cards.router)
 router.include_router(pages_wallet.router)
 router.include_router(pages_analytics.router)
 router.include_router(pages_analyses.router)
