@@ -57,3 +57,25 @@ def test_bulk_results_match_the_per_order_path(client, world: World, clock) -> N
     assert len(bulk) == 2
     assert bulk == single
     assert {r["extra"]["state"] for r in bulk.values()} == {"pending", "active"}
+
+
+def test_order_markers_written_twice_are_kept_once(client, world: World, clock) -> None:  # noqa: F811
+    """``write_markers`` skips a marker that exists (``ON CONFLICT DO NOTHING`` at the driver on
+    SQLite): a second writer of the same orders adds nothing and fails nothing."""
+    from huiyuan.points.bulk import marker_key, write_markers
+
+    _setup(world, pending_days=0, rules=[PER_YUAN])
+    a = world.brands[0]
+    actor = system_for_brand(a.id)
+    with world.db.unit_of_work(actor.scope) as s:
+        write_markers(s, brand_id=a.id, order_ids=[101, 102], actor=actor)
+    with world.db.unit_of_work(actor.scope) as s:
+        write_markers(s, brand_id=a.id, order_ids=[102, 103], actor=actor)
+    with world.db.unit_of_work(actor.scope, write=False) as s:
+        markers = s.scalars(
+            select(PointOperation)
+            .where(PointOperation.brand_id == a.id, PointOperation.kind == "earn_order")
+            .order_by(PointOperation.key)
+        ).all()
+        assert [m.key for m in markers] == [marker_key(i) for i in (101, 102, 103)]
+        assert [m.result for m in markers] == [{"order_id": i} for i in (101, 102, 103)]

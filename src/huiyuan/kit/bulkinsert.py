@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, func, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 
@@ -27,33 +28,52 @@ def _processors(session: Session, table: Table, columns: Sequence[str]) -> list[
     return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
 
 
-def executemany_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def _column(rows: Sequence[dict[str, Any]], name: str, proc: Any) -> list[Any]:
+    """The values of column ``name`` as the driver takes them: ``proc`` applied once per distinct
+    value (every time for unhashable ones, JSON)."""
+    values = [row[name] for row in rows]
+    if proc is None:
+        return values
+    cache: dict[Any, Any] = {}
+    out: list[Any] = []
+    for v in values:
+        if v is None:
+            out.append(v)
+            continue
+        try:
+            out.append(cache[v])
+        except KeyError:
+            out.append(cache.setdefault(v, proc(v)))
+        except TypeError:  # unhashable (JSON): process every time
+            out.append(proc(v))
+    return out
+
+
+def executemany_rows(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], *, skip_conflicts_on: Sequence[str] = ()
+) -> None:
     """``INSERT`` the rows (all with the same keys) in one driver-level executemany on SQLite; through
-    SQLAlchemy elsewhere."""
+    SQLAlchemy elsewhere. ``skip_conflicts_on``: the columns of a unique index; a row that conflicts
+    on it is left out (``ON CONFLICT (…) DO NOTHING``)."""
     if not rows:
         return
     if session.get_bind().dialect.name != "sqlite":
-        session.execute(insert(table), list(rows))
+        stmt = (
+            postgresql.insert(table).on_conflict_do_nothing(index_elements=list(skip_conflicts_on))
+            if skip_conflicts_on
+            else insert(table)
+        )
+        session.execute(stmt, list(rows))
         return
     columns = list(rows[0])
     processors = _processors(session, table, columns)
-    caches: list[dict[Any, Any]] = [{} for _ in columns]
-
-    def value(i: int, v: Any) -> Any:
-        proc = processors[i]
-        if proc is None or v is None:
-            return v
-        try:
-            return caches[i][v]
-        except KeyError:
-            out = caches[i][v] = proc(v)
-            return out
-        except TypeError:  # unhashable (JSON): process every time
-            return proc(v)
-
     quoted = ", ".join(f'"{c}"' for c in columns)
     sql = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({", ".join("?" for _ in columns)})'
-    data = [tuple(value(i, row[c]) for i, c in enumerate(columns)) for row in rows]
+    if skip_conflicts_on:
+        unique = ", ".join(f'"{c}"' for c in skip_conflicts_on)
+        sql += f" ON CONFLICT ({unique}) DO NOTHING"
+    # Column by column: a column without a bind processor is taken as it is, without a call per value.
+    data = list(zip(*(_column(rows, c, p) for c, p in zip(columns, processors, strict=True)), strict=True))
     session.connection().exec_driver_sql(sql, data)
 
 

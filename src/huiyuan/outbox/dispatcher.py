@@ -39,7 +39,13 @@ from huiyuan.kit.clock import utcnow
 from huiyuan.kit.db import Database, scope_of, set_scope
 from huiyuan.kit.logging import get_logger
 from huiyuan.kit.scope import Scope
-from huiyuan.outbox.handlers import handlers_for, load_handler_modules, matches, preparers_for
+from huiyuan.outbox.handlers import (
+    Registration,
+    handlers_for,
+    load_handler_modules,
+    matches,
+    preparers_for,
+)
 from huiyuan.outbox.models import OutboxEvent, WebhookDelivery, WebhookSubscription
 from huiyuan.outbox.repository import OutboxRepository
 from huiyuan.settings import get_settings
@@ -179,10 +185,13 @@ def _together(
     memo = _memo(session)
     attempt = DispatchStats()
     done, current = 0, "dispatcher"
+    registered: dict[str, list[Registration]] = {}  # per event type: a batch holds few types
     try:
         with session.begin_nested():
             for event in events:
-                for registration in handlers_for(event.type):
+                if event.type not in registered:
+                    registered[event.type] = handlers_for(event.type)
+                for registration in registered[event.type]:
                     current = registration.name
                     _run_handler(session, registration.handler, event)
                     attempt.handler_calls += 1

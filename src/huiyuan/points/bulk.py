@@ -71,17 +71,38 @@ def marker_key(order_id: int) -> str:
     return f"order:{order_id}:earned"
 
 
-def _insert(session: Session) -> Any:
+def dialect_insert(session: Session) -> Any:
+    """The ``insert`` of the session's dialect (for ``ON CONFLICT DO NOTHING``): the set-based
+    writers of points (this module, ``bulk_grants``) share it."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+# Ids per IN list.
+CHUNK = 500
+
+
 def create_accounts(session: Session, brand_id: int, pairs: Sequence[tuple[int, int]], now: datetime) -> None:
-    """Create the empty accounts of ``(member id, point type id)`` pairs that have none yet (one
-    statement; an account that exists, or is created concurrently, is left as it is)."""
+    """Create the empty accounts of ``(member id, point type id)`` pairs that have none yet; an
+    account that exists, or is created concurrently, is left as it is. The existing ones are looked
+    up first (plain rows, not locked: the caller locks them afterwards), so a batch of returning
+    members costs a query, not an insert of every pair."""
     if not pairs:
         return
+    wanted = set(pairs)
+    members = sorted({m for m, _ in wanted})
+    for start in range(0, len(members), CHUNK):
+        for row in session.execute(
+            select(ACCOUNTS.c.member_id, ACCOUNTS.c.point_type_id).where(
+                ACCOUNTS.c.brand_id == brand_id, ACCOUNTS.c.member_id.in_(members[start : start + CHUNK])
+            )
+        ):
+            wanted.discard((row.member_id, row.point_type_id))
+    if not wanted:
+        return
     session.execute(
-        _insert(session)(ACCOUNTS).on_conflict_do_nothing(index_elements=["member_id", "point_type_id"]),
+        dialect_insert(session)(ACCOUNTS).on_conflict_do_nothing(
+            index_elements=["member_id", "point_type_id"]
+        ),
         [
             {
                 "brand_id": brand_id,
@@ -98,7 +119,7 @@ def create_accounts(session: Session, brand_id: int, pairs: Sequence[tuple[int, 
                 "created_at": now,
                 "updated_at": now,
             }
-            for m, t in pairs
+            for m, t in sorted(wanted)
         ],
     )
 
@@ -312,7 +333,7 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
     for start in range(0, len(op_rows), 500):
         chunk = op_rows[start : start + 500]
         for op_id, key in session.execute(
-            _insert(session)(OPERATIONS)
+            dialect_insert(session)(OPERATIONS)
             .on_conflict_do_nothing(index_elements=["brand_id", "key"])
             .returning(OPERATIONS.c.id, OPERATIONS.c.key),
             chunk,
@@ -495,8 +516,10 @@ def write_markers(session: Session, *, brand_id: int, order_ids: Sequence[int], 
     if not order_ids:
         return
     now = utcnow()
-    session.execute(
-        _insert(session)(OPERATIONS).on_conflict_do_nothing(index_elements=["brand_id", "key"]),
+    label = actor.label[:120]
+    executemany_rows(
+        session,
+        OPERATIONS,
         [
             {
                 "brand_id": brand_id,
@@ -505,9 +528,10 @@ def write_markers(session: Session, *, brand_id: int, order_ids: Sequence[int], 
                 "request_hash": "-",
                 "member_id": None,
                 "result": {"order_id": i},
-                "actor": actor.label[:120],
+                "actor": label,
                 "created_at": now,
             }
             for i in order_ids
         ],
+        skip_conflicts_on=("brand_id", "key"),
     )

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from huiyuan.kit.bulkinsert import add_to_columns, executemany_rows, insert_returning_ids
@@ -37,7 +36,7 @@ from huiyuan.kit.scope import Principal
 from huiyuan.members.models import Member
 from huiyuan.outbox.models import OutboxEvent
 from huiyuan.points import expiry_policy, ledger
-from huiyuan.points.bulk import create_accounts
+from huiyuan.points.bulk import CHUNK, create_accounts, dialect_insert, set_results
 from huiyuan.points.ledger.core import _tz
 from huiyuan.points.models import (
     PointAccount,
@@ -55,9 +54,6 @@ LOTS: Table = PointLot.__table__  # type: ignore[assignment]
 ENTRIES: Table = PointEntry.__table__  # type: ignore[assignment]
 MOVES: Table = PointEntryLot.__table__  # type: ignore[assignment]
 EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
-
-# Keys and ids per IN list.
-CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -89,10 +85,6 @@ class PointsGrant:
             earned_at=None,
             pending_days=self.pending_days,
         )
-
-
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
@@ -179,7 +171,7 @@ def earn_many(
     ]
     for chunk in _chunks(op_rows):
         for op_id, key in session.execute(
-            _insert(session)(OPERATIONS)
+            dialect_insert(session)(OPERATIONS)
             .on_conflict_do_nothing(index_elements=["brand_id", "key"])
             .returning(OPERATIONS.c.id, OPERATIONS.c.key),
             list(chunk),
@@ -364,13 +356,10 @@ def _write(
                 "expires_at": lot["expires_at"].isoformat() if lot["expires_at"] else None,
             },
         )
-    session.execute(
-        update(OPERATIONS).where(OPERATIONS.c.id == bindparam("b_id")).values(result=bindparam("b_result")),
-        [
-            {"b_id": result.operation_id, "b_result": result.to_json()}
-            for i in taken
-            if (result := results[i]) is not None
-        ],
+    # One executemany, at the driver on SQLite (as set-based earning stores its results).
+    set_results(
+        session,
+        [(result.operation_id, result.to_json()) for i in taken if (result := results[i]) is not None],
     )
     executemany_rows(
         session,

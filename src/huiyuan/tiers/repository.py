@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import delete, func, select, type_coerce
 from sqlalchemy.orm import Session
@@ -63,6 +64,23 @@ class TierRepository:
                 .execution_options(populate_existing=True)
             )
         return {row.member_id: row for row in self.session.scalars(stmt)}
+
+    def state_facts(self, member_ids: Sequence[int]) -> dict[int, Any]:
+        """What decides whether many members' levels may change and what they are now, as plain
+        rows (``member_id``, ``level_id``, ``valid_until``, ``review_at``, ``override_until``,
+        ``rfm_score``), not locked: a batch reads every buyer's, and loads and locks the state
+        objects only of the members it then evaluates."""
+        if not member_ids:
+            return {}
+        stmt = select(
+            MemberTier.member_id,
+            MemberTier.level_id,
+            MemberTier.valid_until,
+            MemberTier.review_at,
+            MemberTier.override_until,
+            MemberTier.rfm_score,
+        ).where(MemberTier.member_id.in_(member_ids))
+        return {row.member_id: row for row in self.session.execute(stmt)}
 
     def members(self, member_ids: Sequence[int]) -> dict[int, Member]:
         """Members by id (a batch being evaluated)."""

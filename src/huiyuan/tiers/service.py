@@ -25,19 +25,25 @@ Policies:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from huiyuan.audit import service as audit
+from huiyuan.audit.models import AuditEntry
 from huiyuan.benefits import registry as benefits
+from huiyuan.kit.bulkinsert import insert_returning_ids
 from huiyuan.kit.clock import utcnow
+from huiyuan.kit.context import current_request_id
 from huiyuan.kit.errors import NotFound, ValidationFailed, field_error
 from huiyuan.kit.scope import Principal
 from huiyuan.members.models import Member
 from huiyuan.members.repository import MemberRepository
+from huiyuan.outbox.models import OutboxEvent
 from huiyuan.outbox.service import emit
 from huiyuan.tiers import policy
 from huiyuan.tiers.ladder import Ladder, load_ladder, require_ladder
@@ -46,6 +52,47 @@ from huiyuan.tiers.repository import ZERO, BasisRepository, TierRepository
 
 # A member not reviewed for years is settled period by period, up to this many at once.
 MAX_SETTLEMENTS = 24
+
+CHANGES: Table = TierChange.__table__  # type: ignore[assignment]
+AUDIT_LOG: Table = AuditEntry.__table__  # type: ignore[assignment]
+EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
+
+
+@dataclass
+class _NewChange:
+    """A change decided in a batch evaluation and not written yet: its row, and its id once the
+    batch's changes are inserted."""
+
+    row: dict[str, Any]
+    id: int = 0
+
+
+@dataclass
+class _Batch:
+    """What a batch evaluation (``evaluate_members``) writes together, by Core statements rather
+    than the unit of work: the change rows in the order they were decided; what needs their ids
+    (``then``: the state's last change, the upgrade gifts' keys), run once they are inserted; and
+    the audit rows and ``tier.changed`` events those steps produce, in the same order."""
+
+    changes: list[_NewChange] = field(default_factory=list)
+    then: list[Callable[[], None]] = field(default_factory=list)
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, session: Session) -> None:
+        """Insert the changes, run what needs their ids, then insert the audit rows and events
+        (one executemany each; ids in the order the changes were decided, as the unit of work
+        would give them)."""
+        now = utcnow()  # the column's default, which a driver-level insert does not apply
+        ids = insert_returning_ids(session, CHANGES, [{**c.row, "created_at": now} for c in self.changes])
+        for change, change_id in zip(self.changes, ids, strict=True):
+            change.id = change_id
+        for then in self.then:
+            then()
+        if self.audits:
+            session.execute(insert(AUDIT_LOG), self.audits)
+        if self.events:
+            session.execute(insert(EVENTS), self.events)
 
 
 @dataclass(frozen=True)
@@ -114,60 +161,64 @@ def _record_change(
     note: str | None,
     now: datetime,
     from_level: TierLevel | None,
-    deferred: list[Callable[[], None]] | None = None,
-) -> TierChange:
+    batch: _Batch | None = None,
+) -> TierChange | _NewChange:
     """Write a change of ``state`` to ``to``: the change row, the state, an audit row and the
-    ``tier.changed`` event. With ``deferred`` (a batch) the change is not flushed here: the state
-    is updated at once (later steps of the evaluation read it), and what needs the change's id
-    (``last_change_id``, the audit row and the event, in this order) is appended to ``deferred``,
-    to run once the batch's changes are flushed together."""
-    change = TierChange(
-        brand_id=state.brand_id,
-        member_id=state.member_id,
-        from_level_id=from_level.id if from_level else None,
-        to_level_id=to.id,
-        from_rank=from_level.rank if from_level else None,
-        to_rank=to.rank,
-        reason=reason,
-        basis=basis.as_dict() if basis else {},
-        valid_until=valid_until,
-        note=note[:200] if note else None,
-        actor=actor.label[:200],
-        occurred_at=now,
-    )
-    session.add(change)
+    ``tier.changed`` event. With ``batch`` the change is not written here: the state is updated at
+    once (later steps of the evaluation read it), the change row joins the batch's, and what needs
+    the change's id (``last_change_id``, the audit row and the event, in this order) runs once the
+    batch's changes are inserted (``_Batch.write``)."""
+    row: dict[str, Any] = {
+        "brand_id": state.brand_id,
+        "member_id": state.member_id,
+        "from_level_id": from_level.id if from_level else None,
+        "to_level_id": to.id,
+        "from_rank": from_level.rank if from_level else None,
+        "to_rank": to.rank,
+        "reason": reason,
+        "basis": basis.as_dict() if basis else {},
+        "valid_until": valid_until,
+        "note": note[:200] if note else None,
+        "actor": actor.label[:200],
+        "occurred_at": now,
+    }
     state.level_id = to.id
     state.since = since
     state.valid_until = valid_until
     state.review_at = _review_at(ladder, valid_until)
-    if deferred is None:
+    if batch is None:
+        change = TierChange(**row)
+        session.add(change)
         session.flush()
         _announce_change(
             session,
             actor=actor,
             state=state,
-            change=change,
+            change_id=change.id,
             to=to,
             from_level=from_level,
             reason=reason,
             valid_until=valid_until,
             note=note,
         )
-    else:
-        deferred.append(
-            lambda: _announce_change(
-                session,
-                actor=actor,
-                state=state,
-                change=change,
-                to=to,
-                from_level=from_level,
-                reason=reason,
-                valid_until=valid_until,
-                note=note,
-            )
+        return change
+    new = _NewChange(row)
+    batch.changes.append(new)
+    batch.then.append(
+        lambda: _announce_change(
+            session,
+            actor=actor,
+            state=state,
+            change_id=new.id,
+            to=to,
+            from_level=from_level,
+            reason=reason,
+            valid_until=valid_until,
+            note=note,
+            batch=batch,
         )
-    return change
+    )
+    return new
 
 
 def _announce_change(
@@ -175,44 +226,76 @@ def _announce_change(
     *,
     actor: Principal,
     state: MemberTier,
-    change: TierChange,
+    change_id: int,
     to: TierLevel,
     from_level: TierLevel | None,
     reason: str,
     valid_until: datetime | None,
     note: str | None,
+    batch: _Batch | None = None,
 ) -> None:
     """The part of a change that needs its id: the state's last change, the audit row and the
-    ``tier.changed`` event."""
-    state.last_change_id = change.id
-    audit.record(
-        session,
-        actor=actor,
-        action=f"tier.{reason}",
-        entity_type="member",
-        entity_id=state.member_id,
-        brand_id=state.brand_id,
-        before={"level": from_level.code if from_level else None},
-        after={"level": to.code, "valid_until": valid_until.isoformat() if valid_until else None},
-        note=note,
+    ``tier.changed`` event (with ``batch``: the rows ``audit.record`` and ``emit`` would add, kept
+    for one executemany each)."""
+    state.last_change_id = change_id
+    before = {"level": from_level.code if from_level else None}
+    after = {"level": to.code, "valid_until": valid_until.isoformat() if valid_until else None}
+    payload = {
+        "member_id": state.member_id,
+        "change_id": change_id,
+        "reason": reason,
+        "from_level": from_level.code if from_level else None,
+        "from_rank": from_level.rank if from_level else None,
+        "to_level": to.code,
+        "to_rank": to.rank,
+        "valid_until": valid_until.isoformat() if valid_until else None,
+        "points_multiplier": str(to.points_multiplier),
+    }
+    if batch is None:
+        audit.record(
+            session,
+            actor=actor,
+            action=f"tier.{reason}",
+            entity_type="member",
+            entity_id=state.member_id,
+            brand_id=state.brand_id,
+            before=before,
+            after=after,
+            note=note,
+        )
+        emit(
+            session,
+            type="tier.changed",
+            brand_id=state.brand_id,
+            aggregate_type="member",
+            aggregate_id=state.member_id,
+            payload=payload,
+        )
+        return
+    changes = audit.diff(before, after)
+    if note:
+        changes["_note"] = note
+    batch.audits.append(
+        {
+            "brand_id": state.brand_id,
+            "actor_kind": actor.kind,
+            "actor_id": actor.id,
+            "actor_name": actor.name,
+            "action": f"tier.{reason}",
+            "entity_type": "member",
+            "entity_id": str(state.member_id),
+            "changes": changes,
+            "request_id": current_request_id(),
+        }
     )
-    emit(
-        session,
-        type="tier.changed",
-        brand_id=state.brand_id,
-        aggregate_type="member",
-        aggregate_id=state.member_id,
-        payload={
-            "member_id": state.member_id,
-            "change_id": change.id,
-            "reason": reason,
-            "from_level": from_level.code if from_level else None,
-            "from_rank": from_level.rank if from_level else None,
-            "to_level": to.code,
-            "to_rank": to.rank,
-            "valid_until": valid_until.isoformat() if valid_until else None,
-            "points_multiplier": str(to.points_multiplier),
-        },
+    batch.events.append(
+        {
+            "type": "tier.changed",
+            "brand_id": state.brand_id,
+            "aggregate_type": "member",
+            "aggregate_id": str(state.member_id),
+            "payload": payload,
+        }
     )
 
 
@@ -232,13 +315,13 @@ def _create_state(
     ladder: Ladder,
     member: Member,
     now: datetime,
-    deferred: list[Callable[[], None]] | None = None,
+    batch: _Batch | None = None,
 ) -> MemberTier:
     """A member's first tier state: the base level, recorded as the ``initial`` change (flushed
-    with the batch's changes when ``deferred`` is given, see ``_record_change``)."""
+    with the batch's changes when ``batch`` is given, see ``_record_change``)."""
     state = MemberTier(brand_id=member.brand_id, member_id=member.id, level_id=ladder.base.id, since=now)
     session.add(state)
-    if deferred is None:
+    if batch is None:
         session.flush()
     _record_change(
         session,
@@ -253,7 +336,7 @@ def _create_state(
         note=None,
         now=now,
         from_level=None,
-        deferred=deferred,
+        batch=batch,
     )
     return state
 
@@ -266,7 +349,7 @@ def _settle(
     member: Member,
     state: MemberTier,
     now: datetime,
-    deferred: list[Callable[[], None]] | None = None,
+    batch: _Batch | None = None,
 ) -> None:
     """Settle the end of validity due at ``state.review_at``: keep the level or drop."""
     level = ladder.by_id(state.level_id)
@@ -298,7 +381,7 @@ def _settle(
             note=None if kept else "held by the override floor",
             now=now,
             from_level=level,
-            deferred=deferred,
+            batch=batch,
         )
         return
     target = ladder.by_code(level.downgrade_to_code) if level.downgrade_to_code else None
@@ -326,7 +409,7 @@ def _settle(
         note=None,
         now=now,
         from_level=level,
-        deferred=deferred,
+        batch=batch,
     )
     state.lapsed = True
 
@@ -342,9 +425,9 @@ def _upgrade_if_reached(
     trigger: str,
     values: Values | None = None,
     gifts: list[benefits.BenefitGrant] | None = None,
-    deferred: list[Callable[[], None]] | None = None,
+    batch: _Batch | None = None,
 ) -> None:
-    """Upgrade to the highest level reached. In a batch (``gifts`` and ``deferred`` given) the
+    """Upgrade to the highest level reached. In a batch (``gifts`` and ``batch`` given) the
     upgrade gifts are collected in ``gifts`` once the change has its id, and granted together."""
     current = ladder.by_id(state.level_id)
     candidates = [lv for lv in ladder.levels if lv.rank > current.rank and lv.upgrade is not None]
@@ -354,7 +437,7 @@ def _upgrade_if_reached(
     if values is None:
         basis = basis_for(session, state, member.id, window)
     else:
-        basis = _basis_of(values, state, window)
+        basis = _basis_of(values, state.rfm_score, window)
     reached = [lv for lv in candidates if policy.is_met(lv.upgrade, basis)]
     if not reached:
         return
@@ -374,14 +457,14 @@ def _upgrade_if_reached(
         note=trigger,
         now=now,
         from_level=current,
-        deferred=deferred,
+        batch=batch,
     )
     state.lapsed = False
-    if gifts is not None and deferred is not None:
+    if gifts is not None and batch is not None:
         # A batch grants them together once every member is evaluated and the changes are written.
-        deferred.append(lambda: gifts.extend(_gifts(member.id, target, change)))
+        batch.then.append(lambda: gifts.extend(_gifts(member.id, target, change.id)))
         return
-    for gift in _gifts(member.id, target, change):
+    for gift in _gifts(member.id, target, change.id):
         benefits.grant(
             session,
             actor=actor,
@@ -393,7 +476,7 @@ def _upgrade_if_reached(
         )
 
 
-def _gifts(member_id: int, level: TierLevel, change: TierChange) -> list[benefits.BenefitGrant]:
+def _gifts(member_id: int, level: TierLevel, change_id: int) -> list[benefits.BenefitGrant]:
     """The upgrade gifts of ``level``, keyed by the change that reached it."""
     return [
         benefits.BenefitGrant(
@@ -401,7 +484,7 @@ def _gifts(member_id: int, level: TierLevel, change: TierChange) -> list[benefit
             benefit=spec,
             source_type="tier",
             source_id=f"{level.id}",
-            key=f"tier:{member_id}:{change.id}:{i}",
+            key=f"tier:{member_id}:{change_id}:{i}",
         )
         for i, spec in enumerate(level.upgrade_gifts)
     ]
@@ -430,9 +513,9 @@ def _evaluate(
     values: Values | None = None,
     state: MemberTier | None = None,
     gifts: list[benefits.BenefitGrant] | None = None,
-    deferred: list[Callable[[], None]] | None = None,
+    batch: _Batch | None = None,
 ) -> MemberTier:
-    """Settle, then upgrade. With ``deferred`` (a batch) nothing is flushed here (see
+    """Settle, then upgrade. With ``batch`` nothing is flushed here (see
     ``_record_change``)."""
     if state is None:  # not read and locked by the caller
         state = _ensure_state(session, actor=actor, ladder=ladder, member=member, now=now)
@@ -441,7 +524,7 @@ def _evaluate(
     for _ in range(MAX_SETTLEMENTS):
         if state.review_at is None or state.review_at > now:
             break
-        _settle(session, actor=actor, ladder=ladder, member=member, state=state, now=now, deferred=deferred)
+        _settle(session, actor=actor, ladder=ladder, member=member, state=state, now=now, batch=batch)
     if state.override_until is not None and state.override_until <= now:
         state.override_level_id = state.override_until = state.override_reason = None
     _upgrade_if_reached(
@@ -454,9 +537,9 @@ def _evaluate(
         trigger=reason,
         values=values,
         gifts=gifts,
-        deferred=deferred,
+        batch=batch,
     )
-    if deferred is None:
+    if batch is None:
         session.flush()
     return state
 
@@ -479,11 +562,11 @@ def evaluate_members(
     now = utcnow()
     window = _current_window(ladder, now)
     tiers, basis = TierRepository(session), BasisRepository(session)
-    states: dict[int, MemberTier] = {}
+    states: dict[int, Any] = {}  # plain rows: only the members evaluated below get state objects
     values: dict[int, Values] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        states.update(tiers.states(chunk))
+        states.update(tiers.state_facts(chunk))
         growth = basis.growth_by_member(chunk, window.start, window.end)
         spend = basis.spend_by_member(chunk, window.start, window.end)
         for member_id in chunk:
@@ -497,9 +580,10 @@ def evaluate_members(
     members = tiers.members(changing)
     locked = tiers.states([m for m in changing if m in states], for_update=True)
     gifts: list[benefits.BenefitGrant] = []
-    # The new states and changes of the whole batch are flushed together (one INSERT each rather
-    # than flushes per change); what needs a change's id then runs in the order of the changes.
-    deferred: list[Callable[[], None]] = []
+    # The changes, audit rows and events of the whole batch are written by one executemany each
+    # (``_Batch``), what needs a change's id runs in between, in the order of the changes, and the
+    # new and changed states are flushed together once they know their last change.
+    batch = _Batch()
     for member_id in changing:
         member = members.get(member_id)
         if member is None:
@@ -515,13 +599,12 @@ def evaluate_members(
             # Read in this batch: locked, or known to be missing (a concurrent first evaluation
             # then fails the batch on the unique member, and the per-event handlers take over).
             state=locked.get(member_id)
-            or _create_state(session, actor=actor, ladder=ladder, member=member, now=now, deferred=deferred),
+            or _create_state(session, actor=actor, ladder=ladder, member=member, now=now, batch=batch),
             gifts=gifts,
-            deferred=deferred,
+            batch=batch,
         )
-    session.flush()
-    for then in deferred:
-        then()
+    with session.no_autoflush:  # the states are flushed once, with their last change
+        batch.write(session)
     session.flush()
     # The upgrade gifts of the whole batch at once: each kind's grantor may write them set-based.
     benefits.grant_many(session, actor=actor, grants=gifts)
@@ -532,16 +615,12 @@ def evaluate_members(
 Values = tuple[int, Decimal, Decimal]
 
 
-def _basis_of(values: Values, state: MemberTier, window: policy.Window) -> policy.Basis:
+def _basis_of(values: Values, rfm_score: Decimal | None, window: policy.Window) -> policy.Basis:
     growth, spend, best = values
-    return policy.Basis(
-        growth=growth, spend=spend, single_order=best, rfm_score=state.rfm_score, window=window
-    )
+    return policy.Basis(growth=growth, spend=spend, single_order=best, rfm_score=rfm_score, window=window)
 
 
-def _may_change(
-    ladder: Ladder, state: MemberTier, now: datetime, values: Values, window: policy.Window
-) -> bool:
+def _may_change(ladder: Ladder, state: Any, now: datetime, values: Values, window: policy.Window) -> bool:
     # What ``evaluate_member`` would act on: a settlement or an override end that is due, or a
     # higher level whose upgrade condition is met in the current window.
     if state.review_at is not None and state.review_at <= now:
@@ -549,7 +628,7 @@ def _may_change(
     if state.override_until is not None and state.override_until <= now:
         return True
     current = ladder.by_id(state.level_id)
-    basis = _basis_of(values, state, window)
+    basis = _basis_of(values, state.rfm_score, window)
     return any(
         policy.is_met(lv.upgrade, basis)
         for lv in ladder.levels
@@ -696,7 +775,7 @@ def current_tiers(session: Session, brand_id: int, member_ids: list[int]) -> dic
     ladder = load_ladder(session, brand_id)
     if ladder is None:
         return {}
-    states = TierRepository(session).states(member_ids)
+    states = TierRepository(session).state_facts(member_ids)
     out = {}
     for member_id in member_ids:
         state = states.get(member_id)
