@@ -84,16 +84,16 @@ def member_facts(
     ``card`` is the best ``benefits.cards.MultiplierTerm`` covering ``at``."""
     multipliers: list[rules.ExternalMultiplier] = []
     tier_code = plan_code = None
-    current_tier = _optional("huiyuan.tiers.service", "current_tier")
     if tier is _LOOK_UP:
+        current_tier = _optional("huiyuan.tiers.service", "current_tier")
         tier = current_tier(session, member.id) if current_tier is not None else None
     if tier is not None:
         tier_code = tier.code
         factor = Decimal(str(getattr(tier, "points_multiplier", 1) or 1))
         if factor > 1:
             multipliers.append(rules.ExternalMultiplier(source=f"tier:{tier_code}", factor=factor))
-    active_plan = _optional("huiyuan.paid.service", "active_plan")
     if plan is _LOOK_UP:
+        active_plan = _optional("huiyuan.paid.service", "active_plan")
         plan = active_plan(session, member.id, at) if active_plan is not None else None
     if plan is not None:
         plan_code = plan.level_code
