@@ -57,3 +57,41 @@ def test_a_busy_pass_learns_the_cost_per_event(world: World) -> None:
     assert handle._seconds_per_event < 10.0 and handle._last_pass_seconds > 0
     with world.db.unit_of_work(write=False) as s:
         assert s.query(OutboxEvent).filter(OutboxEvent.dispatched_at.is_(None)).count() == 0
+
+
+def test_a_burst_defers_dispatch_until_a_lull_or_the_deferral_ends(world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    handle = WorkerHandle(world.db, get_settings())
+    clock = [1000.0]
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    assert handle.defer(busy=False) is False
+    assert handle.defer(busy=True) is True  # writers just became active
+    clock[0] += runner.BUSY_DEFER_SECONDS - 1
+    assert handle.defer(busy=True) is True
+    clock[0] += 2  # a burst that lasts: paced passes from now on
+    assert handle.defer(busy=True) is False
+    assert handle.defer(busy=False) is False  # a lull: full batches, and the next burst defers again
+    assert handle.defer(busy=True) is True
+
+
+def test_no_delivery_claim_without_a_due_delivery(world: World) -> None:
+    handle = WorkerHandle(world.db, get_settings())
+    assert handle.deliveries_due() is False
+    assert handle.run_outbox_once() is False
+
+
+def test_events_of_the_loops_own_pass_are_not_arrivals(world: World) -> None:
+    handle = WorkerHandle(world.db, get_settings())
+    with world.db.unit_of_work() as s:
+        emit(
+            s, type="test.pacing", brand_id=world.brands[0].id, aggregate_type="t", aggregate_id=1, payload={}
+        )
+    assert handle.writers_active()
+    newest = handle._newest_event()
+    assert newest is not None
+    handle._own_newest_id = newest[0]  # as after a pass whose handlers emitted this event
+    assert not handle.writers_active()
+    with world.db.unit_of_work() as s:
+        emit(
+            s, type="test.pacing", brand_id=world.brands[0].id, aggregate_type="t", aggregate_id=2, payload={}
+        )
+    assert handle.writers_active()

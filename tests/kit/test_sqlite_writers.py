@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
-from huiyuan.kit.db import Database
+from huiyuan.kit.db import Database, reads_before_write
 from huiyuan.kit.migrate import upgrade
 from huiyuan.kit.scope import SYSTEM
 from huiyuan.tenancy import service as tenancy
@@ -69,3 +70,70 @@ def test_lock_is_released_after_rollback(tmp_path: Path) -> None:
     t.start()
     assert done.wait(5), "the writer lock was not released by the rollback"
     t.join()
+
+
+def test_the_lock_passes_on_only_once_sqlite_has_committed(tmp_path: Path) -> None:
+    # SQLAlchemy announces a commit (or rollback) before running it: the transaction must already be
+    # over when the lock is released, or the next writer's BEGIN IMMEDIATE meets SQLite's lock.
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    upgrade(url)
+    db = Database(url)
+    seen: list[tuple[str, bool]] = []
+
+    def after(kind: str):  # type: ignore[no-untyped-def]
+        def check(conn: Any) -> None:  # runs after the writer lock's own listener
+            seen.append((kind, conn.connection.dbapi_connection.in_transaction))
+
+        return check
+
+    event.listen(db.engine, "commit", after("commit"))
+    event.listen(db.engine, "rollback", after("rollback"))
+    with db.unit_of_work() as s:
+        tenancy.create_brand(s, actor=SYSTEM, code="c1", name="C1")
+    try:
+        with db.unit_of_work() as s:
+            tenancy.create_brand(s, actor=SYSTEM, code="c2", name="C2")
+            raise RuntimeError("abort")
+    except RuntimeError:
+        pass
+    assert seen == [("commit", False), ("rollback", False)]
+    # A reading transaction is left to SQLAlchemy as before.
+    seen.clear()
+    with db.unit_of_work(write=False) as s:
+        s.scalar(select(func.count()).select_from(Brand))
+    assert seen == [("commit", True)]
+    with db.unit_of_work(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(Brand)) == 1
+    db.dispose()
+
+
+def test_reads_before_write_end_before_the_writer_begins(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'rw.db'}"
+    upgrade(url)
+    db = Database(url)
+    began: list[str] = []
+    event.listen(
+        db.engine,
+        "begin",
+        lambda conn: began.append(str(conn.get_execution_options().get("sqlite_immediate"))),
+    )
+    session = db.session(None, write=True, begin_now=False)
+    try:
+        with reads_before_write(session):
+            session.scalar(select(func.count()).select_from(Brand))
+        assert not session.in_transaction()
+        tenancy.create_brand(session, actor=SYSTEM, code="rw", name="RW")
+        session.commit()
+    finally:
+        session.close()
+    assert began == ["False", "True"]
+    # Inside an open transaction the reads are simply part of it.
+    session = db.session(None, write=True)
+    try:
+        with reads_before_write(session):
+            session.scalar(select(func.count()).select_from(Brand))
+        assert session.in_transaction()
+        session.rollback()
+    finally:
+        session.close()
+    db.dispose()

@@ -7,12 +7,15 @@ handlers are left out, they belong to the host process), and (b) a thread that c
 is a backlog). ``stop()`` stops both and waits for them. With the ``memory`` backend jobs run
 inline when enqueued, so no consumer is started. Must not hold business logic.
 
-A dispatch pass is one writer transaction: on SQLite every request that writes waits for it. While
-events keep arriving (requests are writing now), the outbox loop keeps out of their way: a pass
-takes only as many events as fit in about ``BUSY_PASS_SECONDS`` (sized from the cost per event of
-the passes before), and after a pass the loop pauses so that it takes about ``BUSY_SHARE`` of the
-time. Once events stop arriving it drains the backlog in full batches, back to back. Events are
-durable in the outbox either way; only the moment their effects (points, tiers) land moves.
+A dispatch pass is one writer transaction: on SQLite every request that writes waits for it, and in
+this process its handlers share the CPU with the requests. While events keep arriving (requests are
+writing now), the outbox loop keeps out of their way: for the first ``BUSY_DEFER_SECONDS`` of such
+a burst it dispatches nothing; after that a pass takes only as many events as fit in about
+``BUSY_PASS_SECONDS`` (sized from the cost per event of the passes before), and after a pass the
+loop pauses so that it takes about ``BUSY_SHARE`` of the time. Once events stop arriving it drains
+the backlog in full batches, back to back (a pass's fixed cost is then paid once per
+``DISPATCH_BATCH`` events). Events are durable in the outbox either way; only the moment their
+effects (points, tiers) land moves. Webhook deliveries are claimed only when one is due.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
 from huey.consumer import Consumer
+from sqlalchemy import select
 
 from huiyuan import __version__
 from huiyuan.jobs import queue as job_queue
@@ -34,8 +39,9 @@ from huiyuan.kit.clock import utcnow
 from huiyuan.kit.db import Database
 from huiyuan.kit.logging import get_logger
 from huiyuan.outbox.dispatcher import dispatch_pending
+from huiyuan.outbox.models import OutboxEvent
 from huiyuan.outbox.repository import OutboxRepository
-from huiyuan.outbox.webhooks import deliver_due
+from huiyuan.outbox.webhooks import DeliveryStats, deliver_due
 from huiyuan.settings import Settings
 
 log = get_logger("huiyuan.worker")
@@ -48,6 +54,10 @@ ARRIVING_SECONDS = 1.0
 BUSY_PASS_SECONDS = 0.1
 BUSY_MIN_BATCH = 10
 BUSY_SHARE = 0.5
+# ... but only once they have been active for BUSY_DEFER_SECONDS: until then the events of a burst
+# wait for the lull after it (measured with 16 clients posting orders for 20 s, see
+# docs/performance.md: paced passes from the start held the lock ~0.1 s at a time, p99 250-630 ms).
+BUSY_DEFER_SECONDS = 30.0
 
 
 class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
@@ -84,6 +94,8 @@ class WorkerHandle:
         self._consumer: _EmbeddedConsumer | None = None
         self._seconds_per_event = 0.005  # learnt from the passes (moving average)
         self._last_pass_seconds = 0.0
+        self._busy_since: float | None = None
+        self._own_newest_id = 0  # the newest event when this loop's last pass ended
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -142,10 +154,38 @@ class WorkerHandle:
     # -- the outbox loop ---------------------------------------------------------------------------
 
     def writers_active(self) -> bool:
-        """Whether events are arriving now (the newest is younger than ``ARRIVING_SECONDS``)."""
+        """Whether events are arriving now: the newest is younger than ``ARRIVING_SECONDS`` and was not
+        written by this loop's own last pass (handlers emit events too: ``points.earned`` …; taken for
+        arrivals, they kept the loop pacing itself, and then deferring, long after a burst ended)."""
+        newest = self._newest_event()
+        if newest is None or newest[0] <= self._own_newest_id:
+            return False
+        return (utcnow() - newest[1]).total_seconds() < ARRIVING_SECONDS
+
+    def _newest_event(self) -> tuple[int, datetime] | None:
         with self.db.unit_of_work(None, write=False) as session:
-            newest = OutboxRepository(session).newest_event_at()
-        return newest is not None and (utcnow() - newest).total_seconds() < ARRIVING_SECONDS
+            row = session.execute(
+                select(OutboxEvent.id, OutboxEvent.occurred_at).order_by(OutboxEvent.id.desc()).limit(1)
+            ).first()
+        return None if row is None else (row[0], row[1])
+
+    def deliveries_due(self) -> bool:
+        """Whether a webhook delivery is due: read first, so that a pass with nothing to send does not
+        queue for the writer lock (``deliver_due`` claims its deliveries in a writer transaction)."""
+        with self.db.unit_of_work(None, write=False) as session:
+            return bool(OutboxRepository(session).due_deliveries(utcnow(), 1))
+
+    def defer(self, *, busy: bool) -> bool:
+        """Whether to leave the events for later: writers are active and have been for less than
+        ``BUSY_DEFER_SECONDS`` (a burst of orders is not slowed by earning; its events are dispatched
+        in full batches once it ends, or paced once it has lasted that long)."""
+        if not busy:
+            self._busy_since = None
+            return False
+        now = time.monotonic()
+        if self._busy_since is None:
+            self._busy_since = now
+        return now - self._busy_since < BUSY_DEFER_SECONDS
 
     def dispatch_batch(self, *, busy: bool) -> int:
         """Events for the next pass: all of ``DISPATCH_BATCH`` when idle, else what fits in about
@@ -162,9 +202,17 @@ class WorkerHandle:
         dispatched = dispatch_pending(self.db, batch=batch)
         self._last_pass_seconds = time.perf_counter() - started
         if dispatched.taken:
+            # Events up to the newest now are this pass's own (on SQLite no other writer ran meanwhile).
+            newest = self._newest_event()
+            self._own_newest_id = newest[0] if newest is not None else 0
+        if dispatched.taken:
             per_event = self._last_pass_seconds / dispatched.taken
             self._seconds_per_event = 0.5 * self._seconds_per_event + 0.5 * per_event
-        delivered = deliver_due(self.db, client=client, limit=DELIVERY_BATCH)
+        delivered = (
+            deliver_due(self.db, client=client, limit=DELIVERY_BATCH)
+            if self.deliveries_due()
+            else DeliveryStats()
+        )
         c = self.counters
         with c.lock:
             c.loops += 1
@@ -193,7 +241,8 @@ class WorkerHandle:
                 busy = False
                 try:
                     busy = self.writers_active()
-                    backlog = self.run_outbox_once(client, busy=busy)
+                    if not self.defer(busy=busy):
+                        backlog = self.run_outbox_once(client, busy=busy)
                 except Exception as exc:  # keep polling: the database may come back
                     with self.counters.lock:
                         self.counters.errors += 1

@@ -119,8 +119,30 @@ def _install_sqlite_writer_lock(engine: Engine) -> None:
             lock.release()
             raise
 
-    def end(conn: Any) -> None:
-        if conn.info.pop(_HOLDS_WRITE_LOCK, False):
+    def commit(conn: Any) -> None:
+        # SQLAlchemy announces a commit before it runs it: releasing the lock then would let the next
+        # writer's ``BEGIN IMMEDIATE`` meet SQLite's lock still held and sleep in its busy handler
+        # (1, 2, 5, 10 … ms). So the transaction is committed here first, and SQLAlchemy's own COMMIT
+        # that follows has nothing left to do. Should it fail, the lock is kept: SQLAlchemy commits
+        # again, reports the error as usual, and the rollback that follows releases the lock.
+        if not conn.info.get(_HOLDS_WRITE_LOCK):
+            return
+        try:
+            conn.connection.dbapi_connection.commit()
+        except Exception:
+            return
+        conn.info.pop(_HOLDS_WRITE_LOCK, None)
+        lock.release()
+
+    def rollback(conn: Any) -> None:
+        # Likewise rolled back before the lock is released (whatever the outcome).
+        if not conn.info.pop(_HOLDS_WRITE_LOCK, False):
+            return
+        try:
+            conn.connection.dbapi_connection.rollback()
+        except Exception:
+            pass  # SQLAlchemy's own ROLLBACK follows and reports it
+        finally:
             lock.release()
 
     def reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
@@ -129,14 +151,23 @@ def _install_sqlite_writer_lock(engine: Engine) -> None:
             lock.release()
 
     event.listen(engine, "begin", begin)
-    event.listen(engine, "commit", end)
-    event.listen(engine, "rollback", end)
+    event.listen(engine, "commit", commit)
+    event.listen(engine, "rollback", rollback)
     event.listen(engine.pool, "reset", reset)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        if (
+            ":memory:" not in url
+            and url not in ("sqlite://", "sqlite+pysqlite://")
+            and "poolclass" not in kwargs
+        ):
+            # Connections are kept for as many requests as the thread pool runs at once (40): with
+            # the default 5 every busy second opened and closed connections (and ran their PRAGMAs).
+            kwargs.setdefault("pool_size", 40)
+            kwargs.setdefault("max_overflow", 10)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         _install_sqlite_writer_lock(engine)
@@ -229,6 +260,33 @@ class Database:
 def begin_write(session: Session) -> None:
     """Open the session's transaction as a writer (``BEGIN IMMEDIATE`` on SQLite)."""
     session.connection(execution_options={"sqlite_immediate": True})
+
+
+@contextmanager
+def reads_before_write(session: Session) -> Iterator[None]:
+    """Run the reads a write is based on before the write's transaction, outside SQLite's writer lock.
+
+    On SQLite, when the session's transaction has not begun yet (a request's session begins at its
+    first statement) and nothing is pending, the block runs in a reading transaction (plain
+    ``BEGIN``), committed when the block ends; the statements after it begin a writer transaction of
+    their own. The writer lock is then held only for the writes, not for the look-ups and the checks
+    and computing between them (on two cores the holder of the lock often waits for the CPU).
+    What was read may change before the write begins: the writes must stand on constraints (unique
+    keys, foreign keys), not on what was read. Anywhere else (PostgreSQL, a transaction already
+    open) the block is part of the session's transaction, as without it. If the block raises, the
+    reading transaction is left to the session's owner to roll back."""
+    if (
+        session.in_transaction()
+        or session.get_bind().dialect.name != "sqlite"
+        or session.new
+        or session.dirty
+        or session.deleted
+    ):
+        yield
+        return
+    session.connection(execution_options={"sqlite_immediate": False})
+    yield
+    session.commit()
 
 
 def advisory_lock(session: Session, name: str) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from huiyuan.auth.deps import require
+from huiyuan.kit.db import reads_before_write
 from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
@@ -123,18 +124,29 @@ def list_orders(
     responses={200: {"description": "A replay of an order already recorded: the first result"}},
 )
 def record_order(data: OrderIn, session: SessionDep, actor: Writer) -> Response:
-    result = service.record(session, actor=actor, data=data)
-    out = views.recorded_order_out(session, result)
+    # The look-ups and checks run first, in a reading transaction of their own: on SQLite the writer
+    # lock is then held only while the order's rows are written, not while the order is checked and
+    # computed (``reads_before_write``). A replay is answered from that reading transaction.
+    with reads_before_write(session):
+        prepared = service.prepare(session, actor=actor, data=data)
+        if prepared.replay is not None:
+            return _order_response(views.recorded_order_out(session, prepared.replay), created=False)
+    result = service.write(session, actor=actor, data=data, prepared=prepared)
+    # A number taken since the look-up is a replay: its first order is read before the commit.
+    out = views.recorded_order_out(session, result) if result.plan is None else None
     # Committed here, not by the session dependency two thread-pool trips later: under load those
     # trips wait behind other requests, and SQLite's writer lock would be held all the while
     # (measured: most of the lock time of an order with 16 clients). A failed commit still fails
     # the request, and the dependency's own commit then has nothing to do.
     session.commit()
-    # Serialized here too: returning the model would cost one more trip to the thread pool to
-    # check it against ``response_model`` again (it is an ``OrderOut`` already).
-    return Response(
-        out.model_dump_json(), status_code=201 if result.created else 200, media_type="application/json"
-    )
+    # A new order is rendered from the rows just written, after the lock is released.
+    return _order_response(out or views.recorded_order_out(session, result), created=result.created)
+
+
+def _order_response(out: OrderOut, *, created: bool) -> Response:
+    # Serialized here: returning the model would cost one more trip to the thread pool to check it
+    # against ``response_model`` again (it is an ``OrderOut`` already).
+    return Response(out.model_dump_json(), status_code=201 if created else 200, media_type="application/json")
 
 
 @router.post("/orders/batch", response_model=OrderBatchOut, summary="Record up to 1,000 orders")

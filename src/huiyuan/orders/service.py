@@ -263,31 +263,61 @@ class RecordedOrder:
         return self._order
 
 
-def record(session: Session, *, actor: Principal, data: OrderIn) -> RecordedOrder:
-    """Record a paid order. A replay of the same request under the same order number returns the
-    first order with ``created=False``; another body is refused."""
+class PreparedOrder:
+    """What ``prepare`` read and checked for one order: the request's fingerprint, and either the
+    order's rows to write (``plan``) or the answer to a replay (``replay``)."""
+
+    def __init__(
+        self, digest: str, *, plan: planning.OrderPlan | None = None, replay: RecordedOrder | None = None
+    ) -> None:
+        self.digest = digest
+        self.plan = plan
+        self.replay = replay
+
+
+def prepare(session: Session, *, actor: Principal, data: OrderIn) -> PreparedOrder:
+    """The reading half of ``record``: look up what the order refers to, check it (``ValidationFailed``
+    lists every problem) and compute its rows; a replay of an order already recorded is answered here
+    (another body under its number is refused). Writes nothing, so it may run in a transaction of its
+    own before the one that writes (``kit.db.reads_before_write``): ``write`` copes with what may
+    change in between."""
     brand_id = actor.scope.require_brand()
-    repo = OrderRepository(session)
     digest = planning.request_hash(data)
     # Nothing is pending in the session yet: an autoflush before each statement would be wasted work.
     with session.no_autoflush:
         ctx, existing = planning.load_single(session, brand_id, data)
         if existing is not None:
-            return _replay(repo, data.order_number, existing, digest)
-        plan = planning.build_plan(data, ctx, digest)
+            return PreparedOrder(
+                digest, replay=_replay(OrderRepository(session), data.order_number, existing, digest)
+            )
+        return PreparedOrder(digest, plan=planning.build_plan(data, ctx, digest))
+
+
+def write(session: Session, *, actor: Principal, data: OrderIn, prepared: PreparedOrder) -> RecordedOrder:
+    """The writing half of ``record``: the order's rows, its audit row and its ``order.paid`` event, in
+    the session's transaction. When the number was taken since ``prepare`` read (a concurrent
+    request), the first order is answered as a replay; when a row the order refers to went away,
+    ``Conflict``."""
+    if prepared.replay is not None:
+        return prepared.replay
+    brand_id = actor.scope.require_brand()
+    plan = prepared.plan
+    assert plan is not None
+    with session.no_autoflush:
         try:
             written = planning.write_plans(session, [plan], item_ids=True, skip_taken=True)
         except IntegrityError:
-            # A row it refers to went away meanwhile (PostgreSQL only: SQLite writers are serialized).
-            # No savepoint is needed to leave nothing half-written: PostgreSQL's transaction is now
-            # aborted and can only roll back.
+            # A row it refers to went away meanwhile (a foreign key: PostgreSQL, or SQLite when the
+            # look-up ran in a transaction before this one). No savepoint is needed to leave nothing
+            # half-written: the caller's transaction can only roll back now.
             raise Conflict("The order could not be recorded because of a concurrent change; retry.")
         if not written:
             # Another request recorded the same number between our look-up and our insert.
+            repo = OrderRepository(session)
             again = repo.existing_orders(brand_id, [data.order_number]).get(data.order_number)
             if again is None:
                 raise Conflict("The order could not be recorded because of a concurrent change; retry.")
-            return _replay(repo, data.order_number, again, digest)
+            return _replay(repo, data.order_number, again, prepared.digest)
         (order_id,) = written
     # Written with Core like the order's own rows: nothing is left for the commit to flush.
     audit.record_now(
@@ -313,6 +343,13 @@ def record(session: Session, *, actor: Principal, data: OrderIn) -> RecordedOrde
         payload=planning.paid_event_payload(plan),
     )
     return RecordedOrder(session, True, plan=plan)
+
+
+def record(session: Session, *, actor: Principal, data: OrderIn) -> RecordedOrder:
+    """Record a paid order (``prepare`` then ``write``, in the caller's transaction). A replay of the
+    same request under the same order number returns the first order with ``created=False``; another
+    body is refused."""
+    return write(session, actor=actor, data=data, prepared=prepare(session, actor=actor, data=data))
 
 
 def record_order(session: Session, *, actor: Principal, data: OrderIn) -> tuple[Order, bool]:
