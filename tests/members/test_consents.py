@@ -207,7 +207,10 @@ def test_verifications(client, world: World) -> None:
     assert got["current"]["student"]["evidence"]["expires_on"] == "2027-07-31"
     with world.db.unit_of_work() as s:
         events = [
-            e.payload for e in s.scalars(select(OutboxEvent).where(OutboxEvent.type == "member.verified"))
+            e.payload
+            for e in s.scalars(
+                select(OutboxEvent).where(OutboxEvent.type == "member.verified").order_by(OutboxEvent.id)
+            )
         ]
     assert [(e["kind"], e["status"]) for e in events] == [
         ("student", "pending"),
