@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from huiyuan.console.deps import Console, requires
+from huiyuan.console.forms import local_datetime, present
 from huiyuan.console.i18n import translate
 from huiyuan.console.pages_tiers import JsonFields, done, failure_status, form_errors, invalid_fields
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
@@ -81,23 +82,6 @@ def _errors(exc: ValidationError | AppError, body: Any = None) -> list[dict[str,
     if isinstance(exc, ValidationError):
         return rules_field_errors(exc, body, prefix="")
     return form_errors(exc)
-
-
-def _present(values: dict[str, str]) -> dict[str, str]:
-    # Empty inputs mean "not set" (unlimited, no price), not an empty value.
-    return {k: v.strip() for k, v in values.items() if v.strip()}
-
-
-def _local_time(raw: str, field: str, zone: str, errors: list[dict[str, Any]]) -> datetime | None:
-    """A ``datetime-local`` input read in the brand's time zone (an explicit offset is kept)."""
-    if not raw.strip():
-        return None
-    try:
-        value = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        errors.append(field_error(field, "not a date and time (YYYY-MM-DDTHH:MM)", "datetime"))
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=ZoneInfo(zone))
 
 
 def _decoded(raw: bytes, field: str) -> str:
@@ -195,8 +179,8 @@ def create_template(
         parsed_rules = docs.parse(rules, "rules", shape=dict, empty=None)
         zone = console.timezone()
         window = {
-            "claim_from": _local_time(claim_from, "claim_from", zone, docs.errors),
-            "claim_to": _local_time(claim_to, "claim_to", zone, docs.errors),
+            "claim_from": local_datetime(claim_from, "claim_from", zone, docs.errors),
+            "claim_to": local_datetime(claim_to, "claim_to", zone, docs.errors),
         }
         docs.check()
         numbers = {
@@ -215,7 +199,7 @@ def create_template(
             "status": status,
             "code_source": code_source,
             "rules": parsed_rules,
-            **_present(numbers),
+            **present(numbers),
             "claimable": claimable == "1",
             **{k: v for k, v in window.items() if v is not None},
             "point_type": point_type.strip() or None,

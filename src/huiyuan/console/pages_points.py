@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from huiyuan.console.deps import Console, requires
+from huiyuan.console.forms import present
 from huiyuan.console.i18n import translate
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
 from huiyuan.kit.errors import AppError, ValidationFailed, field_error
@@ -74,11 +75,6 @@ def _created(request: Request, target: str) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
-def _present(values: dict[str, str]) -> dict[str, str]:
-    # Empty inputs mean "the default", not an empty value.
-    return {k: v.strip() for k, v in values.items() if v.strip()}
-
-
 # -- point types -----------------------------------------------------------------------------------
 
 
@@ -125,7 +121,7 @@ def create_point_type(
     expiry_policy: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     form = {k: v for k, v in locals().items() if isinstance(v, str)}
-    numbers = _present(
+    numbers = present(
         {
             "fair_value": fair_value,
             "points_per_yuan": points_per_yuan,

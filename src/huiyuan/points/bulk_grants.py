@@ -27,33 +27,32 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from huiyuan.kit.bulkinsert import add_to_columns, executemany_rows, insert_returning_ids
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.scope import Principal
 from huiyuan.members.models import Member
-from huiyuan.outbox.models import OutboxEvent
 from huiyuan.points import expiry_policy, ledger
-from huiyuan.points.bulk import CHUNK, create_accounts, dialect_insert, set_results
+from huiyuan.points.bulk import (
+    ACCOUNTS,
+    CHUNK,
+    ENTRIES,
+    EVENTS,
+    LOTS,
+    MOVES,
+    OPERATIONS,
+    create_accounts,
+    dialect_insert,
+    set_results,
+)
 from huiyuan.points.ledger.core import _tz
 from huiyuan.points.models import (
-    PointAccount,
-    PointEntry,
-    PointEntryLot,
     PointLot,
-    PointOperation,
     PointReservation,
     PointType,
 )
-
-ACCOUNTS: Table = PointAccount.__table__  # type: ignore[assignment]
-OPERATIONS: Table = PointOperation.__table__  # type: ignore[assignment]
-LOTS: Table = PointLot.__table__  # type: ignore[assignment]
-ENTRIES: Table = PointEntry.__table__  # type: ignore[assignment]
-MOVES: Table = PointEntryLot.__table__  # type: ignore[assignment]
-EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
