@@ -1,21 +1,85 @@
-"""Form helpers of the console pages that take times, amounts and counts typed by hand (benefits,
-wallet, shared point programmes): inputs left empty as "not set", ``datetime-local`` inputs read in
-the brand's time zone, whole numbers, a period of local days, and the field errors a failed form
-shows. Parsing only as far as a browser sends strings; no queries or business rules here.
+"""Form helpers shared by the console pages: the field errors a failed form shows and the inputs
+to mark invalid, JSON documents typed into text areas (parsed and shown back), the answer after a
+successful form and the status of a failed one; and, for the pages that take times, amounts and
+counts typed by hand (benefits, wallet, shared point programmes), inputs left empty as "not set",
+``datetime-local`` inputs read in the brand's time zone, whole numbers and a period of local days.
+Parsing only as far as a browser sends strings; no queries or business rules here.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from huiyuan.console.deps import Console
-from huiyuan.console.pages_tiers import form_errors
+from huiyuan.console.web import is_htmx
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.errors import AppError, ValidationFailed, field_error
+
+
+def form_errors(exc: ValidationError | AppError) -> list[dict[str, Any]]:
+    """The field errors of a failed validation (pydantic's or a service's), one list for the form."""
+    if isinstance(exc, ValidationError):
+        return [field_error(".".join(str(p) for p in e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
+    return exc.errors or [{"field": "", "message": exc.detail, "code": exc.code}]
+
+
+def invalid_fields(
+    errors: Iterable[dict[str, Any]], to_input: Callable[[str], str] | None = None
+) -> set[str]:
+    """Names of the inputs to mark invalid: by default the first segment of each error's field."""
+    fields = (str(e.get("field", "")) for e in errors)
+    return {to_input(f) if to_input else f.split(".")[0] for f in fields}
+
+
+class JsonFields:
+    """Parses the JSON text areas of one form, collecting every malformed one before failing."""
+
+    def __init__(self) -> None:
+        self.errors: list[dict[str, Any]] = []
+
+    def parse(self, raw: str, field: str, *, shape: type, empty: Any) -> Any:
+        if not raw.strip():
+            return empty
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            self.errors.append(field_error(field, f"not valid JSON: {exc.msg}", "json"))
+            return empty
+        if not isinstance(value, shape):
+            kind = "a JSON object" if shape is dict else "a JSON array"
+            self.errors.append(field_error(field, f"must be {kind}", "json"))
+            return empty
+        return value
+
+    def check(self) -> None:
+        if self.errors:
+            raise ValidationFailed("Some fields are not valid JSON.", errors=self.errors)
+
+
+def pretty(document: Any) -> str:
+    """A stored JSON document as the text area shows it (empty for none)."""
+    if document is None or document == []:
+        return ""
+    return json.dumps(document, ensure_ascii=False)
+
+
+def done(request: Request, target: str) -> Response:
+    """After a successful form: a fresh page, so the new or changed row shows in the list."""
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+def failure_status(exc: ValidationError | AppError) -> int:
+    return exc.status if isinstance(exc, AppError) else 422
 
 
 def present(values: dict[str, str]) -> dict[str, str]:

@@ -23,8 +23,16 @@ from huiyuan.benefits.card_repository import CardRepository
 from huiyuan.benefits.card_schemas import PRODUCT_EXAMPLE, CardProductIn, CardProductUpdate
 from huiyuan.benefits.cards import CardClosed
 from huiyuan.console.deps import Console, requires
-from huiyuan.console.forms import local_datetime, local_input, present, problems
-from huiyuan.console.pages_tiers import JsonFields, done, failure_status, invalid_fields
+from huiyuan.console.forms import (
+    JsonFields,
+    done,
+    failure_status,
+    invalid_fields,
+    local_datetime,
+    local_input,
+    present,
+    problems,
+)
 from huiyuan.console.web import ConsoleRoute, render
 from huiyuan.kit.errors import AppError
 from huiyuan.members import identity

@@ -24,9 +24,16 @@ from huiyuan.benefits import appointments, entitlements, verification
 from huiyuan.benefits.repository import BenefitRepository
 from huiyuan.benefits.schemas import DeskVerifyIn
 from huiyuan.console.deps import Console, requires
-from huiyuan.console.forms import check, local_datetime, present, problems, whole_number
+from huiyuan.console.forms import (
+    check,
+    failure_status,
+    invalid_fields,
+    local_datetime,
+    present,
+    problems,
+    whole_number,
+)
 from huiyuan.console.i18n import translate
-from huiyuan.console.pages_tiers import failure_status, invalid_fields
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.errors import AppError, NotFound, field_error

@@ -32,9 +32,17 @@ from huiyuan.benefits.models import (
 from huiyuan.benefits.repository import BenefitRepository
 from huiyuan.benefits.schemas import SERVICE_EXAMPLE, DefinitionUpdate
 from huiyuan.console.deps import Console, requires
-from huiyuan.console.forms import check, present, problems, span
+from huiyuan.console.forms import (
+    JsonFields,
+    check,
+    done,
+    failure_status,
+    invalid_fields,
+    present,
+    problems,
+    span,
+)
 from huiyuan.console.i18n import translate
-from huiyuan.console.pages_tiers import JsonFields, done, failure_status, invalid_fields
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
 from huiyuan.kit import tables
 from huiyuan.kit.errors import AppError, ValidationFailed, field_error

@@ -24,9 +24,16 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from huiyuan.console.deps import Console, requires
-from huiyuan.console.forms import local_datetime, present
+from huiyuan.console.forms import (
+    JsonFields,
+    done,
+    failure_status,
+    form_errors,
+    invalid_fields,
+    local_datetime,
+    present,
+)
 from huiyuan.console.i18n import translate
-from huiyuan.console.pages_tiers import JsonFields, done, failure_status, form_errors, invalid_fields
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
 from huiyuan.coupons import issuing, push, reports, templates
 from huiyuan.coupons.models import ISSUE_CHANNELS

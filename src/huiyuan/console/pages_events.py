@@ -19,8 +19,8 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from huiyuan.console.deps import Console, requires
+from huiyuan.console.forms import done, form_errors
 from huiyuan.console.i18n import translate
-from huiyuan.console.pages_tiers import done, form_errors
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
 from huiyuan.events import repository, service, sources
 from huiyuan.events.models import DEFINITION_KINDS, MESSAGE_TYPES, UNPLANNED_STATUSES, EventDefinition

@@ -21,8 +21,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from huiyuan.console.deps import Console, requires
+from huiyuan.console.forms import done, form_errors
 from huiyuan.console.i18n import translate
-from huiyuan.console.pages_tiers import done, form_errors
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
 from huiyuan.identity import service
 from huiyuan.identity.repository import IdentityGraphRepository

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from huiyuan.console.deps import Console, requires
-from huiyuan.console.pages_tiers import JsonFields, done, failure_status, form_errors, invalid_fields
+from huiyuan.console.forms import JsonFields, done, failure_status, form_errors, invalid_fields
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
 from huiyuan.kit.errors import AppError
 from huiyuan.members import service as members

@@ -4,29 +4,28 @@ forms (validation errors shown in the form), the distribution of members per lev
 member's tier (level, validity, progress to the next level, latest changes) as a fragment of the
 member's loyalty section.
 
-Handlers call ``tiers.configuration`` and ``tiers.service`` (the same verbs and read models as the
+Handlers call ``tiers.configuration`` and ``tiers.reads`` (the same verbs and read models as the
 API). Forms are parsed here only as far as a browser sends strings: conditions, validity and gifts
-are JSON documents typed into text areas. The form helpers at the top are shared with the paid plan
-pages. No queries or business rules here.
+are JSON documents typed into text areas (the shared form helpers are in ``console.forms``). No
+queries or business rules here.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from huiyuan.console.deps import Console, requires
+from huiyuan.console.forms import JsonFields, done, failure_status, form_errors, invalid_fields, pretty
 from huiyuan.console.i18n import translate
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
-from huiyuan.kit.errors import AppError, NotFound, ValidationFailed, field_error
+from huiyuan.kit.errors import AppError, NotFound
 from huiyuan.members import service as members
-from huiyuan.tiers import configuration, distribution, service, views
+from huiyuan.tiers import configuration, distribution, reads, views
 from huiyuan.tiers.ladder import NoTierProgram
 from huiyuan.tiers.models import TierLevel, TierProgram
 from huiyuan.tiers.schemas import PROGRAM_EXAMPLE, LevelIn, LevelUpdate, ProgramIn
@@ -41,67 +40,6 @@ UPGRADE_EXAMPLE = '{"basis": "growth", "min": 1000}'
 VALIDITY_EXAMPLE = '{"kind": "months", "months": 12}'
 WINDOW_KINDS = ("rolling_months", "calendar_year")
 SETTLEMENT_MODES = ("realtime", "fixed_date")
-
-
-# -- form helpers (shared with the paid plan pages) ------------------------------------------------
-
-
-def form_errors(exc: ValidationError | AppError) -> list[dict[str, Any]]:
-    """The field errors of a failed validation (pydantic's or a service's), one list for the form."""
-    if isinstance(exc, ValidationError):
-        return [field_error(".".join(str(p) for p in e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
-    return exc.errors or [{"field": "", "message": exc.detail, "code": exc.code}]
-
-
-def invalid_fields(
-    errors: Iterable[dict[str, Any]], to_input: Callable[[str], str] | None = None
-) -> set[str]:
-    """Names of the inputs to mark invalid: by default the first segment of each error's field."""
-    fields = (str(e.get("field", "")) for e in errors)
-    return {to_input(f) if to_input else f.split(".")[0] for f in fields}
-
-
-class JsonFields:
-    """Parses the JSON text areas of one form, collecting every malformed one before failing."""
-
-    def __init__(self) -> None:
-        self.errors: list[dict[str, Any]] = []
-
-    def parse(self, raw: str, field: str, *, shape: type, empty: Any) -> Any:
-        if not raw.strip():
-            return empty
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            self.errors.append(field_error(field, f"not valid JSON: {exc.msg}", "json"))
-            return empty
-        if not isinstance(value, shape):
-            kind = "a JSON object" if shape is dict else "a JSON array"
-            self.errors.append(field_error(field, f"must be {kind}", "json"))
-            return empty
-        return value
-
-    def check(self) -> None:
-        if self.errors:
-            raise ValidationFailed("Some fields are not valid JSON.", errors=self.errors)
-
-
-def pretty(document: Any) -> str:
-    """A stored JSON document as the text area shows it (empty for none)."""
-    if document is None or document == []:
-        return ""
-    return json.dumps(document, ensure_ascii=False)
-
-
-def done(request: Request, target: str) -> Response:
-    """After a successful form: a fresh page, so the new or changed row shows in the list."""
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
-
-
-def failure_status(exc: ValidationError | AppError) -> int:
-    return exc.status if isinstance(exc, AppError) else 422
 
 
 # -- the tiers page: settings, levels, distribution ------------------------------------------------
@@ -396,11 +334,11 @@ def member_tier(request: Request, member_id: int, console: Reader) -> Response:
     member = members.get_member(session, member_id)  # 404 page for other brands' members
     context: dict[str, Any] = {"member": member, "tier": None, "changes": [], "names": {}}
     try:
-        view = service.member_tier(session, member.id)
+        view = reads.member_tier(session, member.id)
     except NoTierProgram:
         pass
     else:
-        rows, codes = service.tier_history(session, member.id, before_id=None, limit=HISTORY_ROWS)
+        rows, codes = reads.tier_history(session, member.id, before_id=None, limit=HISTORY_ROWS)
         context.update(
             tier=views.member_tier_out(view),
             changes=[views.change_out(c, codes) for c in rows],

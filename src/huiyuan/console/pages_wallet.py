@@ -24,9 +24,18 @@ from pydantic import ValidationError
 
 from huiyuan.audit import repository as audit_repository
 from huiyuan.console.deps import Console, requires
-from huiyuan.console.forms import check, local_datetime, local_input, present, problems, span
+from huiyuan.console.forms import (
+    check,
+    done,
+    failure_status,
+    invalid_fields,
+    local_datetime,
+    local_input,
+    present,
+    problems,
+    span,
+)
 from huiyuan.console.i18n import translate
-from huiyuan.console.pages_tiers import done, failure_status, invalid_fields
 from huiyuan.console.web import ConsoleRoute, render
 from huiyuan.kit import tables
 from huiyuan.kit.errors import AppError, NotFound, ValidationFailed, field_error
