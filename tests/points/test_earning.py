@@ -362,7 +362,7 @@ def test_import_with_earning_earns_at_once_and_the_dispatcher_adds_nothing(
     given them, the buyer reaching a level is upgraded in the same transaction, and dispatching the
     ``order.paid`` events afterwards earns nothing twice."""
     from huiyuan.orders.bulk import record_orders_bulk
-    from huiyuan.tiers import service as tiers
+    from huiyuan.tiers import reads as tiers
     from tests.tiers.helpers import register_test_gift, set_up_ladder
 
     register_test_gift()
@@ -453,7 +453,7 @@ def test_capped_rules_earn_inside_the_batch_before_tiers_are_evaluated(client, w
     assert _account(world, climber, "growth").available == 990 + 30  # type: ignore[union-attr]
     assert _account(world, climber).available == 3 * 180  # type: ignore[union-attr]
     with world.db.unit_of_work(actor.scope, write=False) as s:
-        from huiyuan.tiers import service as tiers
+        from huiyuan.tiers import reads as tiers
 
         level = tiers.current_tier(s, climber)
         assert level is not None and level.code == "silver"

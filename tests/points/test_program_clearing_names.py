@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,29 +15,17 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from huiyuan.kit.clock import FrozenClock
-from huiyuan.kit.db import Database, scope_of
+from huiyuan.kit.db import scope_of
 from huiyuan.kit.scope import SYSTEM, Scope
 from huiyuan.points import clearing, program_admin, program_clearing
 from huiyuan.points.program_models import PointProgramBrand
 from huiyuan.points.program_schemas import ParticipationUpdate
-from tests.points.helpers import frozen_clock
-from tests.points.program_helpers import Alliance, make_alliance
+from tests.points.program_helpers import Alliance
 
 BRAND_PARTY = re.compile(r"^brand:\d+$")
 
-
-@pytest.fixture
-def clock() -> Iterator[FrozenClock]:
-    with frozen_clock() as c:
-        yield c
-
-
-@pytest.fixture
-def al(db: Database, clock: FrozenClock) -> Alliance:
-    alliance = make_alliance(db)
-    alliance.members["b"] = alliance.enroll(alliance.b, "小明@B")
-    alliance.members["c"] = alliance.enroll(alliance.c, "小明@C")
-    return alliance
+# ``clock`` and ``al`` (the alliance with a member at B and at C) come from ``tests/points/conftest.py``.
+pytestmark = pytest.mark.usefixtures("fresh_programme_memory")
 
 
 def _scenario(al: Alliance, clock: FrozenClock) -> tuple[datetime, datetime]:

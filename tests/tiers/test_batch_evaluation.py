@@ -13,7 +13,7 @@ from huiyuan.kit.clock import FrozenClock
 from huiyuan.kit.scope import system_for_brand
 from huiyuan.points import ledger
 from huiyuan.points.models import PointType
-from huiyuan.tiers import service
+from huiyuan.tiers import reads, service
 from huiyuan.tiers.models import TierChange, TierLevel
 from tests.conftest import World
 from tests.points.helpers import MONTHLY, check_ledger
@@ -67,7 +67,7 @@ def _outcome(world: World, n: int, members: list[int]) -> list[tuple[str, list[t
         codes = {lv.id: lv.code for lv in s.scalars(select(TierLevel))}
         out = []
         for m in members:
-            current = service.current_tier(s, m)
+            current = reads.current_tier(s, m)
             changes = s.scalars(select(TierChange).where(TierChange.member_id == m).order_by(TierChange.id))
             out.append(
                 (

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from huiyuan.audit.models import AuditEntry
 from huiyuan.kit.clock import FrozenClock
 from huiyuan.outbox.models import OutboxEvent
-from huiyuan.tiers import service
+from huiyuan.tiers import reads
 from tests.conftest import World
 from tests.tiers.helpers import (
     GRANTS,
@@ -54,7 +54,7 @@ def test_upgrade_on_growth_through_the_points_event(clock: FrozenClock, client, 
             )
         ]
         audited = list(s.scalars(select(AuditEntry.action).where(AuditEntry.entity_id == str(m))))
-        current = service.current_tier(s, m)
+        current = reads.current_tier(s, m)
     assert [(p["reason"], p["to_level"]) for p in changed] == [("initial", "base"), ("upgrade", "silver")]
     assert "tier.upgrade" in audited
     assert current is not None and current.code == "silver" and str(current.points_multiplier) == "1.200"

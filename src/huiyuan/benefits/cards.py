@@ -67,7 +67,7 @@ from huiyuan.kit.errors import (
 from huiyuan.kit.idempotency import request_hash
 from huiyuan.kit.scope import Principal
 from huiyuan.outbox.service import emit
-from huiyuan.tiers.service import current_tier
+from huiyuan.tiers.reads import current_tier
 
 # A nominal term start for showing a product's scheduled value (weeks per term vary by month lengths).
 _NOMINAL_START = datetime(2026, 1, 1, tzinfo=UTC)

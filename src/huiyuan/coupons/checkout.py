@@ -54,7 +54,7 @@ from huiyuan.kit.types import to_money
 from huiyuan.members.models import Member
 from huiyuan.outbox.service import emit
 from huiyuan.paid.service import active_plan
-from huiyuan.tiers.service import current_tier
+from huiyuan.tiers.reads import current_tier
 
 ZERO = Decimal("0.00")
 # Order references read by one statement of ``order_refs_with_lock``.

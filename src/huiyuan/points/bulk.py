@@ -230,7 +230,7 @@ def earn_for_orders(session: Session, *, actor: Principal, order_ids: Sequence[i
     planned: list[tuple[Any, rules.Grant]] = []
     # Tier (current) and paid plan (as of each order's payment) for every member, read set-based.
     member_ids = sorted({o.member_id for o in orders if o.member_id is not None})
-    current_tiers = earning._optional("huiyuan.tiers.service", "current_tiers")
+    current_tiers = earning._optional("huiyuan.tiers.reads", "current_tiers")
     tiers = current_tiers(session, brand_id, member_ids) if current_tiers is not None else {}
     plan_terms = earning._optional("huiyuan.paid.service", "plan_terms")
     terms: dict[int, Any] = {}

@@ -85,7 +85,7 @@ def member_facts(
     multipliers: list[rules.ExternalMultiplier] = []
     tier_code = plan_code = None
     if tier is _LOOK_UP:
-        current_tier = _optional("huiyuan.tiers.service", "current_tier")
+        current_tier = _optional("huiyuan.tiers.reads", "current_tier")
         tier = current_tier(session, member.id) if current_tier is not None else None
     if tier is not None:
         tier_code = tier.code

@@ -62,7 +62,7 @@ from huiyuan.profile.schemas import (
     TimelineKind,
     TimelinePage,
 )
-from huiyuan.tiers import service as tiers
+from huiyuan.tiers import reads as tiers
 from huiyuan.tiers.ladder import load_ladder
 
 SEARCH_LIMIT = 20

@@ -12,7 +12,7 @@ from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
 from huiyuan.settings import get_settings
-from huiyuan.tiers import configuration, distribution, service, views
+from huiyuan.tiers import configuration, distribution, reads, service, views
 from huiyuan.tiers.schemas import (
     DistributionOut,
     LevelIn,
@@ -91,7 +91,7 @@ def get_distribution(
     summary="A member's level, validity and progress to the next level",
 )
 def get_member_tier(member_id: int, session: SessionDep, actor: Reader) -> MemberTierOut:
-    return views.member_tier_out(service.member_tier(session, member_id))
+    return views.member_tier_out(reads.member_tier(session, member_id))
 
 
 @router.get(
@@ -103,7 +103,7 @@ def get_member_tier_history(
     member_id: int, session: SessionDep, actor: Reader, cursor: str | None = None, limit: int = 50
 ) -> Page[TierChangeOut]:
     limit = check_limit(limit, get_settings().max_page_size)
-    rows, codes = service.tier_history(session, member_id, before_id=decode_cursor(cursor), limit=limit + 1)
+    rows, codes = reads.tier_history(session, member_id, before_id=decode_cursor(cursor), limit=limit + 1)
     return cursor_page(rows, limit, lambda shown: [views.change_out(c, codes) for c in shown])
 
 
@@ -123,7 +123,7 @@ def override_member_tier(
         reason=data.reason,
         until=data.until,
     )
-    return views.member_tier_out(service.member_tier(session, member_id))
+    return views.member_tier_out(reads.member_tier(session, member_id))
 
 
 @router.delete("/members/{member_id}/tier/override", status_code=204, summary="Lift a member's tier override")
@@ -141,4 +141,4 @@ def set_member_rfm_score(
     member_id: int, data: RfmScoreIn, session: SessionDep, actor: Writer
 ) -> MemberTierOut:
     service.set_rfm_score(session, actor=actor, member_id=member_id, score=data.rfm_score)
-    return views.member_tier_out(service.member_tier(session, member_id))
+    return views.member_tier_out(reads.member_tier(session, member_id))

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from huiyuan.kit.web import SessionDep
 from huiyuan.selfservice.api import CurrentMemberDep
-from huiyuan.tiers import service, views
+from huiyuan.tiers import reads, views
 from huiyuan.tiers.schemas import MemberTierOut
 
 router = APIRouter(prefix="/api/v1/me/tier", tags=["me"])
@@ -18,4 +18,4 @@ router = APIRouter(prefix="/api/v1/me/tier", tags=["me"])
 
 @router.get("", response_model=MemberTierOut, summary="My level, its validity and my progress to the next")
 def my_tier(session: SessionDep, member: CurrentMemberDep) -> MemberTierOut:
-    return views.member_tier_out(service.member_tier(session, member.id))
+    return views.member_tier_out(reads.member_tier(session, member.id))

@@ -1,8 +1,9 @@
 """Business verbs of member tiers: evaluating a member (upgrade, settlement of an end of validity,
-reactivation), operator overrides, the RFM score given from outside, and the read functions other
-domains use (``current_tier``). Every change writes a ``TierChange`` row, an audit row and a
-``tier.changed`` event in the caller's transaction; nothing here commits. Configuration lives in
-``configuration``, the distribution over time in ``distribution``.
+reactivation), operator overrides and the RFM score given from outside. Every change writes a
+``TierChange`` row, an audit row and a ``tier.changed`` event in the caller's transaction; nothing
+here commits. A member's tier as shown (``member_tier``), the member's changes (``tier_history``)
+and the level other domains look up (``current_tier``, ``current_tiers``) are read in ``reads``;
+configuration lives in ``configuration``, the distribution over time in ``distribution``.
 
 Policies:
 
@@ -42,12 +43,12 @@ from huiyuan.kit.context import current_request_id
 from huiyuan.kit.errors import NotFound, ValidationFailed, field_error
 from huiyuan.kit.scope import Principal
 from huiyuan.members.models import Member
-from huiyuan.members.repository import MemberRepository
 from huiyuan.outbox.models import OutboxEvent
 from huiyuan.outbox.service import emit
 from huiyuan.tiers import policy
 from huiyuan.tiers.ladder import Ladder, load_ladder, require_ladder
 from huiyuan.tiers.models import MemberTier, TierChange, TierLevel
+from huiyuan.tiers.reads import basis_for, current_window, require_member
 from huiyuan.tiers.repository import ZERO, BasisRepository, TierRepository
 
 # A member not reviewed for years is settled period by period, up to this many at once.
@@ -93,44 +94,6 @@ class _Batch:
             session.execute(insert(AUDIT_LOG), self.audits)
         if self.events:
             session.execute(insert(EVENTS), self.events)
-
-
-@dataclass(frozen=True)
-class CurrentTier:
-    """What other domains need to know about a member's level."""
-
-    member_id: int
-    level_id: int
-    code: str
-    rank: int
-    points_multiplier: Decimal
-    valid_until: datetime | None
-
-
-def _member(session: Session, member_id: int) -> Member:
-    member = MemberRepository(session).get(member_id)
-    if member is None:
-        raise NotFound(f"Member {member_id} was not found.")
-    return member
-
-
-def basis_for(
-    session: Session, state: MemberTier | None, member_id: int, window: policy.Window
-) -> policy.Basis:
-    """The member's values in ``window``."""
-    repo = BasisRepository(session)
-    spend, best = repo.spend(member_id, window.start, window.end)
-    return policy.Basis(
-        growth=repo.growth(member_id, window.start, window.end),
-        spend=spend,
-        single_order=best,
-        rfm_score=state.rfm_score if state is not None else None,
-        window=window,
-    )
-
-
-def _current_window(ladder: Ladder, now: datetime) -> policy.Window:
-    return policy.qualification_window(ladder.program.window, end=now, anchor=now, tz=ladder.tz)
 
 
 def _floor_rank(state: MemberTier, ladder: Ladder, at: datetime) -> int:
@@ -433,7 +396,7 @@ def _upgrade_if_reached(
     candidates = [lv for lv in ladder.levels if lv.rank > current.rank and lv.upgrade is not None]
     if not candidates:
         return
-    window = _current_window(ladder, now)
+    window = current_window(ladder, now)
     if values is None:
         basis = basis_for(session, state, member.id, window)
     else:
@@ -495,7 +458,7 @@ def evaluate_member(
 ) -> MemberTier | None:
     """Bring a member's level up to date now: settle ends of validity that are due, then upgrade
     if a higher level is reached. Idempotent; ``None`` when the brand has no tier program."""
-    member = _member(session, member_id)
+    member = require_member(session, member_id)
     ladder = ladder or load_ladder(session, member.brand_id)
     if ladder is None:
         return None
@@ -560,7 +523,7 @@ def evaluate_members(
         return []
     ids = sorted(set(member_ids))
     now = utcnow()
-    window = _current_window(ladder, now)
+    window = current_window(ladder, now)
     tiers, basis = TierRepository(session), BasisRepository(session)
     states: dict[int, Any] = {}  # plain rows: only the members evaluated below get state objects
     values: dict[int, Values] = {}
@@ -647,7 +610,7 @@ def override_tier(
 ) -> MemberTier:
     """Set a member's level by hand. The level is a floor until ``until`` (or until lifted):
     automatic evaluation may raise the member above it, never below it."""
-    member = _member(session, member_id)
+    member = require_member(session, member_id)
     ladder = require_ladder(session, member.brand_id)
     level = ladder.by_code(level_code)
     if level is None:
@@ -683,7 +646,7 @@ def override_tier(
 
 def lift_override(session: Session, *, actor: Principal, member_id: int) -> MemberTier:
     """Remove a member's override floor. A level held only by it is settled at the next review."""
-    member = _member(session, member_id)
+    member = require_member(session, member_id)
     ladder = require_ladder(session, member.brand_id)
     state = TierRepository(session).state(member.id, for_update=True)
     if state is None or state.override_level_id is None:
@@ -717,7 +680,7 @@ def lift_override(session: Session, *, actor: Principal, member_id: int) -> Memb
 
 def set_rfm_score(session: Session, *, actor: Principal, member_id: int, score: Decimal | None) -> MemberTier:
     """Store the RFM score given from outside and evaluate the member with it."""
-    member = _member(session, member_id)
+    member = require_member(session, member_id)
     ladder = require_ladder(session, member.brand_id)
     now = utcnow()
     state = _ensure_state(session, actor=actor, ladder=ladder, member=member, now=now)
@@ -743,88 +706,3 @@ def set_rfm_score(session: Session, *, actor: Principal, member_id: int, score: 
     )
     evaluated = evaluate_member(session, actor=actor, member_id=member.id, reason="rfm_score", ladder=ladder)
     return evaluated or state
-
-
-# -- reads -----------------------------------------------------------------------------------------
-
-
-def current_tier(session: Session, member_id: int) -> CurrentTier | None:
-    """The member's level for other domains (earn multipliers, prices); the base level for a member
-    never evaluated; ``None`` when the member is unknown or the brand has no tier program."""
-    member = MemberRepository(session).get(member_id)
-    if member is None:
-        return None
-    ladder = load_ladder(session, member.brand_id)
-    if ladder is None:
-        return None
-    state = TierRepository(session).state(member_id)
-    level = ladder.by_id(state.level_id) if state is not None else ladder.base
-    return CurrentTier(
-        member_id=member_id,
-        level_id=level.id,
-        code=level.code,
-        rank=level.rank,
-        points_multiplier=level.points_multiplier,
-        valid_until=state.valid_until if state is not None else None,
-    )
-
-
-def current_tiers(session: Session, brand_id: int, member_ids: list[int]) -> dict[int, CurrentTier]:
-    """``current_tier`` for many members of one brand in two queries (set-based earning); empty
-    when the brand has no tier program."""
-    ladder = load_ladder(session, brand_id)
-    if ladder is None:
-        return {}
-    states = TierRepository(session).state_facts(member_ids)
-    out = {}
-    for member_id in member_ids:
-        state = states.get(member_id)
-        level = ladder.by_id(state.level_id) if state is not None else ladder.base
-        out[member_id] = CurrentTier(
-            member_id=member_id,
-            level_id=level.id,
-            code=level.code,
-            rank=level.rank,
-            points_multiplier=level.points_multiplier,
-            valid_until=state.valid_until if state is not None else None,
-        )
-    return out
-
-
-@dataclass
-class MemberTierView:
-    member_id: int
-    ladder: Ladder
-    state: MemberTier | None
-    level: TierLevel
-    basis: policy.Basis
-    next_level: TierLevel | None
-    retention_level: TierLevel | None
-
-
-def member_tier(session: Session, member_id: int) -> MemberTierView:
-    """A member's level with the values that decide the next change (read-only)."""
-    member = _member(session, member_id)
-    ladder = require_ladder(session, member.brand_id)
-    state = TierRepository(session).state(member_id)
-    level = ladder.by_id(state.level_id) if state is not None else ladder.base
-    basis = basis_for(session, state, member_id, _current_window(ladder, utcnow()))
-    return MemberTierView(
-        member_id=member_id,
-        ladder=ladder,
-        state=state,
-        level=level,
-        basis=basis,
-        next_level=ladder.above(level),
-        retention_level=level if state is not None and state.valid_until is not None else None,
-    )
-
-
-def tier_history(
-    session: Session, member_id: int, *, before_id: int | None, limit: int
-) -> tuple[list[TierChange], dict[int, str]]:
-    """The member's tier changes, newest first, with level codes by id."""
-    member = _member(session, member_id)
-    repo = TierRepository(session)
-    codes = {lv.id: lv.code for lv in repo.levels(member.brand_id)}
-    return repo.changes(member_id, before_id=before_id, limit=limit), codes

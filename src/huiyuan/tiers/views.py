@@ -7,6 +7,7 @@ from typing import Any
 from huiyuan.tiers import policy
 from huiyuan.tiers.distribution import Distribution
 from huiyuan.tiers.models import TierChange, TierLevel, TierProgram
+from huiyuan.tiers.reads import MemberTierView
 from huiyuan.tiers.schemas import (
     BasisOut,
     DistributionLevel,
@@ -19,7 +20,6 @@ from huiyuan.tiers.schemas import (
     ProgressOut,
     TierChangeOut,
 )
-from huiyuan.tiers.service import MemberTierView
 
 
 def level_out(lv: TierLevel) -> LevelOut:

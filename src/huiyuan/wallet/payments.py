@@ -31,7 +31,7 @@ from huiyuan.outbox.service import emit
 from huiyuan.points import ledger
 from huiyuan.points.ledger import ReservationClosed
 from huiyuan.tenancy.repository import TenancyRepository
-from huiyuan.tiers import service as tiers
+from huiyuan.tiers import reads as tiers
 from huiyuan.wallet import accounts, core, rules
 from huiyuan.wallet.configuration import bonus_code, principal_code, terms
 from huiyuan.wallet.core import BalanceLimit, InsufficientBalance, WalletResult, to_fen, yuan
