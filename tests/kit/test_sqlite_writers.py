@@ -1,7 +1,12 @@
-"""Concurrent writers on SQLite queue on the process's writer lock instead of SQLite's busy loop."""
+"""Concurrent writers on SQLite queue on the file's writer turn (a lock among threads, a ``flock``
+among processes) instead of SQLite's busy loop."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -136,4 +141,53 @@ def test_reads_before_write_end_before_the_writer_begins(tmp_path: Path) -> None
         session.rollback()
     finally:
         session.close()
+    db.dispose()
+
+
+def test_writers_wait_for_another_process_turn_and_take_it_after_commit(tmp_path: Path) -> None:
+    # Another process holds the file's turn: a writer of this process waits until it lets go, and
+    # after its own commit the turn is free again (released after COMMIT, not kept with the connection).
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    upgrade(url)
+    db = Database(url)
+    lock_path = str(tmp_path / "p.db") + "-writers.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.readline()",
+            lock_path,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        done = threading.Event()
+
+        def writer() -> None:
+            with db.unit_of_work() as s:
+                tenancy.create_brand(s, actor=SYSTEM, code="p1", name="P1")
+            done.set()
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        assert not done.wait(0.5), "the writer did not wait for the other process's turn"
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert done.wait(10), "the writer did not get the turn once the other process let go"
+        t.join()
+    finally:
+        holder.kill()
+        holder.wait()
+    fd = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises BlockingIOError if still held
+    finally:
+        os.close(fd)
+    with db.unit_of_work(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(Brand)) == 1
     db.dispose()

@@ -19,20 +19,16 @@ time parses — it lets the next one in when its write transaction begins. Reque
 side would only take turns at the GIL, each slower (measured: 4 concurrent clients got 30 % less
 through than 1, at 70 % more CPU per event).
 
-Several server processes (``huiyuan serve --workers N``) on one SQLite file: their writers would meet
-only at SQLite's lock, whose busy handler sleeps and polls (1, 2, 5, 10 … ms), so a waiting process
-loses the database again and again to the one that just committed. Ingestion writers therefore take
-turns on an OS file lock beside the database (``<file>-writers.lock``, ``flock``) from just before
-their write transaction begins until after it has committed: the kernel wakes the next one at once.
-Ids still commit in id order because SQLite admits one writer at a time, whichever the process.
+Several server processes (``huiyuan serve --workers N``) on one SQLite file take turns as every
+writer does (``kit.db``: an OS file lock beside the database, ``<file>-writers.lock``, held from just
+before the write transaction begins until after it has committed). Ids still commit in id order
+because SQLite admits one writer at a time, whichever the process.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
-import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -50,7 +46,7 @@ from starlette.concurrency import run_in_threadpool
 from huiyuan.events import service, sources, spec
 from huiyuan.events.snippet import ETAG, SNIPPET_JS
 from huiyuan.kit.clock import utcnow
-from huiyuan.kit.db import WRITE_LOCK_TIMEOUT_SECONDS, Database, DatabaseBusy, set_scope
+from huiyuan.kit.db import Database, set_scope
 from huiyuan.kit.errors import AppError
 from huiyuan.kit.scope import Scope
 
@@ -179,56 +175,17 @@ def _next_may_parse(*_: Any) -> None:
         _parsing.release()
 
 
-_turns: dict[str, tuple[threading.Lock, int]] = {}  # SQLite file → (this process's queue, lock file)
-_turns_lock = threading.Lock()
-_turn_held = threading.local()
-
-
-def _take_turn(connection: Any) -> None:
-    """Wait for this SQLite file's writer turn among all processes (after handing the parsing over)."""
-    path = connection.engine.url.database
-    if not path or path == ":memory:":
-        return
-    with _turns_lock:
-        turn = _turns.get(path)
-        if turn is None:
-            fd = os.open(path + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            turn = _turns[path] = (threading.Lock(), fd)
-    queue, fd = turn
-    # One thread per process waits at the file lock: flock is held per open file, not per thread.
-    if not queue.acquire(timeout=WRITE_LOCK_TIMEOUT_SECONDS):
-        raise DatabaseBusy("Another write held the database for too long.")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except BaseException:
-        queue.release()
-        raise
-    _turn_held.turn = turn
-
-
-def _end_turn() -> None:
-    """Give the turn to the next writer (a no-op in a thread that does not hold it)."""
-    turn = getattr(_turn_held, "turn", None)
-    if turn is not None:
-        _turn_held.turn = None
-        fcntl.flock(turn[1], fcntl.LOCK_UN)
-        turn[0].release()
-
-
 _writers: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
 
 def _writer(db: Database) -> Engine:
     """The database's engine with connections that begin as writers (``BEGIN IMMEDIATE`` on SQLite,
-    behind the process's writer lock and, among processes, the file's writer turn) and hand the
-    parsing over when they do."""
+    behind the file's writer turn, ``kit.db``) and hand the parsing over when they do."""
     writer = _writers.get(db.engine)
     if writer is None:
         writer = db.engine.execution_options(sqlite_immediate=True)
-        # These run before the engine's own ``begin`` (the writer lock and ``BEGIN IMMEDIATE``).
+        # Runs before the engine's own ``begin`` (the writer turn and ``BEGIN IMMEDIATE``).
         event.listen(writer, "begin", _next_may_parse)
-        if db.is_sqlite:
-            event.listen(writer, "begin", _take_turn)
         _writers[db.engine] = writer
     return writer
 
@@ -246,10 +203,7 @@ def write_when_needed(db: Database, scope: Scope) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
-        try:
-            session.close()
-        finally:
-            _end_turn()  # after the COMMIT itself (the engine's ``commit`` event comes before it)
+        session.close()
 
 
 def collect(

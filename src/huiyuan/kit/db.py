@@ -8,7 +8,9 @@ that would write another brand's row is refused. Must not contain any domain log
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,30 +95,85 @@ class DatabaseBusy(AppError):
     title = "The database is busy; retry shortly"
 
 
+class _WriterTurn:
+    """One writer at a time on a SQLite file: a lock among this process's threads, then, for a file
+    database, an exclusive ``flock`` on ``<file>-writers.lock`` among processes (``huiyuan serve
+    --workers N``, a separate ``huiyuan worker``). The kernel wakes a waiter the moment the holder
+    lets go, where SQLite's own busy handler would have it sleep and poll (measured with two server
+    processes and 16 clients posting orders: p99 679 ms).
+
+    ``flock`` has no timeout: a process waits as long as the holder keeps its transaction open, and
+    a holder that dies lets go with its open files."""
+
+    def __init__(self, path: str | None) -> None:
+        self.lock = threading.Lock()
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+
+    def acquire(self) -> None:
+        if not self.lock.acquire(timeout=WRITE_LOCK_TIMEOUT_SECONDS):
+            raise DatabaseBusy("Another write held the database for too long.")
+        if self.path is None:
+            return
+        try:
+            if self._fd is None or self._pid != os.getpid():
+                # A forked child opens its own: a shared open file would share the lock too.
+                self._fd = os.open(self.path + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def release(self) -> None:
+        try:
+            if self._fd is not None and self._pid == os.getpid():
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self.lock.release()
+
+
+_turns: dict[str | None, _WriterTurn] = {}
+_turns_lock = threading.Lock()
+
+
+def _writer_turn(engine: Engine) -> _WriterTurn:
+    """The turn of the engine's SQLite file, shared by every engine of this process on that file;
+    an in-memory database has a turn of its own (its lock only)."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return _WriterTurn(None)
+    path = os.path.abspath(database)
+    with _turns_lock:
+        turn = _turns.get(path)
+        if turn is None:
+            turn = _turns[path] = _WriterTurn(path)
+        return turn
+
+
 def _install_sqlite_writer_lock(engine: Engine) -> None:
-    """Writers open with ``BEGIN IMMEDIATE`` behind a lock of this process.
+    """Writers open with ``BEGIN IMMEDIATE`` after taking the file's writer turn (``_WriterTurn``).
 
     ``BEGIN IMMEDIATE``: a deferred transaction that later writes fails with ``SQLITE_BUSY`` when
     another writer committed since its snapshot, which no retry inside it can fix.
-    The lock: SQLite admits one writer at a time anyway, and its busy handler makes waiters sleep
+    The turn: SQLite admits one writer at a time anyway, and its busy handler makes waiters sleep
     and poll, so under concurrent requests a waiter can lose the race again and again (measured:
     p99 of 9 s with 16 clients). Queueing writers on a lock first hands the database over at once.
-    Writers in other processes (``huiyuan worker``) still meet at SQLite's own lock.
     """
-    lock = threading.Lock()
+    turn = _writer_turn(engine)
 
     def begin(conn: Any) -> None:
         if not conn.get_execution_options().get("sqlite_immediate"):
             conn.exec_driver_sql("BEGIN")
             return
-        if not lock.acquire(timeout=WRITE_LOCK_TIMEOUT_SECONDS):
-            raise DatabaseBusy("Another write held the database for too long.")
+        turn.acquire()
         conn.info[_HOLDS_WRITE_LOCK] = True
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             conn.info.pop(_HOLDS_WRITE_LOCK, None)
-            lock.release()
+            turn.release()
             raise
 
     def commit(conn: Any) -> None:
@@ -132,7 +189,7 @@ def _install_sqlite_writer_lock(engine: Engine) -> None:
         except Exception:
             return
         conn.info.pop(_HOLDS_WRITE_LOCK, None)
-        lock.release()
+        turn.release()
 
     def rollback(conn: Any) -> None:
         # Likewise rolled back before the lock is released (whatever the outcome).
@@ -143,12 +200,12 @@ def _install_sqlite_writer_lock(engine: Engine) -> None:
         except Exception:
             pass  # SQLAlchemy's own ROLLBACK follows and reports it
         finally:
-            lock.release()
+            turn.release()
 
     def reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
         # A connection returned to the pool without commit/rollback events (e.g. invalidated).
         if connection_record.info.pop(_HOLDS_WRITE_LOCK, False):
-            lock.release()
+            turn.release()
 
     event.listen(engine, "begin", begin)
     event.listen(engine, "commit", commit)
