@@ -134,9 +134,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(url: str, *, worker: bool = False) -> Iterator[str]:
+def server(url: str, *, worker: bool = False, workers: int = 1) -> Iterator[str]:
     """``huiyuan serve --no-worker`` (one uvicorn worker) on a free port; yields its base URL.
-    With ``worker=True`` the worker (outbox dispatcher, jobs) runs inside the server process."""
+    With ``worker=True`` the worker (outbox dispatcher, jobs) runs inside the server process (with
+    ``workers`` > 1: ``--workers N`` server processes, the worker in the supervising process)."""
     import httpx
 
     port = free_port()
@@ -144,6 +145,8 @@ def server(url: str, *, worker: bool = False) -> Iterator[str]:
     if not worker:
         cmd.append("--no-worker")
     cmd += ["--port", str(port), "--db", url]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     env = {**os.environ, **BENCH_ENV}
     if worker:
         env.update({"HUIYUAN_RUN_WORKER_IN_PROCESS": "true", "HUIYUAN_RUN_SCHEDULES": "false"})

@@ -26,7 +26,7 @@ def _figure(name: str, r: LoadResult, **context: object) -> dict[str, object]:
     )
 
 
-def run(world: BenchWorld, base: str, *, clients: int, seconds: float) -> None:
+def run(world: BenchWorld, base: str, *, clients: int, seconds: float, workers: int = 1) -> None:
     headers = {"Authorization": f"Bearer {world.api_key}", "Content-Type": "application/json"}
     rngs = [random.Random(i) for i in range(clients)]
     pid = os.getpid()
@@ -43,7 +43,8 @@ def run(world: BenchWorld, base: str, *, clients: int, seconds: float) -> None:
 
     context: dict[str, object] = {
         "clients": clients,
-        "server": "huiyuan serve --no-worker (1 uvicorn worker)",
+        "server": "huiyuan serve --no-worker"
+        + (f" --workers {workers}" if workers > 1 else " (1 uvicorn worker)"),
         "db": "sqlite",
     }
     before = hammer(base, headers, ping, clients=clients, seconds=seconds)

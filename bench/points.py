@@ -426,7 +426,7 @@ def _earn_rules(db: Any, brand_id: int) -> None:
                 )
 
 
-def run_order_earn_api(world: BenchWorld, *, clients: int, seconds: float) -> None:
+def run_order_earn_api(world: BenchWorld, *, clients: int, seconds: float, workers: int = 1) -> None:
     import json
 
     from sqlalchemy import func, select
@@ -461,7 +461,7 @@ def run_order_earn_api(world: BenchWorld, *, clients: int, seconds: float) -> No
                 or 0
             )
 
-    with server(world.url, worker=True) as base:
+    with server(world.url, worker=True, workers=workers) as base:
         pinged = hammer(base, headers, ping, clients=clients, seconds=seconds)
         orders = hammer(base, headers, order, clients=clients, seconds=seconds)
         posted_at = time.perf_counter()
@@ -485,7 +485,11 @@ def run_order_earn_api(world: BenchWorld, *, clients: int, seconds: float) -> No
         earn_lag_s_after_last_order=round(lag, 2),
         events_left=left,
         clients=clients,
-        server="huiyuan serve (1 uvicorn worker) with its in-process worker earning the points",
+        server=(
+            f"huiyuan serve --workers {workers}, the worker in the supervising process earning the points"
+            if workers > 1
+            else "huiyuan serve (1 uvicorn worker) with its in-process worker earning the points"
+        ),
         db="sqlite",
     )
 

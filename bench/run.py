@@ -5,7 +5,8 @@
     bulk import with earning end to end (import, then the outbox dispatcher until nothing is left);
 (c) member_import — rows/s of the member importer on a generated CSV;
 (d) points — the expiry job over many lots vs a bare UPDATE, checkout reserve + confirm, earning
-    from bulk-imported orders through the outbox;
+    from bulk-imported orders through the outbox; order_earn — orders through the API with the
+    server's worker earning their points, against ``GET /ping`` of the same server;
 (e) coupon_codes — a million coupon codes vs a plain ``secrets.choice`` loop;
 (f) coupons — issues of one template under contention, a grab of the last coupons, and cart
     evaluation with 20 coupons in the wallet, each against ``GET /ping``;
@@ -31,6 +32,7 @@ from bench import warehouse as warehouse_bench
 from bench.common import emit, make_world, server
 
 ALL = (
+    "order_earn",
     "order_ingest",
     "bulk_orders",
     "member_import",
@@ -49,6 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, noisier figures)")
     parser.add_argument("--only", nargs="+", choices=ALL, default=list(ALL))
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients for order_ingest")
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="server processes (huiyuan serve --workers N) for order_ingest and the order → earn figure",
+    )
     parser.add_argument("--import-rows", type=int, default=None, help="rows of the member import CSV")
     parser.add_argument("--lots", type=int, default=None, help="due lots for the points expiry figure")
     parser.add_argument("--keep", action="store_true", help="keep the temporary database")
@@ -67,12 +75,16 @@ def main(argv: list[str] | None = None) -> None:
         skus=len(world.skus),
     )
     try:
-        if "points" in args.only:
-            points.run_order_earn_api(world, clients=args.clients, seconds=seconds)
+        if "order_earn" in args.only:
+            points.run_order_earn_api(
+                world, clients=args.clients, seconds=seconds, workers=args.server_workers
+            )
         if "order_ingest" in args.only or "bulk_orders" in args.only:
-            with server(world.url) as base:
+            with server(world.url, workers=args.server_workers) as base:
                 if "order_ingest" in args.only:
-                    order_ingest.run(world, base, clients=args.clients, seconds=seconds)
+                    order_ingest.run(
+                        world, base, clients=args.clients, seconds=seconds, workers=args.server_workers
+                    )
                 if "bulk_orders" in args.only:
                     bulk_orders.run_api(world, base, batches=batches)
         if "bulk_orders" in args.only:
