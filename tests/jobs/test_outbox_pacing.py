@@ -95,3 +95,29 @@ def test_events_of_the_loops_own_pass_are_not_arrivals(world: World) -> None:
             s, type="test.pacing", brand_id=world.brands[0].id, aggregate_type="t", aggregate_id=2, payload={}
         )
     assert handle.writers_active()
+
+
+def test_the_first_pass_that_handles_events_freezes_the_heap_once(world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A process of its own would freeze for real; here the flag and gc.freeze are watched instead,
+    # so the test process's heap is left as it is.
+    frozen: list[int] = []
+    monkeypatch.setattr(runner, "_heap_frozen", runner.threading.Event())
+    monkeypatch.setattr(runner.gc, "freeze", lambda: frozen.append(1))
+    handle = WorkerHandle(world.db, get_settings())
+    with world.db.unit_of_work() as s:
+        s.execute(update(OutboxEvent).values(dispatched_at=utcnow()))
+    handle.run_outbox_once()  # nothing to handle: nothing frozen yet
+    assert frozen == []
+    for i in range(2):
+        with world.db.unit_of_work() as s:
+            emit(
+                s,
+                type="test.pacing",
+                brand_id=world.brands[0].id,
+                aggregate_type="t",
+                aggregate_id=i,
+                payload={},
+            )
+        handle.run_outbox_once()
+    assert frozen == [1]  # after the first pass that handled an event, and only then
+    assert runner.freeze_heap_once() is False
