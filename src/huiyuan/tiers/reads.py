@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -116,16 +117,7 @@ def current_tier(session: Session, member_id: int) -> CurrentTier | None:
     ladder = load_ladder(session, member.brand_id)
     if ladder is None:
         return None
-    state = TierRepository(session).state(member_id)
-    level = ladder.by_id(state.level_id) if state is not None else ladder.base
-    return CurrentTier(
-        member_id=member_id,
-        level_id=level.id,
-        code=level.code,
-        rank=level.rank,
-        points_multiplier=level.points_multiplier,
-        valid_until=state.valid_until if state is not None else None,
-    )
+    return _current(ladder, member_id, TierRepository(session).state(member_id))
 
 
 def current_tiers(session: Session, brand_id: int, member_ids: list[int]) -> dict[int, CurrentTier]:
@@ -135,16 +127,18 @@ def current_tiers(session: Session, brand_id: int, member_ids: list[int]) -> dic
     if ladder is None:
         return {}
     states = TierRepository(session).state_facts(member_ids)
-    out = {}
-    for member_id in member_ids:
-        state = states.get(member_id)
-        level = ladder.by_id(state.level_id) if state is not None else ladder.base
-        out[member_id] = CurrentTier(
-            member_id=member_id,
-            level_id=level.id,
-            code=level.code,
-            rank=level.rank,
-            points_multiplier=level.points_multiplier,
-            valid_until=state.valid_until if state is not None else None,
-        )
-    return out
+    return {member_id: _current(ladder, member_id, states.get(member_id)) for member_id in member_ids}
+
+
+def _current(ladder: Ladder, member_id: int, state: Any) -> CurrentTier:
+    """The level of a member whose state (a ``MemberTier`` or its facts: ``level_id``,
+    ``valid_until``) is ``state``; the base level when there is none."""
+    level = ladder.by_id(state.level_id) if state is not None else ladder.base
+    return CurrentTier(
+        member_id=member_id,
+        level_id=level.id,
+        code=level.code,
+        rank=level.rank,
+        points_multiplier=level.points_multiplier,
+        valid_until=state.valid_until if state is not None else None,
+    )
