@@ -77,6 +77,8 @@ CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/v1/jobs/{run_id}", None),
     ("GET", "/api/v1/points/types/{code}", None),
     ("PATCH", "/api/v1/points/types/{code}", {"name": "偷改"}),
+    ("GET", "/api/v1/points/merchants/{code}", None),
+    ("PATCH", "/api/v1/points/merchants/{code}", {"name": "偷改"}),
     ("GET", "/api/v1/points/rules/{rule_id}", None),
     ("PATCH", "/api/v1/points/rules/{rule_id}", {"name": "偷改"}),
     ("POST", "/api/v1/points/rules/{rule_id}/status", {"status": "paused"}),
@@ -322,6 +324,8 @@ def _alpha_objects(client: Any, world: World) -> dict[str, Any]:
     points = {"code": "points", "name": "积分", "kind": "spendable", "transferable": True}
     assert client.post("/api/v1/points/types", json=points, headers=h).status_code == 201
     ids["code"] = "points"
+    merchant = {"code": "points", "name": "联营商户"}
+    assert client.post("/api/v1/points/merchants", json=merchant, headers=h).status_code == 201
     rule = {"trigger": {"kind": "order"}, "point_type": "points", "formula": {"kind": "fixed", "points": 1}}
     earn_rule = client.post(
         "/api/v1/points/rules", json={"code": "r", "name": "r", "definition": rule}, headers=h

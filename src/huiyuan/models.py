@@ -15,6 +15,7 @@ from huiyuan.orders import models as order_models  # noqa: F401
 from huiyuan.outbox import models as outbox_models  # noqa: F401
 from huiyuan.paid import models as paid_models  # noqa: F401
 from huiyuan.points import mall_models  # noqa: F401
+from huiyuan.points import merchant_models as point_merchant_models  # noqa: F401
 from huiyuan.points import models as points_models  # noqa: F401
 from huiyuan.points import program_models as point_program_models  # noqa: F401
 from huiyuan.tenancy import models as tenancy_models  # noqa: F401

@@ -26,6 +26,7 @@ ROUTER_MODULES = (
     "huiyuan.points.me_api",
     "huiyuan.points.actions_api",
     "huiyuan.points.mall_api",
+    "huiyuan.points.merchants_api",
     "huiyuan.points.programs_api",
     "huiyuan.tiers.api",
     "huiyuan.tiers.me_api",

@@ -5,8 +5,9 @@ Configuration per brand (``LOYALTY``): spendable 积分 ``points`` (yearly clear
 gone at the end of Y+1; fair value 0.01 yuan; order points pending 7 days; transferable at one brand)
 and 成长值 ``growth`` (never expires); earn rules — 1 point per yuan, double points on the brand's
 member day (an exclusive rule with a ×2 multiplier), 1 growth per 10 yuan, a daily check-in worth 5
-points, and bonus points at one store funded by the mall (``merchant:…``) or the platform, so
-clearing has more than one funder; a four-level tier ladder (growth thresholds over a rolling
+points, and bonus points at one store funded by the mall (``merchant:…``, registered with its
+Chinese name in the brand's merchant registry so clearing names it) or the platform, so clearing
+has more than one funder; a four-level tier ladder (growth thresholds over a rolling
 12 months, 12-month validity, retention, a points multiplier per level, upgrade gifts); two paid plan
 categories, each with a monthly and a yearly level (points multiplier, one-time points).
 
@@ -25,6 +26,7 @@ from huiyuan.kit.scope import Principal
 from huiyuan.paid import plans as paid_plans
 from huiyuan.paid.schemas import CategoryIn
 from huiyuan.paid.schemas import LevelIn as PlanLevelIn
+from huiyuan.points import merchants as points_merchants
 from huiyuan.points import service as points_service
 from huiyuan.points.schemas import EarnRuleIn, PointTypeIn
 from huiyuan.tiers import configuration as tiers_config
@@ -82,6 +84,12 @@ LOYALTY: dict[str, LoyaltyProfile] = {
     ),
 }
 
+# The malls funding bonus points (``merchant:<code>``), as each brand registers them.
+MERCHANTS: dict[str, str] = {
+    "mall-plaza": "中心广场购物中心",
+    "mall-mixc": "万象城购物中心",
+}
+
 TIER_LEVELS: tuple[tuple[str, str, str, str, int], ...] = (
     # code, 中文, English, multiplier, upgrade gift (points)
     ("classic", "普卡", "Classic", "1", 0),
@@ -108,8 +116,15 @@ PLAN_CATEGORIES: tuple[tuple[str, str, str, tuple[tuple[str, str, str, int, int]
 
 
 def configure_points(session: Session, *, actor: Principal, code: str, store_ids: list[int]) -> None:
-    """Point types and earn rules of one brand, through the points service."""
+    """Point types, earn rules and the funding merchant of one brand, through the points services."""
     profile = LOYALTY[code]
+    if profile.bonus_funder.startswith(points_merchants.FUNDER_PREFIX):
+        merchant = profile.bonus_funder.removeprefix(points_merchants.FUNDER_PREFIX)
+        points_merchants.create_merchant(
+            session,
+            actor=actor,
+            data=points_merchants.MerchantIn(code=merchant, name=MERCHANTS[merchant]),
+        )
     points_service.create_point_type(
         session,
         actor=actor,

@@ -69,6 +69,8 @@ from sqlalchemy.orm import Session, aliased
 from huiyuan.kit import tables
 from huiyuan.kit.errors import NotFound, ValidationFailed, field_error
 from huiyuan.kit.types import to_money
+from huiyuan.points.merchants import FUNDER_PREFIX as MERCHANT
+from huiyuan.points.merchants import MerchantRepository
 from huiyuan.points.models import PointEntry, PointEntryLot, PointLot, PointType
 from huiyuan.tenancy.models import Brand, Store
 
@@ -464,8 +466,9 @@ def _held_at(session: Session, brand_id: int, type_ids: list[int], end: datetime
 
 
 def _party_names(session: Session, brand: Brand, parties: Iterable[str]) -> dict[str, str]:
+    wanted = set(parties)
     names = {PLATFORM: "平台 / Platform", BRAND: brand.name}
-    if any(p.startswith("brand:") for p in parties):
+    if any(p.startswith("brand:") for p in wanted):
         # Points the brand hosts for a shared programme, funded by the brands taking part.
         from huiyuan.points.program_clearing import host_funder_names  # the programmes build on this module
 
@@ -474,6 +477,10 @@ def _party_names(session: Session, brand: Brand, parties: Iterable[str]) -> dict
         select(Store.id, Store.code, Store.name).where(Store.brand_id == brand.id)
     ).all():
         names[f"store:{store_id}"] = f"{name} ({code})"
+    # Merchants from the brand's registry; a code it does not know keeps showing its key.
+    merchant_codes = {p.removeprefix(MERCHANT) for p in wanted if p.startswith(MERCHANT)}
+    for party, (name, code) in MerchantRepository(session).names(brand.id, merchant_codes).items():
+        names[party] = f"{name} ({code})"
     return names
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-06 19:49:02.712581
+Create Date: 2026-12-06 23:26:24.167383
 """
 
 from collections.abc import Sequence
@@ -546,6 +546,23 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("job_schedule_slots", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_job_schedule_slots_brand_id"), ["brand_id"], unique=False)
+
+    op.create_table(
+        "merchants",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("code", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("contact", sa.String(length=200), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_merchants_brand_id_brands")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_merchants")),
+        sa.UniqueConstraint("brand_id", "code", name=op.f("uq_merchants_brand_id_code")),
+    )
+    with op.batch_alter_table("merchants", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_merchants_brand_id"), ["brand_id"], unique=False)
 
     op.create_table(
         "oneid_changes",
@@ -3636,6 +3653,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_oneid_changes_brand_id")
 
     op.drop_table("oneid_changes")
+    with op.batch_alter_table("merchants", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_merchants_brand_id"))
+
+    op.drop_table("merchants")
     with op.batch_alter_table("job_schedule_slots", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_job_schedule_slots_brand_id"))
 
