@@ -111,7 +111,12 @@ class OneIdChange(BrandOwned, Base):
     """History and change feed: every merge and split, in order (the id is the feed's cursor)."""
 
     __tablename__ = "oneid_changes"
+    # The feed is read per brand in id order: one (brand_id, id) index, under the name the mixin's
+    # single-column index would take (so the column below is declared without ``index=True``; two
+    # indexes of one name made the generated migration keep either of them at random).
     __table_args__ = (Index("ix_oneid_changes_brand_id", "brand_id", "id"),)
+
+    brand_id: Mapped[int] = mapped_column(IdType, ForeignKey("brands.id"), nullable=False)
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), nullable=False)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-06 23:26:24.167383
+Create Date: 2026-12-06 23:35:06.833850
 """
 
 from collections.abc import Sequence
@@ -566,6 +566,7 @@ def upgrade() -> None:
 
     op.create_table(
         "oneid_changes",
+        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("oneid", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -579,7 +580,6 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=200), nullable=False),
         sa.Column("reason", sa.String(length=300), nullable=True),
         sa.Column("at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(["brand_id"], ["brands.id"], name=op.f("fk_oneid_changes_brand_id_brands")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_oneid_changes")),
     )
