@@ -36,6 +36,7 @@ from huiyuan.console import (
     pages_imports,
     pages_insights,
     pages_members,
+    pages_merchants,
     pages_oneid,
     pages_paid,
     pages_paths,
@@ -261,6 +262,7 @@ router.include_router(pages_members.router)
 router.include_router(pages_admin.router)
 router.include_router(pages_imports.router)
 router.include_router(pages_points.router)
+router.include_router(pages_merchants.router)
 router.include_router(pages_programs.router)
 router.include_router(pages_tiers.router)
 router.include_router(pages_paid.router)
