@@ -131,3 +131,34 @@ def live_console(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
             yield LiveConsole(url=base, database_url=url)
     finally:
         db.dispose()
+
+
+def seed_brands(database_url: str, brand: str, other: str, username: str, password: str) -> tuple[int, int]:
+    """Two brands on the shared console's database, ``brand`` with a brand admin ``username``, and
+    ``other`` (whose rows must never show); returns their ids."""
+    from huiyuan.tenancy import service as tenancy
+
+    db = Database(database_url)
+    try:
+        with db.unit_of_work() as s:
+            mine = tenancy.create_brand(
+                s, actor=SYSTEM, code=brand, name="乐享百货", member_number_prefix="LX"
+            )
+            theirs = tenancy.create_brand(s, actor=SYSTEM, code=other, name="别家", member_number_prefix="BX")
+            auth.create_user(
+                s, actor=SYSTEM, username=username, password=password, role="brand_admin", brand_id=mine.id
+            )
+            return mine.id, theirs.id
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def warehouse_at(path: Path) -> Iterator[None]:
+    """The console (the shared one too) reads its warehouse from ``path`` until the block ends: the
+    app reads the setting on each request, so a module's warehouse serves only that module's tests."""
+    from huiyuan.settings import get_settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(get_settings(), "warehouse_path", str(path))
+        yield

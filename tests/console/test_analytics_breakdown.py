@@ -26,7 +26,7 @@ from huiyuan.console import pages_funnel, pages_retention
 from huiyuan.settings import get_settings
 from huiyuan.warehouse import connect, schema
 from tests.conftest import World
-from tests.console.conftest import make_user, served, signed_in
+from tests.console.conftest import LiveConsole, make_user, seed_brands, signed_in, warehouse_at
 
 SECRET = "bravo-secret"  # the other brand's channel
 STEPS = ("Product Viewed", "Product Added", "Order Completed")
@@ -406,34 +406,21 @@ CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "breakdown-browser-password"
 
 
-@pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, date]]:
-    from huiyuan.app import create_app
-    from huiyuan.auth import service as auth
-    from huiyuan.kit.db import Database
-    from huiyuan.kit.migrate import upgrade
-    from huiyuan.kit.scope import SYSTEM
-    from huiyuan.tenancy import service as tenancy
+BRAND, OTHER_BRAND, USER = "lx-breakdown", "bx-breakdown", "breakdown-analyst"  # this module's own
 
-    url = f"sqlite:///{tmp_path / 'console.db'}"
-    upgrade(url)
-    db = Database(url)
-    with db.unit_of_work() as s:
-        brand = tenancy.create_brand(s, actor=SYSTEM, code="lx", name="乐享百货", member_number_prefix="LX")
-        other = tenancy.create_brand(s, actor=SYSTEM, code="bx", name="别家", member_number_prefix="BX")
-        auth.create_user(
-            s, actor=SYSTEM, username="analyst", password=PASSWORD, role="brand_admin", brand_id=brand.id
-        )
-        ids = (brand.id, other.id)
-    warehouse = tmp_path / "w.duckdb"
+
+@pytest.fixture(scope="module")
+def server(live_console: LiveConsole, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, date]]:
+    """The shared console with this module's brand (and another one) seeded, reading this module's
+    warehouse file while the module's tests run (the app reads the setting on each request)."""
+    ids = seed_brands(live_console.database_url, BRAND, OTHER_BRAND, USER, PASSWORD)
+    warehouse = tmp_path_factory.mktemp("breakdown") / "w.duckdb"
     # A Sunday five weeks back, so that day 1 is a Monday and the page's default "today" comes after.
     now = datetime.now(UTC).date()
     base = now - timedelta(days=now.weekday() + 1 + 35)
     fill_events(warehouse, *ids, base=base)
-    monkeypatch.setattr(get_settings(), "warehouse_path", str(warehouse))
-    with served(create_app(get_settings(), db, start_worker=False)) as root:
-        yield root, base
-    db.dispose()
+    with warehouse_at(warehouse):
+        yield live_console.url, base
 
 
 @pytest.mark.browser
@@ -459,7 +446,7 @@ def test_breakdown_charts_draw_in_chromium(server: tuple[str, date], tmp_path: P
         page.set_default_timeout(10_000)
         try:
             page.goto(root + "/console/login?next=/console/analytics/funnel")
-            page.fill('input[name="username"]', "analyst")
+            page.fill('input[name="username"]', USER)
             page.fill('input[name="password"]', PASSWORD)
             page.locator('button[type="submit"]').click()
             page.wait_for_url("**/console/analytics/funnel")

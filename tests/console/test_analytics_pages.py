@@ -22,7 +22,7 @@ import pytest
 from huiyuan.settings import get_settings
 from huiyuan.warehouse import schema
 from tests.conftest import World
-from tests.console.conftest import make_user, served, signed_in
+from tests.console.conftest import LiveConsole, make_user, seed_brands, signed_in, warehouse_at
 
 OTHER = "Bravo Secret Event"  # brand B's event, channel and coupon kind carry this mark
 MARCH = "start=2026-03-01&end=2026-03-31"
@@ -524,32 +524,19 @@ CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "analytics-browser-password"
 
 
-@pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from huiyuan.app import create_app
-    from huiyuan.auth import service as auth
-    from huiyuan.kit.db import Database
-    from huiyuan.kit.migrate import upgrade
-    from huiyuan.kit.scope import SYSTEM
-    from huiyuan.tenancy import service as tenancy
+BRAND, OTHER_BRAND, USER = "lx-analytics", "bx-analytics", "analytics-admin"  # this module's own
 
-    url = f"sqlite:///{tmp_path / 'console.db'}"
-    upgrade(url)
-    db = Database(url)
-    with db.unit_of_work() as s:
-        brand = tenancy.create_brand(s, actor=SYSTEM, code="lx", name="乐享百货", member_number_prefix="LX")
-        other = tenancy.create_brand(s, actor=SYSTEM, code="bx", name="别家", member_number_prefix="BX")
-        auth.create_user(
-            s, actor=SYSTEM, username="analyst", password=PASSWORD, role="brand_admin", brand_id=brand.id
-        )
-        ids = (brand.id, other.id)
-    warehouse = tmp_path / "w.duckdb"
+
+@pytest.fixture(scope="module")
+def server(live_console: LiveConsole, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shared console with this module's brand (and another one) seeded, reading this module's
+    warehouse file while the module's tests run (the app reads the setting on each request)."""
+    ids = seed_brands(live_console.database_url, BRAND, OTHER_BRAND, USER, PASSWORD)
+    warehouse = tmp_path_factory.mktemp("analytics") / "w.duckdb"
     today = datetime.now(UTC).date()
     fill_warehouse(warehouse, *ids, base=today - timedelta(days=20))
-    monkeypatch.setattr(get_settings(), "warehouse_path", str(warehouse))
-    with served(create_app(get_settings(), db, start_worker=False)) as base:
-        yield base
-    db.dispose()
+    with warehouse_at(warehouse):
+        yield live_console.url
 
 
 @pytest.mark.browser
@@ -570,7 +557,7 @@ def test_funnel_and_a_scene_draw_their_charts_in_chromium(server: str, tmp_path:
         page.set_default_timeout(10_000)
         try:
             page.goto(server + "/console/login?next=/console/analytics/funnel")
-            page.fill('input[name="username"]', "analyst")
+            page.fill('input[name="username"]', USER)
             page.fill('input[name="password"]', PASSWORD)
             page.locator('button[type="submit"]').click()
             page.wait_for_url("**/console/analytics/funnel")

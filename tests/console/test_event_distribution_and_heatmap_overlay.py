@@ -23,7 +23,7 @@ import pytest
 from huiyuan.settings import get_settings
 from huiyuan.warehouse import schema
 from tests.conftest import World
-from tests.console.conftest import make_user, served, signed_in
+from tests.console.conftest import LiveConsole, make_user, seed_brands, signed_in, warehouse_at
 
 SECRET = "bravo-secret"
 CLAIMED, PAID = "Coupon Claimed", "Order Paid"
@@ -224,32 +224,19 @@ CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "event-heatmap-browser-password"
 
 
-@pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, date]]:
-    from huiyuan.app import create_app
-    from huiyuan.auth import service as auth
-    from huiyuan.kit.db import Database
-    from huiyuan.kit.migrate import upgrade
-    from huiyuan.kit.scope import SYSTEM
-    from huiyuan.tenancy import service as tenancy
+BRAND, OTHER_BRAND, USER = "lx-event-heatmap", "bx-event-heatmap", "event-heatmap-admin"  # this module's own
 
-    url = f"sqlite:///{tmp_path / 'console.db'}"
-    upgrade(url)
-    db = Database(url)
-    with db.unit_of_work() as s:
-        brand = tenancy.create_brand(s, actor=SYSTEM, code="lx", name="乐享百货", member_number_prefix="LX")
-        other = tenancy.create_brand(s, actor=SYSTEM, code="bx", name="别家", member_number_prefix="BX")
-        auth.create_user(
-            s, actor=SYSTEM, username="analyst", password=PASSWORD, role="brand_admin", brand_id=brand.id
-        )
-        ids = (brand.id, other.id)
-    warehouse = tmp_path / "w.duckdb"
+
+@pytest.fixture(scope="module")
+def server(live_console: LiveConsole, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, date]]:
+    """The shared console with this module's brand (and another one) seeded, reading this module's
+    warehouse file while the module's tests run (the app reads the setting on each request)."""
+    ids = seed_brands(live_console.database_url, BRAND, OTHER_BRAND, USER, PASSWORD)
+    warehouse = tmp_path_factory.mktemp("event-heatmap") / "w.duckdb"
     start = datetime.now(UTC).date() - timedelta(days=10)
     fill(warehouse, *ids, start)
-    monkeypatch.setattr(get_settings(), "warehouse_path", str(warehouse))
-    with served(create_app(get_settings(), db, start_worker=False)) as base:
-        yield base, start
-    db.dispose()
+    with warehouse_at(warehouse):
+        yield live_console.url, start
 
 
 @pytest.mark.browser
@@ -271,7 +258,7 @@ def test_distribution_and_overlay_drawn_in_chromium(server: tuple[str, date], tm
         page.set_default_timeout(10_000)
         try:
             page.goto(base + "/console/login?next=/console/analytics/events")
-            page.fill('input[name="username"]', "analyst")
+            page.fill('input[name="username"]', USER)
             page.fill('input[name="password"]', PASSWORD)
             page.locator('button[type="submit"]').click()
             page.wait_for_url("**/console/analytics/events")

@@ -13,14 +13,13 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import World
-from tests.console.conftest import PASSWORD, make_user, served, signed_in
+from tests.console.conftest import PASSWORD, LiveConsole, make_user, signed_in
 from tests.profile.helpers import seed
 
 HX = {"HX-Request": "true"}
@@ -147,28 +146,49 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
+BRAND, OTHER_BRAND, USER = "lx-profile", "bx-profile", "profile-admin"  # this module's own
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """A migrated SQLite database seeded like the HTTP test (through the API), served by uvicorn."""
+def server(live_console: LiveConsole) -> tuple[str, int]:
+    """The shared console with this module's two brands seeded like the HTTP test (through the API;
+    brand A gets the store ``alpha-s1`` the seed sells in)."""
     from fastapi.testclient import TestClient
 
     from huiyuan.app import create_app
     from huiyuan.kit.db import Database
-    from huiyuan.kit.migrate import upgrade
+    from huiyuan.kit.scope import system_for_brand
+    from huiyuan.outbox.dispatcher import dispatch_pending
     from huiyuan.settings import get_settings
-    from tests.factories import make_world
+    from huiyuan.tenancy import service as tenancy
+    from tests.conftest import BrandFixture
+    from tests.factories import make_brand, make_key
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('profile-browser') / 'console.db'}"
-    upgrade(url)
-    db = Database(url)
-    world = make_world(db)
-    app = create_app(get_settings(), db, start_worker=False)
-    with TestClient(app) as c:
-        oneid = seed(c, world).oneid
-    make_user(db, "manager", "brand_admin", world.brands[0].id)
-    with served(app) as base:
-        yield base, oneid
-    db.dispose()
+    db = Database(live_console.database_url)
+    try:
+        brands = []
+        for code in (BRAND, OTHER_BRAND):
+            bid = make_brand(db, code)
+            key = make_key(db, bid)
+            brands.append(
+                BrandFixture(id=bid, code=code, key=key, headers={"Authorization": f"Bearer {key}"})
+            )
+        with db.unit_of_work() as s:
+            actor = system_for_brand(brands[0].id)
+            tenancy.create_store(
+                s, actor=actor, code="alpha-s1", name="alpha store 1", city="上海市", province="上海市"
+            )
+        world = World(db=db, platform_key=make_key(db, None, ["*"], name=f"platform {BRAND}"), brands=brands)
+        # The seed dispatches the outbox in batches; other modules' leftovers go first, so that every
+        # batch of the seed holds only its own events, as on a database of its own.
+        while dispatch_pending(db).taken:
+            pass
+        with TestClient(create_app(get_settings(), db, start_worker=False)) as c:
+            oneid = seed(c, world).oneid
+        make_user(db, USER, "brand_admin", brands[0].id)
+    finally:
+        db.dispose()
+    return live_console.url, oneid
 
 
 @pytest.mark.browser
@@ -186,7 +206,7 @@ def test_profile_graph_draws_and_chips_filter_in_chromium(server: tuple[str, int
         page.set_default_timeout(10_000)
         try:
             page.goto(base + f"/console/login?next=/console/profile/{oneid}")
-            page.fill('input[name="username"]', "manager")
+            page.fill('input[name="username"]', USER)
             page.fill('input[name="password"]', PASSWORD)
             page.locator('button[type="submit"]').click()
             page.wait_for_url(f"**/console/profile/{oneid}")
