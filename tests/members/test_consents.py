@@ -44,9 +44,18 @@ def test_give_withdraw_history_and_current(client, world: World) -> None:
         ("marketing", "sms", False)
     ]
     with world.db.unit_of_work() as s:
-        actions = [a.action for a in s.scalars(select(AuditEntry).where(AuditEntry.action.like("consent.%")))]
+        # In id order: PostgreSQL returns the rows of an unordered query in any order.
+        actions = [
+            a.action
+            for a in s.scalars(
+                select(AuditEntry).where(AuditEntry.action.like("consent.%")).order_by(AuditEntry.id)
+            )
+        ]
         events = [
-            e.payload for e in s.scalars(select(OutboxEvent).where(OutboxEvent.type == "consent.changed"))
+            e.payload
+            for e in s.scalars(
+                select(OutboxEvent).where(OutboxEvent.type == "consent.changed").order_by(OutboxEvent.id)
+            )
         ]
     assert actions == ["consent.granted", "consent.withdrawn"]
     assert [(e["channel"], e["granted"]) for e in events] == [("sms", True), ("sms", False)]
