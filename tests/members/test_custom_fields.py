@@ -56,7 +56,10 @@ def test_define_change_retire_reactivate_with_audit_and_events(client, world: Wo
     assert client.post(f"{URL}/shoe_size/reactivate", headers=h).json()["status"] == "active"
     with world.db.unit_of_work() as s:
         actions = [
-            a.action for a in s.scalars(select(AuditEntry).where(AuditEntry.entity_type == "custom_field"))
+            a.action
+            for a in s.scalars(
+                select(AuditEntry).where(AuditEntry.entity_type == "custom_field").order_by(AuditEntry.id)
+            )
         ]
         events = [
             (e.type, e.payload["change"]) for e in s.scalars(select(OutboxEvent).order_by(OutboxEvent.id))

@@ -174,8 +174,9 @@ def test_card_bind_lost_replace(client, world: World) -> None:
     with world.db.unit_of_work() as s:
         idents = s.scalars(select(MemberIdentifier).where(MemberIdentifier.type == "card_number")).all()
         assert len(idents) == 1
-        assert s.scalars(select(MemberCard)).all()[-1].card_number == "C0004"
-        events = [e.type for e in s.scalars(select(OutboxEvent).where(OutboxEvent.type.like("member.card%")))]
+        assert s.scalars(select(MemberCard).order_by(MemberCard.id)).all()[-1].card_number == "C0004"
+        cards = select(OutboxEvent).where(OutboxEvent.type.like("member.card%")).order_by(OutboxEvent.id)
+        events = [e.type for e in s.scalars(cards)]
     assert events == ["member.card_bound", "member.card_lost", "member.card_replaced", "member.card_replaced"]
 
 
