@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
 from huiyuan.events import repository, store
-from huiyuan.events.jobs import INDEX_PEOPLE
-from huiyuan.events.models import Event, EventPeopleCursor, EventPerson
+from huiyuan.events.jobs import INDEX_PEOPLE, MINUTES_KEPT
+from huiyuan.events.models import Event, EventMinute, EventPeopleCursor, EventPerson
 from huiyuan.jobs.service import enqueue
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.db import Database
@@ -245,3 +245,20 @@ def test_reads_through_the_index_equal_a_scan(
                 assert repository.events(s, user_id=user, event="Other", limit=page) == []
     finally:
         wipe(db, brand)
+
+
+def test_the_scheduled_job_drops_old_minute_counts_of_its_brand_only(world: World) -> None:
+    a, b = world.brands[0].id, world.brands[1].id
+    now = int(utcnow().timestamp()) // 60
+    old, kept = now - int(MINUTES_KEPT.total_seconds()) // 60 - 5, now - 30
+    with world.db.unit_of_work() as s:
+        s.add_all([EventMinute(brand_id=brand, minute=m, count=7) for brand in (a, b) for m in (old, kept)])
+    with world.db.unit_of_work() as s:
+        enqueue(s, actor=system_for_brand(a), kind=INDEX_PEOPLE)  # the memory queue runs it at once
+    with world.db.unit_of_work(write=False) as s:
+        rows = s.execute(
+            select(EventMinute.brand_id, EventMinute.minute).order_by(
+                EventMinute.brand_id, EventMinute.minute
+            )
+        )
+        assert [tuple(r) for r in rows] == [(a, kept), (b, old), (b, kept)]

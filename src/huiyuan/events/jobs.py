@@ -4,12 +4,15 @@ ingestion pays nothing for it. Safe to run again and to stop anywhere: each chun
 cursor (``store.index_people``), each backfill chunk with its mark (``store.backfill_people``: events
 indexed before events with both ids got their ``s:`` row, done once the brand is caught up, so a
 database indexed before those rows gets them from the scheduled job without a step of its own).
+The same scheduled run deletes the brand's per-minute receive counts older than ``MINUTES_KEPT``
+(the live stream's chart reads the last hour; the counts would otherwise grow 1,440 rows a day).
 Must not contain query or write logic of its own.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
 from huiyuan.events import store
@@ -23,6 +26,8 @@ INDEX_PEOPLE = "events.index_people"
 # (measured over 500k events: 2,000 → ~20k events/s, 20,000 → 56–85k events/s), at the price of
 # holding SQLite's single writer longer (0.25–0.5 s a chunk), which ``pause_after`` pays back.
 INDEX_CHUNK = 20_000
+# Per-minute receive counts kept (the stream's chart reads one hour of them).
+MINUTES_KEPT = timedelta(days=2)
 
 
 def pause_after(spent: float) -> float:
@@ -35,8 +40,11 @@ def pause_after(spent: float) -> float:
 @job(INDEX_PEOPLE)
 def run_index_people(ctx: JobContext) -> dict[str, Any]:
     """Index the brand's events collected since its cursor, chunk by chunk; once caught up, give
-    events indexed before ``s:`` rows existed theirs (the backfill), chunk by chunk, new events first."""
+    events indexed before ``s:`` rows existed theirs (the backfill), chunk by chunk, new events first;
+    then drop the brand's per-minute counts older than ``MINUTES_KEPT``."""
     brand_id = ctx.scope.require_brand()
+    with ctx.unit_of_work() as session:
+        pruned = store.prune_minutes(session, brand_id=brand_id, before=utcnow() - MINUTES_KEPT)
     done = backfilled = 0
     while True:
         started = time.perf_counter()
@@ -51,7 +59,7 @@ def run_index_people(ctx: JobContext) -> dict[str, Any]:
         backfilled += older
         ctx.progress(done + backfilled, None, f"{done} events indexed, {backfilled} backfilled")
         time.sleep(pause_after(time.perf_counter() - started))
-    return {"events": done, "backfilled": backfilled}
+    return {"events": done, "backfilled": backfilled, "minutes_pruned": pruned}
 
 
 schedule(INDEX_PEOPLE, every_minutes=1)

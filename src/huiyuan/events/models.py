@@ -222,7 +222,8 @@ class EventMinute(BrandOwned, Base):
     """Events received per brand and minute (``received_at`` in whole minutes since the epoch, UTC),
     counted by the writer in the batch's own transaction: the live stream's chart reads the last hour
     from here instead of walking the store. New events only (a resent ``messageId`` adds nothing).
-    1,440 rows a brand a day; nothing reads rows older than an hour, and nothing prunes them."""
+    1,440 rows a brand a day; nothing reads rows older than an hour, and the scheduled person-index
+    job (``events.jobs``) deletes those older than ``MINUTES_KEPT``."""
 
     __tablename__ = "event_minutes"
 

@@ -211,6 +211,16 @@ def count_received(session: Session, *, brand_id: int, stored: int, at: datetime
     session.execute(stmt, [{"brand_id": brand_id, "minute": int(at.timestamp()) // 60, "count": stored}])
 
 
+def prune_minutes(session: Session, *, brand_id: int, before: datetime) -> int:
+    """Delete the brand's per-minute counts (``EventMinute``) of minutes before ``before``; how many
+    rows went."""
+    table = _table(EventMinute)
+    result = session.execute(
+        table.delete().where(table.c.brand_id == brand_id, table.c.minute < int(before.timestamp()) // 60)
+    )
+    return max(0, result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def touch_source(session: Session, source_id: int, at: datetime) -> None:
     session.execute(update(_table(EventSource)).where(EventSource.id == source_id).values(last_event_at=at))
 
