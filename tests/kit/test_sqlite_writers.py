@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, select
 
+from huiyuan.kit import db as kit_db
 from huiyuan.kit.db import Database, reads_before_write
 from huiyuan.kit.migrate import upgrade
 from huiyuan.kit.scope import SYSTEM
@@ -151,20 +153,8 @@ def test_writers_wait_for_another_process_turn_and_take_it_after_commit(tmp_path
     upgrade(url)
     db = Database(url)
     lock_path = str(tmp_path / "p.db") + "-writers.lock"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
-            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.readline()",
-            lock_path,
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _hold_turn(lock_path)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         done = threading.Event()
 
         def writer() -> None:
@@ -191,3 +181,57 @@ def test_writers_wait_for_another_process_turn_and_take_it_after_commit(tmp_path
     with db.unit_of_work(write=False) as s:
         assert s.scalar(select(func.count()).select_from(Brand)) == 1
     db.dispose()
+
+
+def test_a_writer_gives_up_on_another_process_turn_after_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process that keeps the turn (a transaction left open) must not stall every writer for ever:
+    # after WRITE_LOCK_TIMEOUT_SECONDS the writer answers DatabaseBusy and writes nothing; the waits
+    # it gave up on do not keep the turn once the holder lets go.
+    monkeypatch.setattr(kit_db, "WRITE_LOCK_TIMEOUT_SECONDS", 0.3)
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    upgrade(url)
+    db = Database(url)
+    lock_path = str(tmp_path / "t.db") + "-writers.lock"
+    holder = _hold_turn(lock_path)
+    try:
+        for code in ("t1", "t2"):  # the second queues behind the first's abandoned wait
+            with pytest.raises(kit_db.DatabaseBusy), db.unit_of_work() as s:
+                tenancy.create_brand(s, actor=SYSTEM, code=code, name=code.upper())
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(10)
+        monkeypatch.setattr(kit_db, "WRITE_LOCK_TIMEOUT_SECONDS", 10.0)
+        with db.unit_of_work() as s:
+            tenancy.create_brand(s, actor=SYSTEM, code="t3", name="T3")
+    finally:
+        holder.kill()
+        holder.wait()
+    fd = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises BlockingIOError if still held
+    finally:
+        os.close(fd)
+    with db.unit_of_work(write=False) as s:
+        assert list(s.scalars(select(Brand.code).order_by(Brand.id))) == ["t3"]
+    db.dispose()
+
+
+def _hold_turn(lock_path: str) -> subprocess.Popen[str]:
+    """Another process that takes the file's writer turn and keeps it until a line on its stdin."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.readline()",
+            lock_path,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder

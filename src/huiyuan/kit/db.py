@@ -11,7 +11,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -95,6 +97,64 @@ class DatabaseBusy(AppError):
     title = "The database is busy; retry shortly"
 
 
+class _FlockWaiter:
+    """Waits in a blocking ``flock`` on behalf of a writer, so that the writer can give up.
+
+    ``flock`` has no timeout, and a thread blocked in it cannot be woken. The first try is
+    non-blocking in the writer's own thread; only when another process holds the turn is the wait
+    handed to this process's waiter thread, and the writer waits for it on an event with a timeout.
+    A wait the writer gave up on is let go as soon as the waiter gets it. While a wait is still
+    with the waiter, the next writer queues behind it instead of trying the file itself: the lock
+    belongs to the open file, so a try of its own could succeed on the waiter's late grant and then
+    lose the lock when the waiter lets that grant go."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.requests: queue.SimpleQueue[_FlockRequest] = queue.SimpleQueue()
+        self._count = threading.Lock()
+        self._outstanding = 0
+        threading.Thread(target=self._serve, name="huiyuan-sqlite-turn", daemon=True).start()
+
+    @property
+    def idle(self) -> bool:
+        with self._count:
+            return self._outstanding == 0
+
+    def _serve(self) -> None:
+        while True:
+            request = self.requests.get()
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            with request.mutex:
+                if request.abandoned:
+                    fcntl.flock(self.fd, fcntl.LOCK_UN)
+                else:
+                    request.granted = True
+            with self._count:
+                self._outstanding -= 1
+            request.done.set()
+
+    def wait(self, timeout: float) -> bool:
+        request = _FlockRequest()
+        with self._count:
+            self._outstanding += 1
+        self.requests.put(request)
+        if request.done.wait(timeout):
+            return True
+        with request.mutex:
+            if request.granted:  # got it just as the wait ran out
+                return True
+            request.abandoned = True
+        return False
+
+
+class _FlockRequest:
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+        self.done = threading.Event()
+        self.granted = False
+        self.abandoned = False
+
+
 class _WriterTurn:
     """One writer at a time on a SQLite file: a lock among this process's threads, then, for a file
     database, an exclusive ``flock`` on ``<file>-writers.lock`` among processes (``huiyuan serve
@@ -102,26 +162,41 @@ class _WriterTurn:
     lets go, where SQLite's own busy handler would have it sleep and poll (measured with two server
     processes and 16 clients posting orders: p99 679 ms).
 
-    ``flock`` has no timeout: a process waits as long as the holder keeps its transaction open, and
-    a holder that dies lets go with its open files."""
+    The whole wait, for both locks, is bounded by ``WRITE_LOCK_TIMEOUT_SECONDS`` (as SQLite's own
+    ``busy_timeout``): a writer that waited that long answers ``DatabaseBusy`` (503) instead of
+    waiting for ever behind a process that keeps its transaction open. A holder that dies lets go
+    with its open files."""
 
     def __init__(self, path: str | None) -> None:
         self.lock = threading.Lock()
         self.path = path
         self._fd: int | None = None
+        self._waiter: _FlockWaiter | None = None
         self._pid = 0
 
     def acquire(self) -> None:
+        deadline = time.monotonic() + WRITE_LOCK_TIMEOUT_SECONDS
         if not self.lock.acquire(timeout=WRITE_LOCK_TIMEOUT_SECONDS):
             raise DatabaseBusy("Another write held the database for too long.")
         if self.path is None:
             return
         try:
             if self._fd is None or self._pid != os.getpid():
-                # A forked child opens its own: a shared open file would share the lock too.
+                # A forked child opens its own: a shared open file would share the lock too (and the
+                # parent's waiter thread does not exist in the child).
                 self._fd = os.open(self.path + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                self._waiter = None
                 self._pid = os.getpid()
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            if self._waiter is None or self._waiter.idle:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    pass
+            if self._waiter is None:
+                self._waiter = _FlockWaiter(self._fd)
+            if not self._waiter.wait(max(0.0, deadline - time.monotonic())):
+                raise DatabaseBusy("Another process held the database for too long.")
         except BaseException:
             self.lock.release()
             raise
