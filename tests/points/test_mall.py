@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from huiyuan.kit.db import Database
 from huiyuan.kit.errors import AppError, IdempotencyMismatch, ValidationFailed
 from huiyuan.kit.scope import Principal
-from huiyuan.points import ledger, mall
+from huiyuan.points import ledger, mall, mall_repository, mall_views
 from huiyuan.points.ledger import InsufficientPoints
 from huiyuan.points.mall_models import MallGift, MallGiftCode, MallRedemption, MallStockEntry
 from huiyuan.points.mall_schemas import GiftIn, GiftUpdate, RedemptionOut
@@ -56,7 +56,7 @@ def redeem(
         done = mall.redeem(
             s, actor=actor or pb.actor, member_id=member, gift_id=gift_id, quantity=quantity, key=key
         )
-        return mall.redemption_out(s, done.redemption), done.replayed
+        return mall_views.redemption_out(s, done.redemption), done.replayed
 
 
 def pay(pb: PointsBrand, redemption_id: int, ref: str = "PAY-1", **kw: Any) -> RedemptionOut:
@@ -64,13 +64,13 @@ def pay(pb: PointsBrand, redemption_id: int, ref: str = "PAY-1", **kw: Any) -> R
         done = mall.pay_redemption(
             s, actor=pb.actor, redemption_id=redemption_id, payment_reference=ref, **kw
         )
-        return mall.redemption_out(s, done.redemption)
+        return mall_views.redemption_out(s, done.redemption)
 
 
 def cancel(pb: PointsBrand, redemption_id: int, reason: str = "会员申请") -> RedemptionOut:
     with pb.db.unit_of_work(pb.actor.scope) as s:
         done = mall.cancel_redemption(s, actor=pb.actor, redemption_id=redemption_id, reason=reason)
-        return mall.redemption_out(s, done.redemption)
+        return mall_views.redemption_out(s, done.redemption)
 
 
 def stock(pb: PointsBrand, gift_id: int) -> int:
@@ -78,7 +78,7 @@ def stock(pb: PointsBrand, gift_id: int) -> int:
     with pb.db.unit_of_work(pb.actor.scope, write=False) as s:
         gift = s.get(MallGift, gift_id)
         assert gift is not None
-        totals = mall.MallRepository(s).stock_totals(gift_id)
+        totals = mall_repository.MallRepository(s).stock_totals(gift_id)
         assert gift.stock_available == totals["entries"] >= 0, (gift.stock_available, totals)
         if gift.kind == "third_party_code":
             assert totals.get("codes_available", 0) == gift.stock_available, totals
@@ -209,7 +209,7 @@ def test_unpaid_cancel_and_payment_timeout(db: Database) -> None:
         with pytest.raises(mall.RedemptionClosed):
             pay(pb, late.id)
         with pb.db.unit_of_work(pb.actor.scope, write=False) as s:
-            assert mall.redemption_out(s, mall.get_redemption(s, late.id)).status == "expired"
+            assert mall_views.redemption_out(s, mall.get_redemption(s, late.id)).status == "expired"
         with pb.db.unit_of_work(pb.actor.scope) as s:
             assert mall.expire_overdue_redemptions(s, actor=pb.actor) == 1
             assert ledger.release_due_reservations(s, actor=pb.actor, now=clock.now()) == 1

@@ -449,17 +449,19 @@ def test_a_retried_payment_does_not_need_the_pin_again(db: Database, clock: Froz
 
 
 def test_wallet_point_types_stay_out_of_the_points_product(w: WalletWorld) -> None:
-    from huiyuan.points import service as points
+    from huiyuan.points import config, reads, service
 
     m = w.members[0]
     w.top_up(m, "10.00", "t1")
     with w.db.unit_of_work(w.actor.scope) as s:
-        assert points.list_point_types(s) == []
-        assert points.member_summary(s, m).balances == []
-        assert points.liability(s).points == 0
-        assert points.list_entries(s, m, before_id=None, limit=10).rows == []
+        assert config.list_point_types(s) == []
+        assert reads.member_summary(s, m).balances == []
+        assert reads.liability(s).points == 0
+        assert reads.list_entries(s, m, before_id=None, limit=10).rows == []
         with pytest.raises(ValidationFailed):
-            points.grant(s, actor=w.actor, member_id=m, key="g1", point_type="w.gift.p", amount=1, reason="x")
+            service.grant(
+                s, actor=w.actor, member_id=m, key="g1", point_type="w.gift.p", amount=1, reason="x"
+            )
     with w.db.unit_of_work(w.actor.scope, write=False) as s:
         # The ledger itself keeps the wallet's money like any points.
         pt = ledger.point_type_by_code(s, w.brand_id, "w.gift.p")

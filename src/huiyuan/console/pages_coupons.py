@@ -43,7 +43,7 @@ from huiyuan.jobs import service as jobs
 from huiyuan.kit import tables
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.errors import AppError, NotFound, ValidationFailed, field_error
-from huiyuan.points import service as points
+from huiyuan.points import config as points
 from huiyuan.tenancy.repository import TenancyRepository
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)

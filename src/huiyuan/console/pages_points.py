@@ -1,10 +1,11 @@
 """Console pages for points: point types and earn rules (list and create, with validation errors
 shown in the form), a member's loyalty section, and the points liability dashboard with its charts.
 
-Handlers call ``points.service`` (the same verbs and read models as the API); forms are parsed here
-only as far as a browser sends strings (JSON documents are typed into text areas). The member's
-loyalty section is its own fragment (``/console/members/{id}/points``), loaded by the member page
-with HTMX and readable as a page of its own without JavaScript. No queries or business rules here.
+Handlers call ``points.config`` and ``points.reads`` (the same verbs and read models as the API);
+forms are parsed here only as far as a browser sends strings (JSON documents are typed into text
+areas). The member's loyalty section is its own fragment (``/console/members/{id}/points``), loaded
+by the member page with HTMX and readable as a page of its own without JavaScript. No queries or
+business rules here.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from huiyuan.console.forms import present
 from huiyuan.console.i18n import translate
 from huiyuan.console.web import ConsoleRoute, is_htmx, render
 from huiyuan.kit.errors import AppError, ValidationFailed, field_error
-from huiyuan.points import service
+from huiyuan.points import config, reads
 from huiyuan.points.models import POINT_KINDS
 from huiyuan.points.schemas import EarnRuleIn, PointTypeIn
 
@@ -88,7 +89,7 @@ def _types_page(
     fragment: bool = False,
 ) -> Response:
     context = {
-        "types": service.list_point_types(console.session) if console.brand_id is not None else [],
+        "types": config.list_point_types(console.session) if console.brand_id is not None else [],
         "errors": errors or [],
         "error_fields": {e.get("field", "").split(".")[0] for e in errors or []},
         "form": form or {"expiry_policy": POLICY_EXAMPLE, "kind": "spendable"},
@@ -142,7 +143,7 @@ def create_point_type(
                 "expiry_policy": _json_object(expiry_policy, "expiry_policy", {"kind": "never"}),
             }
         )
-        service.create_point_type(console.session, actor=console.principal, data=data)
+        config.create_point_type(console.session, actor=console.principal, data=data)
     except (ValidationError, AppError) as exc:
         console.session.rollback()
         status = exc.status if isinstance(exc, AppError) else 422
@@ -165,7 +166,7 @@ def _rules_page(
     fragment: bool = False,
 ) -> Response:
     context = {
-        "rules": service.list_rules(console.session) if console.brand_id is not None else [],
+        "rules": config.list_rules(console.session) if console.brand_id is not None else [],
         "errors": errors or [],
         "error_fields": {e.get("field", "").split(".")[0] for e in errors or []},
         "form": form or {"definition": RULE_EXAMPLE},
@@ -193,7 +194,7 @@ def create_rule(
         data = EarnRuleIn.model_validate(
             {"code": code.strip(), "name": name, "definition": _json_object(definition, "definition")}
         )
-        service.create_rule(console.session, actor=console.principal, data=data)
+        config.create_rule(console.session, actor=console.principal, data=data)
     except (ValidationError, AppError) as exc:
         console.session.rollback()
         status = exc.status if isinstance(exc, AppError) else 422
@@ -207,7 +208,7 @@ def create_rule(
 def change_rule_status(
     rule_id: int, console: Writer, status: Annotated[str, Form(pattern="^(active|paused|retired)$")]
 ) -> Response:
-    service.change_rule_status(console.session, actor=console.principal, rule_id=rule_id, status=status)
+    config.change_rule_status(console.session, actor=console.principal, rule_id=rule_id, status=status)
     return RedirectResponse("/console/points/rules", status_code=303)
 
 
@@ -217,14 +218,14 @@ def change_rule_status(
 @router.get("/console/members/{member_id}/points")
 def member_points(request: Request, member_id: int, console: Reader) -> Response:
     session = console.session
-    member = service.get_member(session, member_id)  # 404 page for other brands' members
-    lots = service.list_lots(session, member.id, before_id=None, limit=DETAIL_ROWS)
-    entries = service.list_entries(session, member.id, before_id=None, limit=DETAIL_ROWS)
+    member = reads.get_member(session, member_id)  # 404 page for other brands' members
+    lots = reads.list_lots(session, member.id, before_id=None, limit=DETAIL_ROWS)
+    entries = reads.list_entries(session, member.id, before_id=None, limit=DETAIL_ROWS)
     context = {
         "member": member,
-        "summary": service.member_summary(session, member.id),
-        "lots": [service.lot_out(lot, lots.codes, staff=True) for lot in lots.rows],
-        "entries": [service.entry_out(e, entries.codes, staff=True) for e in entries.rows],
+        "summary": reads.member_summary(session, member.id),
+        "lots": [reads.lot_out(lot, lots.codes, staff=True) for lot in lots.rows],
+        "entries": [reads.entry_out(e, entries.codes, staff=True) for e in entries.rows],
     }
     template = "points_member_section.html" if is_htmx(request) else "points_member.html"
     return render(request, template, context)
@@ -238,14 +239,14 @@ def liability_page(request: Request, console: Reader) -> Response:
     return render(
         request,
         "points_liability.html",
-        {"liability": service.liability(console.session), "days": OUTLOOK_DAYS},
+        {"liability": reads.liability(console.session), "days": OUTLOOK_DAYS},
     )
 
 
 @router.get("/console/points/liability.json")
 def liability_chart(console: Reader) -> Response:
     """Chart data: point types on the x axis, the liability (yuan) stacked by who funds it."""
-    liability = service.liability(console.session)
+    liability = reads.liability(console.session)
     funders = sorted({f.funded_by for t in liability.point_types for f in t.by_funder})
     series = []
     for funder in funders:
@@ -271,11 +272,11 @@ def liability_chart(console: Reader) -> Response:
 @router.get("/console/points/expiring.json")
 def expiring_chart(console: Reader, days: int = OUTLOOK_DAYS) -> Response:
     """Chart data: every local day of the outlook on the x axis, expiring points per point type."""
-    outlook = service.expiring(console.session, actor=console.principal, days=days)
+    outlook = reads.expiring(console.session, actor=console.principal, days=days)
     today = outlook.as_of.astimezone(ZoneInfo(outlook.timezone)).date()
     dates = [today + timedelta(days=i) for i in range(outlook.days)]
     per_day = {d.date: d.by_type for d in outlook.per_day}
-    names = {pt.code: pt.name for pt in service.list_point_types(console.session)}
+    names = {pt.code: pt.name for pt in config.list_point_types(console.session)}
     series = [
         {"name": names.get(code, code), "data": [per_day.get(d, {}).get(code, 0) for d in dates]}
         for code in sorted(outlook.by_type)

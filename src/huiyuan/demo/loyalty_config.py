@@ -26,8 +26,8 @@ from huiyuan.kit.scope import Principal
 from huiyuan.paid import plans as paid_plans
 from huiyuan.paid.schemas import CategoryIn
 from huiyuan.paid.schemas import LevelIn as PlanLevelIn
+from huiyuan.points import config as points_config
 from huiyuan.points import merchants as points_merchants
-from huiyuan.points import service as points_service
 from huiyuan.points.schemas import EarnRuleIn, PointTypeIn
 from huiyuan.tiers import configuration as tiers_config
 from huiyuan.tiers.schemas import LevelIn as TierLevelIn
@@ -125,7 +125,7 @@ def configure_points(session: Session, *, actor: Principal, code: str, store_ids
             actor=actor,
             data=points_merchants.MerchantIn(code=merchant, name=MERCHANTS[merchant]),
         )
-    points_service.create_point_type(
+    points_config.create_point_type(
         session,
         actor=actor,
         data=PointTypeIn(
@@ -140,7 +140,7 @@ def configure_points(session: Session, *, actor: Principal, code: str, store_ids
             max_pay_ratio=Decimal("0.5"),
         ),
     )
-    points_service.create_point_type(
+    points_config.create_point_type(
         session,
         actor=actor,
         data=PointTypeIn(
@@ -207,7 +207,7 @@ def configure_points(session: Session, *, actor: Principal, code: str, store_ids
         ),
     ]
     for rule_code, name, definition in rules:
-        points_service.create_rule(
+        points_config.create_rule(
             session, actor=actor, data=EarnRuleIn(code=rule_code, name=name, definition=definition)
         )
 

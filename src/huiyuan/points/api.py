@@ -21,7 +21,7 @@ from huiyuan.kit.idempotency import IdempotencyKey
 from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
-from huiyuan.points import service
+from huiyuan.points import config, reads, service
 from huiyuan.points.ledger import LedgerResult
 from huiyuan.points.schemas import (
     AdjustIn,
@@ -85,22 +85,22 @@ def _answer(response: Response, result: LedgerResult, *, created: int = 201) -> 
 
 @router.get("/points/types", response_model=list[PointTypeOut], summary="List point types")
 def list_point_types(session: SessionDep, actor: Reader) -> list[PointTypeOut]:
-    return [service.point_type_out(pt) for pt in service.list_point_types(session)]
+    return [config.point_type_out(pt) for pt in config.list_point_types(session)]
 
 
 @router.post("/points/types", response_model=PointTypeOut, status_code=201, summary="Add a point type")
 def create_point_type(data: PointTypeIn, session: SessionDep, actor: Writer) -> PointTypeOut:
-    return service.point_type_out(service.create_point_type(session, actor=actor, data=data))
+    return config.point_type_out(config.create_point_type(session, actor=actor, data=data))
 
 
 @router.get("/points/types/{code}", response_model=PointTypeOut, summary="Get a point type")
 def get_point_type(code: str, session: SessionDep, actor: Reader) -> PointTypeOut:
-    return service.point_type_out(service.get_point_type(session, actor=actor, code=code))
+    return config.point_type_out(config.get_point_type(session, actor=actor, code=code))
 
 
 @router.patch("/points/types/{code}", response_model=PointTypeOut, summary="Update a point type")
 def update_point_type(code: str, data: PointTypeUpdate, session: SessionDep, actor: Writer) -> PointTypeOut:
-    return service.point_type_out(service.update_point_type(session, actor=actor, code=code, data=data))
+    return config.point_type_out(config.update_point_type(session, actor=actor, code=code, data=data))
 
 
 # -- earn rules ------------------------------------------------------------------------------------
@@ -114,23 +114,23 @@ def list_rules(
     trigger: Annotated[str | None, Query(max_length=64, description='"order" or an action name')] = None,
     point_type: Annotated[str | None, Query(max_length=32)] = None,
 ) -> list[EarnRuleOut]:
-    rules = service.list_rules(session, status=status, trigger=trigger, point_type=point_type)
-    return [service.rule_out(r) for r in rules]
+    rules = config.list_rules(session, status=status, trigger=trigger, point_type=point_type)
+    return [config.rule_out(r) for r in rules]
 
 
 @router.post("/points/rules", response_model=EarnRuleOut, status_code=201, summary="Add an earn rule")
 def create_rule(data: EarnRuleIn, session: SessionDep, actor: Writer) -> EarnRuleOut:
-    return service.rule_out(service.create_rule(session, actor=actor, data=data))
+    return config.rule_out(config.create_rule(session, actor=actor, data=data))
 
 
 @router.get("/points/rules/{rule_id}", response_model=EarnRuleOut, summary="Get an earn rule")
 def get_rule(rule_id: int, session: SessionDep, actor: Reader) -> EarnRuleOut:
-    return service.rule_out(service.get_rule(session, rule_id))
+    return config.rule_out(config.get_rule(session, rule_id))
 
 
 @router.patch("/points/rules/{rule_id}", response_model=EarnRuleOut, summary="Update an earn rule")
 def update_rule(rule_id: int, data: EarnRuleUpdate, session: SessionDep, actor: Writer) -> EarnRuleOut:
-    return service.rule_out(service.update_rule(session, actor=actor, rule_id=rule_id, data=data))
+    return config.rule_out(config.update_rule(session, actor=actor, rule_id=rule_id, data=data))
 
 
 @router.post(
@@ -142,10 +142,10 @@ def update_rule(rule_id: int, data: EarnRuleUpdate, session: SessionDep, actor: 
 def change_rule_status(
     rule_id: int, data: EarnRuleStatusIn, session: SessionDep, actor: Writer
 ) -> EarnRuleOut:
-    rule = service.change_rule_status(
+    rule = config.change_rule_status(
         session, actor=actor, rule_id=rule_id, status=data.status, reason=data.reason
     )
-    return service.rule_out(rule)
+    return config.rule_out(rule)
 
 
 # -- a member's points -----------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def change_rule_status(
 
 @router.get("/members/{member_id}/points", response_model=PointsSummaryOut, summary="A member's points")
 def member_points(member_id: int, session: SessionDep, actor: Reader) -> PointsSummaryOut:
-    return service.member_summary(session, member_id)
+    return reads.member_summary(session, member_id)
 
 
 @router.get(
@@ -175,7 +175,7 @@ def member_entries(
     limit: int = 50,
 ) -> Page[Any]:
     limit = check_limit(limit, get_settings().max_page_size)
-    page = service.list_entries(
+    page = reads.list_entries(
         session,
         member_id,
         point_type=point_type,
@@ -188,7 +188,7 @@ def member_entries(
         limit=limit + 1,
     )
     return cursor_page(
-        page.rows, limit, lambda shown: [service.entry_out(e, page.codes, staff=True) for e in shown]
+        page.rows, limit, lambda shown: [reads.entry_out(e, page.codes, staff=True) for e in shown]
     )
 
 
@@ -207,7 +207,7 @@ def member_lots(
     limit: int = 50,
 ) -> Page[Any]:
     limit = check_limit(limit, get_settings().max_page_size)
-    page = service.list_lots(
+    page = reads.list_lots(
         session,
         member_id,
         state=state,
@@ -216,7 +216,7 @@ def member_lots(
         limit=limit + 1,
     )
     return cursor_page(
-        page.rows, limit, lambda shown: [service.lot_out(lot, page.codes, staff=True) for lot in shown]
+        page.rows, limit, lambda shown: [reads.lot_out(lot, page.codes, staff=True) for lot in shown]
     )
 
 
@@ -228,7 +228,7 @@ def member_lots(
 def member_expiring(
     member_id: int, session: SessionDep, actor: Reader, days: Annotated[int, Query(ge=1, le=366)] = 30
 ) -> ExpiringOut:
-    return service.expiring(session, actor=actor, days=days, member_id=member_id)
+    return reads.expiring(session, actor=actor, days=days, member_id=member_id)
 
 
 @router.post(
@@ -443,7 +443,7 @@ def checkout_release(
 
 @router.get("/points/liability", response_model=LiabilityOut, summary="Outstanding points at fair value")
 def points_liability(session: SessionDep, actor: Reader) -> LiabilityOut:
-    return service.liability(session)
+    return reads.liability(session)
 
 
 @router.get(
@@ -452,4 +452,4 @@ def points_liability(session: SessionDep, actor: Reader) -> LiabilityOut:
 def points_expiring(
     session: SessionDep, actor: Reader, days: Annotated[int, Query(ge=1, le=366)] = 30
 ) -> ExpiringOut:
-    return service.expiring(session, actor=actor, days=days)
+    return reads.expiring(session, actor=actor, days=days)

@@ -1,9 +1,10 @@
 """The points mall (积分商城): gifts, their stock ledger, third-party codes and redemptions.
 
 Owns the verbs ``create_gift``, ``update_gift``, ``restock``, ``import_codes``, ``redeem``,
-``pay_redemption``, ``cancel_redemption`` and ``expire_overdue_redemptions``, and every query on the
-mall's tables (``MallRepository``). Points move only through ``points.ledger``; nothing here
-touches lots or accounts itself, and nothing here commits.
+``pay_redemption``, ``cancel_redemption`` and ``expire_overdue_redemptions``. The queries on the
+mall's tables live in ``points.mall_repository``, the shapes the API shows in ``points.mall_views``.
+Points move only through ``points.ledger``; nothing here touches lots or accounts itself, and nothing
+here commits.
 
 Policies:
 
@@ -39,14 +40,13 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from huiyuan.audit import service as audit
@@ -66,20 +66,12 @@ from huiyuan.members.models import Member
 from huiyuan.outbox.service import emit
 from huiyuan.points import ledger
 from huiyuan.points.mall_models import MallGift, MallGiftCode, MallRedemption, MallStockEntry
-from huiyuan.points.mall_schemas import (
-    CodeImportError,
-    CodeImportOut,
-    GiftIn,
-    GiftOut,
-    GiftUpdate,
-    MemberGiftOut,
-    RedemptionOut,
-)
+from huiyuan.points.mall_repository import MallRepository
+from huiyuan.points.mall_schemas import CodeImportError, CodeImportOut, GiftIn, GiftUpdate
 from huiyuan.points.models import PointEntry, PointType
 from huiyuan.tenancy.models import Brand
 
 ZERO = Decimal("0.00")
-OPEN_STATUSES = ("awaiting_payment", "completed")
 MAX_CODES_PER_IMPORT = 100_000
 MAX_REPORTED_ERRORS = 100
 CODE_HEADERS = {"code", "codes", "券码", "兑换码"}
@@ -113,156 +105,6 @@ class MemberCannotRedeem(AppError):
     status = 409
     code = "member-not-active"
     title = "The member cannot redeem gifts"
-
-
-# -- queries ----------------------------------------------------------------------------------------
-
-
-class MallRepository:
-    """Every query on gifts, stock entries, codes and redemptions (tenancy comes from the session)."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def gift(self, gift_id: int, *, for_update: bool = False) -> MallGift | None:
-        stmt = select(MallGift).where(MallGift.id == gift_id)
-        if for_update:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        return self.session.scalars(stmt).one_or_none()
-
-    def gift_by_code(self, brand_id: int, code: str) -> MallGift | None:
-        return self.session.scalars(
-            select(MallGift).where(MallGift.brand_id == brand_id, MallGift.code == code)
-        ).one_or_none()
-
-    def gifts(
-        self, *, status: str | None, kind: str | None, after_id: int | None, limit: int
-    ) -> list[MallGift]:
-        stmt = select(MallGift).order_by(MallGift.id).limit(limit)
-        if status:
-            stmt = stmt.where(MallGift.status == status)
-        if kind:
-            stmt = stmt.where(MallGift.kind == kind)
-        if after_id is not None:
-            stmt = stmt.where(MallGift.id > after_id)
-        return list(self.session.scalars(stmt))
-
-    def gifts_on_sale(self, now: datetime, *, after_id: int | None, limit: int) -> list[MallGift]:
-        stmt = (
-            select(MallGift)
-            .where(
-                MallGift.status == "active",
-                (MallGift.sale_from.is_(None)) | (MallGift.sale_from <= now),
-                (MallGift.sale_to.is_(None)) | (MallGift.sale_to > now),
-            )
-            .order_by(MallGift.id)
-            .limit(limit)
-        )
-        if after_id is not None:
-            stmt = stmt.where(MallGift.id > after_id)
-        return list(self.session.scalars(stmt))
-
-    def point_type_codes(self, ids: set[int]) -> dict[int, str]:
-        if not ids:
-            return {}
-        rows = self.session.execute(select(PointType.id, PointType.code).where(PointType.id.in_(ids)))
-        return {pid: code for pid, code in rows}
-
-    def redemption(self, redemption_id: int) -> MallRedemption | None:
-        return self.session.get(MallRedemption, redemption_id)
-
-    def redemption_by_key(self, brand_id: int, key: str) -> MallRedemption | None:
-        return self.session.scalars(
-            select(MallRedemption)
-            .where(MallRedemption.brand_id == brand_id, MallRedemption.key == key)
-            .execution_options(populate_existing=True)
-        ).one_or_none()
-
-    def member_redemptions(
-        self, member_id: int, *, before_id: int | None, limit: int
-    ) -> list[MallRedemption]:
-        stmt = (
-            select(MallRedemption)
-            .where(MallRedemption.member_id == member_id)
-            .order_by(MallRedemption.id.desc())
-            .limit(limit)
-        )
-        if before_id is not None:
-            stmt = stmt.where(MallRedemption.id < before_id)
-        return list(self.session.scalars(stmt))
-
-    def redeemed_units(self, gift_id: int, member_id: int, *, on_day: date | None = None) -> int:
-        stmt = select(func.coalesce(func.sum(MallRedemption.quantity), 0)).where(
-            MallRedemption.gift_id == gift_id,
-            MallRedemption.member_id == member_id,
-            MallRedemption.status.in_(OPEN_STATUSES),
-        )
-        if on_day is not None:
-            stmt = stmt.where(MallRedemption.local_day == on_day)
-        return int(self.session.scalar(stmt) or 0)
-
-    def overdue(self, now: datetime, *, gift_id: int | None = None, limit: int = 200) -> list[MallRedemption]:
-        stmt = (
-            select(MallRedemption)
-            .where(MallRedemption.status == "awaiting_payment", MallRedemption.pay_by <= now)
-            .order_by(MallRedemption.id)
-            .limit(limit)
-            .execution_options(populate_existing=True)
-        )
-        if gift_id is not None:
-            stmt = stmt.where(MallRedemption.gift_id == gift_id)
-        return list(self.session.scalars(stmt))
-
-    def available_codes(self, gift_id: int, count: int) -> list[MallGiftCode]:
-        return list(
-            self.session.scalars(
-                select(MallGiftCode)
-                .where(MallGiftCode.gift_id == gift_id, MallGiftCode.status == "available")
-                .order_by(MallGiftCode.id)
-                .limit(count)
-            )
-        )
-
-    def codes_of(self, redemption_ids: Sequence[int], *, status: str = "assigned") -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {rid: [] for rid in redemption_ids}
-        if not redemption_ids:
-            return out
-        rows = self.session.execute(
-            select(MallGiftCode.redemption_id, MallGiftCode.code)
-            .where(MallGiftCode.redemption_id.in_(redemption_ids), MallGiftCode.status == status)
-            .order_by(MallGiftCode.id)
-        )
-        for rid, code in rows:
-            if rid is not None:
-                out[rid].append(code)
-        return out
-
-    def existing_codes(self, gift_id: int, codes: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(codes), 500):
-            chunk = codes[start : start + 500]
-            found.update(
-                self.session.scalars(
-                    select(MallGiftCode.code).where(
-                        MallGiftCode.gift_id == gift_id, MallGiftCode.code.in_(chunk)
-                    )
-                )
-            )
-        return found
-
-    def stock_totals(self, gift_id: int) -> dict[str, int]:
-        """Σ of the gift's stock entries and its codes by status (what the cache must match)."""
-        entries = self.session.scalar(
-            select(func.coalesce(func.sum(MallStockEntry.quantity), 0)).where(
-                MallStockEntry.gift_id == gift_id
-            )
-        )
-        codes = self.session.execute(
-            select(MallGiftCode.status, func.count())
-            .where(MallGiftCode.gift_id == gift_id)
-            .group_by(MallGiftCode.status)
-        ).all()
-        return {"entries": int(entries or 0), **{f"codes_{status}": int(n) for status, n in codes}}
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -988,105 +830,3 @@ def list_member_redemptions(
 ) -> list[MallRedemption]:
     """A member's redemptions, newest first."""
     return MallRepository(session).member_redemptions(member_id, before_id=before_id, limit=limit)
-
-
-# -- views ------------------------------------------------------------------------------------------
-
-
-def gift_outs(session: Session, gifts: Sequence[MallGift]) -> list[GiftOut]:
-    codes = MallRepository(session).point_type_codes({g.point_type_id for g in gifts})
-    return [
-        GiftOut(
-            id=g.id,
-            code=g.code,
-            name=g.name,
-            description=g.description,
-            kind=g.kind,  # type: ignore[arg-type]
-            point_type=codes[g.point_type_id],
-            points_price=g.points_price,
-            cash_price=to_money(g.cash_price),
-            payment_mode="points_cash" if g.cash_price > ZERO else "points",
-            status=g.status,  # type: ignore[arg-type]
-            sale_from=g.sale_from,
-            sale_to=g.sale_to,
-            limit_per_member=g.limit_per_member,
-            limit_per_member_per_day=g.limit_per_member_per_day,
-            payment_minutes=g.payment_minutes,
-            stock_available=g.stock_available,
-            created_at=g.created_at,
-            updated_at=g.updated_at,
-        )
-        for g in gifts
-    ]
-
-
-def gift_out(session: Session, gift: MallGift) -> GiftOut:
-    return gift_outs(session, [gift])[0]
-
-
-def member_gift_outs(session: Session, gifts: Sequence[MallGift]) -> list[MemberGiftOut]:
-    return [
-        MemberGiftOut(
-            id=g.id,
-            code=g.code,
-            name=g.name,
-            description=g.description,
-            kind=g.kind,
-            point_type=g.point_type,
-            points_price=g.points_price,
-            cash_price=g.cash_price,
-            payment_mode=g.payment_mode,
-            sale_to=g.sale_to,
-            limit_per_member=g.limit_per_member,
-            limit_per_member_per_day=g.limit_per_member_per_day,
-            in_stock=g.stock_available > 0,
-        )
-        for g in gift_outs(session, gifts)
-    ]
-
-
-def _shown_status(redemption: MallRedemption, now: datetime) -> Any:
-    # An unpaid redemption past its time can no longer be paid, even before a sweep has expired it.
-    if redemption.status == "awaiting_payment" and redemption.pay_by is not None and redemption.pay_by <= now:
-        return "expired"
-    return redemption.status
-
-
-def redemption_outs(session: Session, redemptions: Sequence[MallRedemption]) -> list[RedemptionOut]:
-    repo = MallRepository(session)
-    gifts = {
-        g.id: g
-        for g in session.scalars(select(MallGift).where(MallGift.id.in_({r.gift_id for r in redemptions})))
-    }
-    type_codes = repo.point_type_codes({r.point_type_id for r in redemptions})
-    codes = repo.codes_of([r.id for r in redemptions])
-    now = utcnow()
-    return [
-        RedemptionOut(
-            id=r.id,
-            gift_id=r.gift_id,
-            gift_code=gifts[r.gift_id].code,
-            gift_name=gifts[r.gift_id].name,
-            member_id=r.member_id,
-            quantity=r.quantity,
-            point_type=type_codes[r.point_type_id],
-            points=r.points,
-            cash_amount=to_money(r.cash_amount),
-            status=_shown_status(r, now),
-            codes=codes[r.id],
-            pay_by=r.pay_by,
-            payment_reference=r.payment_reference,
-            paid_at=r.paid_at,
-            cancelled_at=r.cancelled_at,
-            cancel_reason=r.cancel_reason,
-            points_restored=r.points_restored,
-            stock_returned=r.stock_returned,
-            channel=r.channel,  # type: ignore[arg-type]
-            created_at=r.created_at,
-        )
-        for r in redemptions
-    ]
-
-
-def redemption_out(session: Session, redemption: MallRedemption) -> RedemptionOut:
-    return redemption_outs(session, [redemption])[0]

@@ -21,7 +21,7 @@ from huiyuan.kit.idempotency import IdempotencyKey
 from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.scope import Principal
 from huiyuan.kit.web import SessionDep
-from huiyuan.points import mall
+from huiyuan.points import mall, mall_views
 from huiyuan.points.mall_schemas import (
     CancelIn,
     CodeImportOut,
@@ -87,7 +87,7 @@ def list_gifts(
 ) -> Page[Any]:
     limit = check_limit(limit, get_settings().max_page_size)
     rows = mall.list_gifts(session, status=status, kind=kind, after_id=decode_cursor(cursor), limit=limit + 1)
-    return cursor_page(rows, limit, lambda shown: mall.gift_outs(session, shown))
+    return cursor_page(rows, limit, lambda shown: mall_views.gift_outs(session, shown))
 
 
 @router.post(
@@ -99,7 +99,7 @@ def list_gifts(
     responses={409: {"description": "The code is taken"}, 422: {"description": "Invalid fields"}},
 )
 def create_gift(data: GiftIn, session: SessionDep, actor: Writer) -> GiftOut:
-    return mall.gift_out(session, mall.create_gift(session, actor=actor, data=data))
+    return mall_views.gift_out(session, mall.create_gift(session, actor=actor, data=data))
 
 
 @router.get(
@@ -110,7 +110,7 @@ def create_gift(data: GiftIn, session: SessionDep, actor: Writer) -> GiftOut:
     responses=GIFT_RESPONSES,
 )
 def get_gift(gift_id: int, session: SessionDep, actor: Reader) -> GiftOut:
-    return mall.gift_out(session, mall.get_gift(session, gift_id))
+    return mall_views.gift_out(session, mall.get_gift(session, gift_id))
 
 
 @router.patch(
@@ -121,7 +121,7 @@ def get_gift(gift_id: int, session: SessionDep, actor: Reader) -> GiftOut:
     responses=GIFT_RESPONSES,
 )
 def update_gift(gift_id: int, data: GiftUpdate, session: SessionDep, actor: Writer) -> GiftOut:
-    return mall.gift_out(session, mall.update_gift(session, actor=actor, gift_id=gift_id, data=data))
+    return mall_views.gift_out(session, mall.update_gift(session, actor=actor, gift_id=gift_id, data=data))
 
 
 @router.post(
@@ -197,7 +197,7 @@ def redeem(
         key=mall.client_key(data.idempotency_key, idempotency_key),
     )
     _answer(response, result, created=201)
-    return mall.redemption_out(session, result.redemption)
+    return mall_views.redemption_out(session, result.redemption)
 
 
 @router.get(
@@ -208,7 +208,7 @@ def redeem(
     responses={404: {"description": "No such redemption in this brand"}},
 )
 def get_redemption(redemption_id: int, session: SessionDep, actor: Reader) -> RedemptionOut:
-    return mall.redemption_out(session, mall.get_redemption(session, redemption_id))
+    return mall_views.redemption_out(session, mall.get_redemption(session, redemption_id))
 
 
 @router.post(
@@ -229,7 +229,7 @@ def pay_redemption(
         amount=data.amount,
     )
     _answer(response, result, created=200)
-    return mall.redemption_out(session, result.redemption)
+    return mall_views.redemption_out(session, result.redemption)
 
 
 @router.post(
@@ -244,7 +244,7 @@ def cancel_redemption(
 ) -> RedemptionOut:
     result = mall.cancel_redemption(session, actor=actor, redemption_id=redemption_id, reason=data.reason)
     _answer(response, result, created=200)
-    return mall.redemption_out(session, result.redemption)
+    return mall_views.redemption_out(session, result.redemption)
 
 
 # -- members ----------------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ def my_mall_gifts(
 ) -> Page[Any]:
     limit = check_limit(limit, get_settings().max_page_size)
     rows = mall.list_gifts_on_sale(session, after_id=decode_cursor(cursor), limit=limit + 1)
-    return cursor_page(rows, limit, lambda shown: mall.member_gift_outs(session, shown))
+    return cursor_page(rows, limit, lambda shown: mall_views.member_gift_outs(session, shown))
 
 
 @router.post(
@@ -289,7 +289,7 @@ def my_redeem(
         channel="member",
     )
     _answer(response, result, created=201)
-    return mall.redemption_out(session, result.redemption)
+    return mall_views.redemption_out(session, result.redemption)
 
 
 @router.get(
@@ -303,4 +303,4 @@ def my_redemptions(
 ) -> Page[Any]:
     limit = check_limit(limit, get_settings().max_page_size)
     rows = mall.list_member_redemptions(session, member.id, before_id=decode_cursor(cursor), limit=limit + 1)
-    return cursor_page(rows, limit, lambda shown: mall.redemption_outs(session, shown))
+    return cursor_page(rows, limit, lambda shown: mall_views.redemption_outs(session, shown))

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 
 from huiyuan.kit.pagination import Page, check_limit, cursor_page, decode_cursor
 from huiyuan.kit.web import SessionDep
-from huiyuan.points import service
+from huiyuan.points import reads
 from huiyuan.points.schemas import EntryKind, EntryOut, LotOut, LotState, PointsSummaryOut
 from huiyuan.selfservice.api import CurrentMemberDep
 from huiyuan.settings import get_settings
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1/me/points", tags=["me"])
 
 @router.get("", response_model=PointsSummaryOut, summary="My points per point type")
 def my_points(session: SessionDep, member: CurrentMemberDep) -> PointsSummaryOut:
-    return service.member_summary(session, member.id)
+    return reads.member_summary(session, member.id)
 
 
 @router.get("/lots", response_model=Page[LotOut], summary="My lots and when they expire, newest first")
@@ -35,7 +35,7 @@ def my_lots(
     limit: int = 50,
 ) -> Page[Any]:
     limit = check_limit(limit, get_settings().max_page_size)
-    page = service.list_lots(
+    page = reads.list_lots(
         session,
         member.id,
         state=state,
@@ -44,7 +44,7 @@ def my_lots(
         limit=limit + 1,
     )
     return cursor_page(
-        page.rows, limit, lambda shown: [service.lot_out(lot, page.codes, staff=False) for lot in shown]
+        page.rows, limit, lambda shown: [reads.lot_out(lot, page.codes, staff=False) for lot in shown]
     )
 
 
@@ -58,9 +58,9 @@ def my_entries(
     limit: int = 50,
 ) -> Page[Any]:
     limit = check_limit(limit, get_settings().max_page_size)
-    page = service.list_entries(
+    page = reads.list_entries(
         session, member.id, point_type=point_type, kind=kind, before_id=decode_cursor(cursor), limit=limit + 1
     )
     return cursor_page(
-        page.rows, limit, lambda shown: [service.entry_out(e, page.codes, staff=False) for e in shown]
+        page.rows, limit, lambda shown: [reads.entry_out(e, page.codes, staff=False) for e in shown]
     )

@@ -60,7 +60,7 @@ from huiyuan.members import service as members
 from huiyuan.members.models import Member
 from huiyuan.members.schemas import MemberEnroll
 from huiyuan.points import ledger
-from huiyuan.points import service as points
+from huiyuan.points import reads as points
 from huiyuan.points.ledger import LedgerResult
 from huiyuan.points.program_models import (
     PointProgram,

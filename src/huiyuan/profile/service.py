@@ -42,7 +42,7 @@ from huiyuan.members.repository import MemberFilter, MemberRepository
 from huiyuan.orders.repository import orders_for_member
 from huiyuan.orders.views import order_summary
 from huiyuan.paid import service as paid
-from huiyuan.points import service as points
+from huiyuan.points import reads as points
 from huiyuan.profile import features
 from huiyuan.profile.repository import Cursor, ProfileRepository
 from huiyuan.profile.schemas import (
