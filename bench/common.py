@@ -1,6 +1,11 @@
 """What every benchmark shares: the JSON-lines output with the machine's context, a fresh temporary
 database holding a small demo world, the real server in a subprocess, and a threaded HTTP load
-generator that records every latency."""
+generator that records every latency and the CPU time the server spent meanwhile.
+
+The server's CPU time (user + system of its process and every process under it, read from
+``/proc``) is the figure that does not depend on the load generator, which runs on the same two
+cores and takes the better part of one: CPU per request tells a change to the server apart from a
+run whose clients were slower."""
 
 from __future__ import annotations
 
@@ -163,7 +168,8 @@ def server(url: str, *, worker: bool = False, workers: int = 1) -> Iterator[str]
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start (exit code {proc.poll()})")
             time.sleep(0.2)
-        yield base
+        with served_by(base, proc.pid):
+            yield base
     finally:
         proc.terminate()
         try:
@@ -172,12 +178,63 @@ def server(url: str, *, worker: bool = False, workers: int = 1) -> Iterator[str]
             proc.kill()
 
 
+_SERVER_PIDS: dict[str, int] = {}  # base URL → pid of the server process serving it
+
+
+@contextmanager
+def served_by(base: str, pid: int) -> Iterator[None]:
+    """While the block runs, ``server_cpu_seconds(base)`` reads the CPU time of process ``pid``."""
+    _SERVER_PIDS[base] = pid
+    try:
+        yield
+    finally:
+        _SERVER_PIDS.pop(base, None)
+
+
+def _cpu_of(pid: int) -> tuple[int, float]:
+    """(parent pid, user + system seconds) of a live process, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(base: str) -> float | None:
+    """CPU seconds spent so far by the server at ``base`` and every live process under it (the
+    ``--workers N`` server processes); None when the server is not known or ``/proc`` is missing."""
+    root = _SERVER_PIDS.get(base)
+    if root is None or not os.path.isdir("/proc"):
+        return None
+    procs: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                procs[int(entry)] = _cpu_of(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _cpu) in procs.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in procs:
+            total += procs[pid][1]
+        todo.extend(children.get(pid, ()))
+    return total
+
+
 @dataclass
 class LoadResult:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+    server_cpu_s: float | None = None  # CPU seconds the server spent during the run
+
+    def server_ms_per_request(self) -> float | None:
+        if self.server_cpu_s is None or not self.requests:
+            return None
+        return round(self.server_cpu_s / self.requests * 1000, 3)
 
     @property
     def requests(self) -> int:
@@ -231,10 +288,14 @@ def hammer(base: str, headers: dict[str, str], make: Request, *, clients: int, s
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
+    cpu_before = server_cpu_seconds(base)
     deadline[0] = time.perf_counter() + seconds
     began = time.perf_counter()
     start.wait()
     for t in threads:
         t.join()
     result.seconds = time.perf_counter() - began
+    cpu_after = server_cpu_seconds(base)
+    if cpu_before is not None and cpu_after is not None:
+        result.server_cpu_s = cpu_after - cpu_before
     return result

@@ -43,7 +43,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import BENCH_ENV, emit, free_port, hammer, server
+from bench.common import BENCH_ENV, emit, free_port, hammer, served_by, server
 
 PAGES = ("/", "/category/knitwear", "/p/LX-TOP-0001", "/search", "/cart", "/member")
 EVENTS = ("Product Viewed", "Product Added", "Element Clicked", "Checkout Started", "Order Paid")
@@ -163,7 +163,8 @@ def _serving(url: str, workers: int) -> Iterator[str]:
                 raise RuntimeError(f"the server did not start (exit code {proc.poll()})")
             time.sleep(0.2)
         time.sleep(2.0)  # every process has built its app, not only the first to answer
-        yield base
+        with served_by(base, proc.pid):
+            yield base
     finally:
         proc.terminate()
         try:
@@ -201,6 +202,7 @@ def _api(
         p99_ms=round(r.percentile(99), 2),
         requests=r.requests,
         errors=r.errors,
+        server_us_per_event=round(r.server_cpu_s / events * 1e6, 2) if r.server_cpu_s and events else None,
         batch=size,
         bytes_per_request=len(bodies[0].raw[0]),
         clients=clients,

@@ -21,6 +21,7 @@ def _figure(name: str, r: LoadResult, **context: object) -> dict[str, object]:
         p99_ms=round(r.percentile(99), 2),
         requests=r.requests,
         errors=r.errors,
+        server_ms_per_request=r.server_ms_per_request(),
         seconds=round(r.seconds, 1),
         **context,
     )

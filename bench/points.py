@@ -431,7 +431,7 @@ def run_order_earn_api(world: BenchWorld, *, clients: int, seconds: float, worke
 
     from sqlalchemy import func, select
 
-    from bench.common import hammer, server
+    from bench.common import hammer, server, server_cpu_seconds
     from huiyuan.kit.db import Database
     from huiyuan.outbox.models import OutboxEvent
 
@@ -463,6 +463,7 @@ def run_order_earn_api(world: BenchWorld, *, clients: int, seconds: float, worke
 
     with server(world.url, worker=True, workers=workers) as base:
         pinged = hammer(base, headers, ping, clients=clients, seconds=seconds)
+        cpu_start = server_cpu_seconds(base)
         orders = hammer(base, headers, order, clients=clients, seconds=seconds)
         posted_at = time.perf_counter()
         left = waiting()
@@ -470,7 +471,16 @@ def run_order_earn_api(world: BenchWorld, *, clients: int, seconds: float, worke
             time.sleep(0.5)
             left = waiting()
         lag = time.perf_counter() - posted_at
+        cpu_end = server_cpu_seconds(base)
     db.dispose()
+    # Server CPU per order from its request to its points (the worker's earning included), and the
+    # server-side ratio: CPU of a ping over CPU of an order, which the load generator cannot skew.
+    per_order = (
+        (cpu_end - cpu_start) / orders.requests * 1000
+        if cpu_start is not None and cpu_end is not None and orders.requests
+        else None
+    )
+    per_ping = pinged.server_ms_per_request()
     emit(
         "points.order_earn_api",
         orders.rate,
@@ -484,6 +494,10 @@ def run_order_earn_api(world: BenchWorld, *, clients: int, seconds: float, worke
         statuses={str(k): v for k, v in orders.statuses.items()},
         earn_lag_s_after_last_order=round(lag, 2),
         events_left=left,
+        server_ms_per_ping=per_ping,
+        server_ms_per_order_request=orders.server_ms_per_request(),
+        server_ms_per_order_earned=round(per_order, 3) if per_order is not None else None,
+        server_cpu_ratio=round(per_ping / per_order, 3) if per_ping and per_order else None,
         clients=clients,
         server=(
             f"huiyuan serve --workers {workers}, the worker in the supervising process earning the points"
