@@ -16,8 +16,15 @@ baseline alike.
 ``--workers N`` serves with ``huiyuan serve --workers N`` (N processes; the clients default to 2 per
 process, since a keep-alive connection stays with the process that accepted it).
 
+``--db postgresql+psycopg://user@host:port/maintenance-db`` runs everything on PostgreSQL instead: a
+fresh database is created on that server (and dropped afterwards), the server writes there, and the
+raw baseline is a plain ``psycopg`` executemany of the same rows with the statement the store uses
+(``INSERT … ON CONFLICT (source_id, message_id) DO NOTHING``, JSON cast from text), one transaction
+per batch. The PostgreSQL server shares the machine's cores with everything else.
+
 ``python -m bench.events [--seconds 10] [--workers 1] [--clients 2] [--message-ids sequential|uuid]
-[--profile]`` runs alone on a fresh database; ``python -m bench.run --only events`` runs it in the suite.
+[--profile] [--db URL]`` runs alone on a fresh database; ``python -m bench.run --only events`` runs it in
+the suite.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +189,7 @@ def _api(
     seconds: float,
     uuid_ids: bool = False,
     workers: int = 1,
+    db: str = "sqlite",
 ) -> dict[str, Any]:
     bodies = [_Bodies(size, uuid_ids=uuid_ids) for _ in range(clients)]  # one per client thread
     auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
@@ -209,13 +217,17 @@ def _api(
         seconds=round(r.seconds, 1),
         message_ids="uuid" if uuid_ids else "sequential",
         server=f"huiyuan serve --no-worker --workers {workers}",
-        db="sqlite",
+        db=db,
     )
     return figure
 
 
+def _dialect(url: str) -> str:
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
 def _prepared_rows(
-    brand_id: int, source_id: int, size: int, batches: int, uuid_ids: bool = False
+    brand_id: int, source_id: int, size: int, batches: int, uuid_ids: bool = False, dialect: str = "sqlite"
 ) -> list[list[tuple[Any, ...]]]:
     from huiyuan.events import spec
     from huiyuan.events.plan import EMPTY_PLAN
@@ -228,10 +240,27 @@ def _prepared_rows(
         parsed, length = spec.decode_body(raw)
         env = spec.envelope(parsed, "batch", body_bytes=length)
         prepared = spec.Preparer(
-            brand_id=brand_id, source_id=source_id, plan=EMPTY_PLAN, dialect="sqlite", received_at=utcnow()
+            brand_id=brand_id, source_id=source_id, plan=EMPTY_PLAN, dialect=dialect, received_at=utcnow()
         ).add(env)
         out.append(prepared.events)
     return out
+
+
+def _raw_postgresql(url: str, batches: list[list[tuple[Any, ...]]]) -> float:
+    """The same rows with ``psycopg`` alone: the store's own statement, one transaction per batch."""
+    import psycopg
+
+    from huiyuan.events.spec import EVENT_COLUMNS, JSON_EVENT_COLUMNS
+    from huiyuan.events.store import _insert_sql
+
+    sql = _insert_sql("postgresql", "events", EVENT_COLUMNS, JSON_EVENT_COLUMNS)
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con:
+        started = time.perf_counter()
+        for rows in batches:
+            with con.transaction(), con.cursor() as cur:
+                cur.executemany(sql, rows)
+        elapsed = time.perf_counter() - started
+    return sum(len(b) for b in batches) / elapsed
 
 
 def _raw(path: str, batches: list[list[tuple[Any, ...]]], size: int) -> float:
@@ -283,7 +312,7 @@ def _stages(url: str, write_key: str, size: int, batches: int, profile: bool, uu
         t2 = time.perf_counter()
         at = utcnow()
         prepared = spec.Preparer(
-            brand_id=source.brand_id, source_id=source.id, plan=plan, dialect="sqlite", received_at=at
+            brand_id=source.brand_id, source_id=source.id, plan=plan, dialect=_dialect(url), received_at=at
         ).add(env)
         t3 = time.perf_counter()
         # As ``collect``: the write transaction (BEGIN IMMEDIATE) begins at the first insert.
@@ -323,13 +352,21 @@ def run(
     from huiyuan.kit.db import Database
 
     uuid_ids = message_ids == "uuid"
+    dialect = _dialect(url)
     source_id, write_key = make_source(url, brand_id)
     api: dict[int, dict[str, Any]] = {}
     clients = clients or 2 * workers
     with _serving(url, workers) as base:
         for size in (100, 500):
             api[size] = _api(
-                base, write_key, size, clients=clients, seconds=seconds, uuid_ids=uuid_ids, workers=workers
+                base,
+                write_key,
+                size,
+                clients=clients,
+                seconds=seconds,
+                uuid_ids=uuid_ids,
+                workers=workers,
+                db=dialect,
             )
     db = Database(url)
     path = db.engine.url.database or ""
@@ -337,8 +374,8 @@ def run(
     for size in (100, 500):
         batches = max(4, int(api[size]["requests"]) // 4)
         # The same source as the API's rows: the raw rows enter the same part of the unique index.
-        rows = _prepared_rows(brand_id, source_id, size, batches, uuid_ids)
-        raw_rate = _raw(path, rows, size)
+        rows = _prepared_rows(brand_id, source_id, size, batches, uuid_ids, dialect)
+        raw_rate = _raw(path, rows, size) if dialect == "sqlite" else _raw_postgresql(url, rows)
         emit(
             f"events.raw.batch{size}",
             raw_rate,
@@ -346,7 +383,7 @@ def run(
             batch=size,
             batches=batches,
             message_ids=message_ids,
-            db="sqlite",
+            db=dialect,
         )
         emit(
             f"events.ratio.batch{size}",
@@ -366,14 +403,31 @@ def run(
         )
 
 
-def _fresh_database() -> tuple[Path, str, int]:
+@contextmanager
+def _postgresql_database(admin_url: str) -> Iterator[str]:
+    """A new database on the server of ``admin_url`` (its maintenance database), dropped afterwards."""
+    import psycopg
+
+    name = f"huiyuan_bench_events_{uuid.uuid4().hex[:8]}"
+    admin = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _fresh_database(url: str | None = None) -> tuple[Path, str, int]:
+    """A migrated database holding one brand: a SQLite file in a new folder, or ``url`` as given."""
     from huiyuan.kit.db import Database
     from huiyuan.kit.migrate import upgrade
     from huiyuan.kit.scope import SYSTEM
     from huiyuan.tenancy.service import create_brand
 
     folder = Path(tempfile.mkdtemp(prefix="huiyuan-bench-events-"))
-    url = f"sqlite:///{folder / 'events.db'}"
+    url = url or f"sqlite:///{folder / 'events.db'}"
     upgrade(url)
     db = Database(url)
     with db.unit_of_work() as s:
@@ -394,20 +448,28 @@ def main(argv: list[str] | None = None) -> None:
         default="sequential",
         help="ids growing within a request, or random UUIDs as the client libraries send",
     )
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="a PostgreSQL server's maintenance database (postgresql+psycopg://user@host:port/postgres): "
+        "run on a fresh database there instead of a SQLite file",
+    )
     args = parser.parse_args(argv)
-    folder, url, brand_id = _fresh_database()
-    try:
-        run(
-            url,
-            brand_id,
-            seconds=args.seconds,
-            clients=args.clients,
-            profile=args.profile,
-            message_ids=args.message_ids,
-            workers=args.workers,
-        )
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with ExitStack() as stack:
+        given = stack.enter_context(_postgresql_database(args.db)) if args.db else None
+        folder, url, brand_id = _fresh_database(given)
+        try:
+            run(
+                url,
+                brand_id,
+                seconds=args.seconds,
+                clients=args.clients,
+                profile=args.profile,
+                message_ids=args.message_ids,
+                workers=args.workers,
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
