@@ -40,13 +40,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from huiyuan.events import service, sources, spec
 from huiyuan.events.snippet import ETAG, SNIPPET_JS
 from huiyuan.kit.clock import utcnow
-from huiyuan.kit.db import Database, set_scope
+from huiyuan.kit.db import Database, busy_error, set_scope
 from huiyuan.kit.errors import AppError
 from huiyuan.kit.scope import Scope
 
@@ -254,6 +255,11 @@ def _endpoint(kind: str):  # type: ignore[no-untyped-def]
             )
         except AppError as exc:
             return error_response(exc)
+        except DBAPIError as exc:
+            busy = busy_error(exc)
+            if busy is None:
+                raise
+            return error_response(busy)  # nothing was kept: the client library resends the batch
         return JSONResponse(result.body(), headers=CORS)
 
     endpoint.__name__ = f"collect_{kind}"

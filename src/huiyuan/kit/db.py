@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import ForeignKey, MetaData, create_engine, event, func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -95,6 +96,31 @@ class DatabaseBusy(AppError):
     status = 503
     code = "database-busy"
     title = "The database is busy; retry shortly"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(detail, **kwargs)
+
+
+# SQLSTATEs of PostgreSQL errors that roll the transaction back and that a retry may not meet:
+# serialization failure, deadlock, lock not available (``lock_timeout``).
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+
+
+def busy_error(exc: BaseException) -> DatabaseBusy | None:
+    """The ``DatabaseBusy`` (503, ``Retry-After``) that a database error amounts to, if it is one:
+    SQLite still locked after its busy timeout, or a PostgreSQL transaction rolled back by a lock
+    conflict or deadlock. A retry of the request is then safe (nothing of it was kept) and every write
+    is idempotent. Anything else: None."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+        return DatabaseBusy("A concurrent transaction held what this one needed; retry it.")
+    if isinstance(exc, OperationalError) and any(m in str(orig).lower() for m in _SQLITE_BUSY):
+        return DatabaseBusy("Another write held the database for too long.")
+    return None
 
 
 class _FlockWaiter:

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from huiyuan.kit.context import set_request_id
-from huiyuan.kit.db import Database
+from huiyuan.kit.db import Database, busy_error
 from huiyuan.kit.errors import PROBLEM_BASE, AppError, PayloadTooLarge
 from huiyuan.kit.logging import get_logger
 
@@ -75,6 +75,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
+        busy = busy_error(exc)
+        if busy is not None:  # a lock wait or deadlock: worth a retry, not an internal error
+            log.warning("database busy", path=request.url.path, error=str(exc).splitlines()[0])
+            return problem_response(request, busy)
         log.exception("unhandled error", path=request.url.path)
         body = {
             "type": PROBLEM_BASE + "internal-error",
