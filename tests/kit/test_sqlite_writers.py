@@ -165,19 +165,13 @@ def test_writers_wait_for_another_process_turn_and_take_it_after_commit(tmp_path
         t = threading.Thread(target=writer, daemon=True)
         t.start()
         assert not done.wait(0.5), "the writer did not wait for the other process's turn"
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
+        _let_go(holder)
         assert done.wait(10), "the writer did not get the turn once the other process let go"
         t.join()
     finally:
         holder.kill()
         holder.wait()
-    fd = os.open(lock_path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises BlockingIOError if still held
-    finally:
-        os.close(fd)
+    _assert_turn_free(lock_path)
     with db.unit_of_work(write=False) as s:
         assert s.scalar(select(func.count()).select_from(Brand)) == 1
     db.dispose()
@@ -199,9 +193,7 @@ def test_a_writer_gives_up_on_another_process_turn_after_the_timeout(
         for code in ("t1", "t2"):  # the second queues behind the first's abandoned wait
             with pytest.raises(kit_db.DatabaseBusy), db.unit_of_work() as s:
                 tenancy.create_brand(s, actor=SYSTEM, code=code, name=code.upper())
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
+        _let_go(holder)
         holder.wait(10)
         monkeypatch.setattr(kit_db, "WRITE_LOCK_TIMEOUT_SECONDS", 10.0)
         with db.unit_of_work() as s:
@@ -209,11 +201,7 @@ def test_a_writer_gives_up_on_another_process_turn_after_the_timeout(
     finally:
         holder.kill()
         holder.wait()
-    fd = os.open(lock_path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises BlockingIOError if still held
-    finally:
-        os.close(fd)
+    _assert_turn_free(lock_path)
     with db.unit_of_work(write=False) as s:
         assert list(s.scalars(select(Brand.code).order_by(Brand.id))) == ["t3"]
     db.dispose()
@@ -235,3 +223,17 @@ def _hold_turn(lock_path: str) -> subprocess.Popen[str]:
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     return holder
+
+
+def _let_go(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+
+
+def _assert_turn_free(lock_path: str) -> None:
+    fd = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises BlockingIOError if still held
+    finally:
+        os.close(fd)
