@@ -17,7 +17,7 @@ from huiyuan.kit.scope import system_for_brand
 from huiyuan.outbox.dispatcher import dispatch_pending
 from huiyuan.points import earning, ledger
 from huiyuan.points.models import EarnRule, PointAccount, PointLot, PointType
-from huiyuan.points.rules import dump_definition, parse_definition
+from huiyuan.points.rule_schema import dump_definition, parse_definition
 from tests.conftest import World
 from tests.factories import enroll
 from tests.orders.helpers import order_body

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from huiyuan.points.rule_schema import MAX_FACTOR, dump_definition, parse_definition
 from huiyuan.points.rules import (
-    MAX_FACTOR,
     ActionFacts,
     ExternalMultiplier,
     Grant,
@@ -25,9 +25,7 @@ from huiyuan.points.rules import (
     PaymentFacts,
     RuleInput,
     RuleUsage,
-    dump_definition,
     evaluate,
-    parse_definition,
 )
 
 TZ = "Asia/Shanghai"

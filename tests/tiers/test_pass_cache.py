@@ -12,7 +12,7 @@ from huiyuan.kit.clock import FrozenClock
 from huiyuan.kit.scope import system_for_brand
 from huiyuan.outbox.dispatcher import _pass, dispatch_pending, per_pass
 from huiyuan.points.models import EarnRule, PointLot, PointType
-from huiyuan.points.rules import dump_definition, parse_definition
+from huiyuan.points.rule_schema import dump_definition, parse_definition
 from huiyuan.tiers.ladder import load_ladder
 from huiyuan.tiers.models import TierLevel
 from tests.conftest import World

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from huiyuan.audit import service as audit
 from huiyuan.kit.errors import Conflict, NotFound, ValidationFailed, field_error
 from huiyuan.kit.scope import Principal
-from huiyuan.points import expiry_policy, rules
+from huiyuan.points import expiry_policy, rule_schema
 from huiyuan.points.models import EarnRule, PointType
 from huiyuan.points.repository import PointConfigRepository
 from huiyuan.points.schemas import (
@@ -81,9 +81,9 @@ def validated_policy(raw: dict[str, Any]) -> dict[str, Any]:
     return policy.model_dump(mode="json", exclude_none=True)
 
 
-def _validated_definition(session: Session, brand_id: int, raw: dict[str, Any]) -> rules.RuleDefinition:
+def _validated_definition(session: Session, brand_id: int, raw: dict[str, Any]) -> rule_schema.RuleDefinition:
     try:
-        definition = rules.parse_definition(raw)
+        definition = rule_schema.parse_definition(raw)
     except ValidationError as exc:
         raise _invalid("definition", exc, raw, "The rule definition is not valid.")
     pt = PointConfigRepository(session).type_by_code(definition.point_type, brand_id=brand_id)
@@ -257,10 +257,10 @@ def rule_out(rule: EarnRule) -> EarnRuleOut:
     )
 
 
-def _apply_definition(rule: EarnRule, definition: rules.RuleDefinition) -> None:
-    rule.definition = rules.dump_definition(definition)
+def _apply_definition(rule: EarnRule, definition: rule_schema.RuleDefinition) -> None:
+    rule.definition = rule_schema.dump_definition(definition)
     trigger = definition.trigger
-    rule.trigger = trigger.action if isinstance(trigger, rules.ActionTrigger) else "order"
+    rule.trigger = trigger.action if isinstance(trigger, rule_schema.ActionTrigger) else "order"
     rule.priority = definition.priority
 
 

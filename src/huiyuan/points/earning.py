@@ -43,7 +43,7 @@ from huiyuan.orders.models import Category, Order, OrderItem, OrderPayment, Prod
 from huiyuan.outbox.dispatcher import per_pass
 from huiyuan.outbox.handlers import on, prepare
 from huiyuan.outbox.models import OutboxEvent
-from huiyuan.points import ledger, rules
+from huiyuan.points import ledger, rule_schema, rules
 from huiyuan.points.models import EarnRule, PointEntry, PointLot, PointOperation
 from huiyuan.tenancy.models import Brand
 
@@ -166,17 +166,17 @@ def _local_day(at: datetime, tz: str) -> tuple[datetime, datetime]:
 # Lots a rule granted itself (carried-over and transferred copies keep the rule id but are not grants).
 GRANT_SOURCES = ("order", "action")
 
-_parsed_rules: dict[str, rules.RuleDefinition] = {}
+_parsed_rules: dict[str, rule_schema.RuleDefinition] = {}
 
 
-def _parsed(rule: EarnRule) -> rules.RuleDefinition:
+def _parsed(rule: EarnRule) -> rule_schema.RuleDefinition:
     """A rule's parsed definition, parsed once per distinct definition in this process."""
     key = json.dumps(rule.definition, sort_keys=True, default=str)
     found = _parsed_rules.get(key)
     if found is None:
         if len(_parsed_rules) > 10_000:
             _parsed_rules.clear()
-        found = _parsed_rules[key] = rules.parse_definition(rule.definition)
+        found = _parsed_rules[key] = rule_schema.parse_definition(rule.definition)
     return found
 
 

@@ -248,7 +248,7 @@ class PointReservation(TimestampMixin, BrandOwned, Base):
 
 
 class EarnRule(TimestampMixin, BrandOwned, Base):
-    """A declarative earn rule (``definition`` validated by ``points.rules``)."""
+    """A declarative earn rule (``definition`` validated by ``points.rule_schema``)."""
 
     __tablename__ = "point_earn_rules"
     __table_args__ = (UniqueConstraint("brand_id", "code"),)

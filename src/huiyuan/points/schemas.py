@@ -205,7 +205,7 @@ RULE_EXAMPLE: dict[str, Any] = {
 
 
 class EarnRuleIn(BaseModel):
-    """An earn rule; ``definition`` follows ``huiyuan.points.rules.RuleDefinition``."""
+    """An earn rule; ``definition`` follows ``huiyuan.points.rule_schema.RuleDefinition``."""
 
     model_config = ConfigDict(
         extra="forbid",
