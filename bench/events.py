@@ -123,7 +123,7 @@ def make_source(url: str, brand_id: int) -> tuple[int, str]:
     from huiyuan.kit.db import Database
     from huiyuan.kit.scope import system_for_brand
 
-    product = [
+    product: list[dict[str, Any]] = [
         {"name": "sku", "type": "string", "required": True},
         {"name": "name", "type": "string"},
         {"name": "price", "type": "number", "required": True},

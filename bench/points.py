@@ -400,7 +400,7 @@ def _earn_rules(db: Any, brand_id: int) -> None:
 
     from huiyuan.kit.scope import system_for_brand
     from huiyuan.points.models import EarnRule
-    from huiyuan.points.rules import dump_definition, parse_definition
+    from huiyuan.points.rule_schema import dump_definition, parse_definition
 
     _ensure_types(db, brand_id)
     codes = [code for code, _ in BENCH_RULES]
