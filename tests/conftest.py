@@ -21,7 +21,6 @@ os.environ["HUIYUAN_LOG_LEVEL"] = "WARNING"
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect
 
 from huiyuan.kit.db import Database
 from huiyuan.kit.migrate import upgrade
@@ -30,6 +29,13 @@ from huiyuan.settings import get_settings, reset_settings_cache
 from tests.pg_harness import PgServer, find_or_start
 
 reset_settings_cache()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first, in their collected order. ``make test`` spreads the suite over
+    two workers that take each other's queued tests when idle (``--dist worksteal``); a long test
+    that starts last would leave one worker alone at the end, one that starts first cannot."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
@@ -62,12 +68,21 @@ def pg_database(pg_server: PgServer) -> Iterator[str]:
 
 def _empty_pg(db: Database) -> None:
     # DELETE, not TRUNCATE: TRUNCATE rewrites every table's files and costs ~1.5 s per test on a
-    # shared server, while a test leaves only a handful of rows behind.
-    existing = set(inspect(db.engine).get_table_names())
+    # shared server, while a test leaves only a handful of rows behind. All the DELETEs go to the
+    # server as one string (psycopg sends a statement without parameters as is): one round trip
+    # instead of one per table, ~8 ms instead of ~65 ms per test.
     with db.engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            if table.name in existing:
-                conn.execute(table.delete())
+        existing = set(conn.exec_driver_sql(_TABLES_OF_SCHEMA).scalars())
+        deletes = [
+            f'DELETE FROM "{table.name}"'
+            for table in reversed(metadata.sorted_tables)
+            if table.name in existing
+        ]
+        if deletes:
+            conn.exec_driver_sql("; ".join(deletes))
+
+
+_TABLES_OF_SCHEMA = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

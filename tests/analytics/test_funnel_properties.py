@@ -10,6 +10,7 @@ from typing import Any
 
 import ibis
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,6 +72,7 @@ def _table(events: list[ref.Event]) -> Any:
     return t.mutate(properties=t.properties.cast("json"))
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=event_rows, names=steps, req=requests, data=st.data())
 def test_funnel_matches_the_oracle(

@@ -28,6 +28,9 @@ from huiyuan.tiers.models import MemberTier, TierLevel, TierProgram, TierSnapsho
 
 from .test_demo import END
 
+# The whole module goes first (see tests/conftest.py): its worlds are built once per module.
+pytestmark = pytest.mark.slow
+
 # More months than the world test: the clearing at the end of 2025 falls inside this history.
 MEMBERS, MONTHS, SEED = 150, 20, 11
 

@@ -118,6 +118,7 @@ def stored_ids(db: Database, source_id: int) -> list[str]:
         return list(s.scalars(select(Event.message_id).where(Event.source_id == source_id)))
 
 
+@pytest.mark.slow
 def test_kill_mid_batch_and_resend_is_exactly_once(
     booting_server: Server, db: Database, world: World, live_server: str
 ) -> None:

@@ -101,6 +101,7 @@ def _batch(client: int, n: int) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_two_processes_ingest_once_in_commit_order_within_one_limit(
     two_workers: Served, db: Database, world: World
 ) -> None:

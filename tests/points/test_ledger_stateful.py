@@ -529,6 +529,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert expires_at > at, f"reservation {reservation_id} is held past its timeout"
 
 
+@pytest.mark.slow
 def test_ledger_state_machine(db: Database) -> None:
     machine = type("LedgerOn" + db.engine.dialect.name.title(), (LedgerMachine,), {"db": db})
     run_state_machine_as_test(

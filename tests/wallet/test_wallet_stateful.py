@@ -323,6 +323,7 @@ class WalletMachine(RuleBasedStateMachine):
         self.last = snap
 
 
+@pytest.mark.slow
 def test_wallet_state_machine(db: Database) -> None:
     base = make_wallet_world(db, members_count=2, stores_count=1, wallet="seed")
     machine = type("WalletOn" + db.engine.dialect.name.title(), (WalletMachine,), {"db": db, "base": base})

@@ -202,6 +202,7 @@ def _check_people(db: Database, path: Path) -> None:
     ) == [(0,)]
 
 
+@pytest.mark.slow
 def test_sync_adds_up_resumes_follows_changes_and_rebuilds(
     db: Database, client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
