@@ -31,7 +31,7 @@ from huiyuan.kit import pii
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.errors import ValidationFailed, field_error
 from huiyuan.kit.types import to_money
-from huiyuan.orders.models import Order, OrderDiscount, OrderItem, OrderPayment, Product
+from huiyuan.orders.models import Order, OrderDiscount, OrderItem, OrderPayment
 from huiyuan.orders.repository import CatalogRepository, OrderRepository
 from huiyuan.orders.schemas import OrderIn
 
@@ -53,7 +53,7 @@ class Context:
 
     brand_id: int
     store_ids: dict[str, int] = field(default_factory=dict)
-    products: dict[str, Product | ProductRef] = field(default_factory=dict)
+    products: dict[str, ProductRef] = field(default_factory=dict)
     member_ids: set[int] = field(default_factory=set)
     member_numbers: dict[str, int] = field(default_factory=dict)
 
@@ -85,7 +85,10 @@ def load_context(session: Session, brand_id: int, orders: Sequence[OrderIn]) -> 
     return Context(
         brand_id=brand_id,
         store_ids={code: s.id for code, s in repo.stores_by_code(brand_id, stores).items()},
-        products=dict(CatalogRepository(session).products_by_sku(brand_id, skus)),
+        products={
+            sku: ProductRef(*ref)
+            for sku, ref in CatalogRepository(session).product_refs_by_sku(brand_id, skus).items()
+        },
         member_ids=repo.member_ids(brand_id, ids),
         member_numbers=repo.members_by_number(brand_id, numbers),
     )

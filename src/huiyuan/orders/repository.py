@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -84,11 +85,20 @@ class CatalogRepository:
         stmt = select(Product).where(Product.brand_id == brand_id, Product.sku == sku)
         return self.session.scalars(stmt).one_or_none()
 
-    def products_by_sku(self, brand_id: int, skus: Collection[str]) -> dict[str, Product]:
+    def product_refs_by_sku(
+        self, brand_id: int, skus: Collection[str]
+    ) -> dict[str, tuple[int, str, int | None, Decimal]]:
+        """``sku → (id, name, category_id, list_price)``: the columns an order line uses, without
+        building ORM objects (a bulk import reads hundreds of products per batch)."""
         if not skus:
             return {}
-        stmt = select(Product).where(Product.brand_id == brand_id, Product.sku.in_(list(skus)))
-        return {p.sku: p for p in self.session.scalars(stmt)}
+        stmt = select(Product.sku, Product.id, Product.name, Product.category_id, Product.list_price).where(
+            Product.brand_id == brand_id, Product.sku.in_(list(skus))
+        )
+        return {
+            sku: (id_, name, category_id, price)
+            for sku, id_, name, category_id, price in self.session.execute(stmt)
+        }
 
     def products(self, f: ProductFilter, *, after_id: int | None, limit: int) -> list[Product]:
         stmt = select(Product)
