@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import BenchWorld, emit
+from bench.common import BenchWorld, emit, postgresql_database
 
 BATCH = 1000
 
@@ -78,7 +78,9 @@ def run_service(world: BenchWorld, *, batches: int) -> None:
     )
 
 
-def run_import_earn(world: BenchWorld, *, batches: int, earn: bool = True) -> None:
+def run_import_earn(
+    world: BenchWorld, *, batches: int, earn: bool = True, floor_postgresql: str | None = None
+) -> None:
     """Bulk import with earning end to end: 1,000-order batches through ``record_orders_bulk``, then
     the outbox dispatcher until nothing is pending (points, tiers, identity, coupons handlers).
 
@@ -148,7 +150,7 @@ def run_import_earn(world: BenchWorld, *, batches: int, earn: bool = True) -> No
         db="sqlite",
     )
     if floor is not None:
-        floor.run(created, batches=batches)
+        floor.run(created, batches=batches, postgresql=floor_postgresql)
 
 
 @dataclasses.dataclass
@@ -182,23 +184,19 @@ class _FloorCopy:
         shutil.copyfile(source, copy)
         return cls(source, copy, last)
 
-    def run(self, orders: int, *, batches: int) -> None:
+    def run(self, orders: int, *, batches: int, postgresql: str | None = None) -> None:
+        new: dict[str, list[tuple[object, ...]]] = {}
+        columns: dict[str, list[str]] = {}
         with closing(sqlite3.connect(self.source)) as conn:
-            new = {
-                table: conn.execute(
-                    f'SELECT * FROM "{table}" WHERE rowid > ? ORDER BY rowid', (after,)
-                ).fetchall()
-                for table, after in self.last_rowids.items()
-            }
-        new = {table: rows for table, rows in new.items() if rows}
+            for table, after in self.last_rowids.items():
+                cursor = conn.execute(f'SELECT * FROM "{table}" WHERE rowid > ? ORDER BY rowid', (after,))
+                rows = cursor.fetchall()
+                if rows:
+                    new[table] = rows
+                    columns[table] = [d[0] for d in cursor.description]
         total = sum(len(r) for r in new.values())
-        # Both ways of handing rows to SQLite: one statement per row (executemany), and multi-row
-        # statements of up to 256 rows (what the event store does); each into a fresh copy.
-        for per_statement in (1, 256):
-            target = self.copy.with_name(f"floor-{per_statement}.db")
-            shutil.copyfile(self.copy, target)
-            elapsed = _replay(target, new, batches=batches, per_statement=per_statement)
-            target.unlink()
+
+        def figure(elapsed: float, **context: object) -> None:
             emit(
                 "bulk_orders.write_floor",
                 orders / elapsed,
@@ -207,13 +205,36 @@ class _FloorCopy:
                 rows=total,
                 rows_per_order=round(total / orders, 1),
                 rows_per_s=round(total / elapsed),
-                rows_per_statement=per_statement,
                 seconds=round(elapsed, 2),
                 tables={table: len(r) for table, r in sorted(new.items(), key=lambda kv: -len(kv[1]))},
+                **context,
+            )
+
+        # Both ways of handing rows to SQLite: one statement per row (executemany), and multi-row
+        # statements of up to 256 rows (what the event store does); each into a fresh copy.
+        for per_statement in (1, 256):
+            target = self.copy.with_name(f"floor-{per_statement}.db")
+            shutil.copyfile(self.copy, target)
+            elapsed = _replay(target, new, batches=batches, per_statement=per_statement)
+            target.unlink()
+            figure(
+                elapsed,
+                rows_per_statement=per_statement,
                 path="plain sqlite3 inserts of the rows import_earn added, into a copy of the file before it",
                 db="sqlite",
             )
         self.copy.unlink()
+        if postgresql is not None:
+            from huiyuan.kit.migrate import upgrade
+
+            with postgresql_database(postgresql, "floor") as url:
+                upgrade(url)
+                elapsed = _replay_postgresql(url, new, columns, batches=batches)
+            figure(
+                elapsed,
+                path="COPY of the same rows into an empty migrated PostgreSQL database (foreign keys off)",
+                db="postgresql",
+            )
 
 
 def _replay(
@@ -244,6 +265,30 @@ def _replay(
     elapsed = time.perf_counter() - started
     conn.close()
     return elapsed
+
+
+def _replay_postgresql(
+    url: str, new: dict[str, list[tuple[object, ...]]], columns: dict[str, list[str]], *, batches: int
+) -> float:
+    """Seconds to ``COPY`` ``new`` into the migrated database at ``url``, in ``batches`` transactions.
+    The rows are SQLite's (times as UTC text, money as fen, JSON as text), which PostgreSQL's text
+    input reads as they are. ``session_replication_role = replica`` turns off the foreign-key
+    triggers: the rows refer to members and products that exist only in the SQLite file."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.commit()
+        started = time.perf_counter()
+        for b in range(batches):
+            with conn.transaction(), conn.cursor() as cur:
+                for table, rows in new.items():
+                    names = ", ".join(f'"{c}"' for c in columns[table])
+                    with cur.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+                        for row in rows[len(rows) * b // batches : len(rows) * (b + 1) // batches]:
+                            copy.write_row(row)
+        return time.perf_counter() - started
 
 
 def _tables(conn: sqlite3.Connection) -> list[str]:

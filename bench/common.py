@@ -132,6 +132,24 @@ def make_world(members: int) -> BenchWorld:
     return BenchWorld(folder, url, brand.id, brand.code, brand.api_key, stores, numbers, skus)
 
 
+@contextmanager
+def postgresql_database(admin_url: str, purpose: str) -> Iterator[str]:
+    """A new database on the server of ``admin_url`` (its maintenance database), dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"huiyuan_bench_{purpose}_{uuid.uuid4().hex[:8]}"
+    admin = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

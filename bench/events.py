@@ -50,7 +50,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import BENCH_ENV, emit, free_port, hammer, served_by, server
+from bench.common import BENCH_ENV, emit, free_port, hammer, postgresql_database, served_by, server
 
 PAGES = ("/", "/category/knitwear", "/p/LX-TOP-0001", "/search", "/cart", "/member")
 EVENTS = ("Product Viewed", "Product Added", "Element Clicked", "Checkout Started", "Order Paid")
@@ -403,22 +403,6 @@ def run(
         )
 
 
-@contextmanager
-def _postgresql_database(admin_url: str) -> Iterator[str]:
-    """A new database on the server of ``admin_url`` (its maintenance database), dropped afterwards."""
-    import psycopg
-
-    name = f"huiyuan_bench_events_{uuid.uuid4().hex[:8]}"
-    admin = admin_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _fresh_database(url: str | None = None) -> tuple[Path, str, int]:
     """A migrated database holding one brand: a SQLite file in a new folder, or ``url`` as given."""
     from huiyuan.kit.db import Database
@@ -456,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     with ExitStack() as stack:
-        given = stack.enter_context(_postgresql_database(args.db)) if args.db else None
+        given = stack.enter_context(postgresql_database(args.db, "events")) if args.db else None
         folder, url, brand_id = _fresh_database(given)
         try:
             run(

@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--import-rows", type=int, default=None, help="rows of the member import CSV")
     parser.add_argument("--lots", type=int, default=None, help="due lots for the points expiry figure")
     parser.add_argument("--keep", action="store_true", help="keep the temporary database")
+    parser.add_argument(
+        "--floor-postgresql",
+        default=None,
+        help="a PostgreSQL server's maintenance database (postgresql+psycopg://user@host:port/postgres):"
+        " bulk_orders.write_floor also copies the rows into a new database there",
+    )
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else 20.0
     batches = 2 if args.quick else 10
@@ -90,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
         if "bulk_orders" in args.only:
             bulk_orders.run_service(world, batches=batches)
             bulk_orders.run_import_earn(world, batches=batches, earn=False)
-            bulk_orders.run_import_earn(world, batches=batches, earn=True)
+            bulk_orders.run_import_earn(
+                world, batches=batches, earn=True, floor_postgresql=args.floor_postgresql
+            )
         if "member_import" in args.only:
             member_import.run(world, rows=rows)
         if "points" in args.only:
