@@ -67,15 +67,24 @@ def test_multi_row_inserts_count_new_rows_and_skip_duplicates(db: Database, worl
 def test_quarantined_rows_go_in_the_same_way(db: Database, world: World) -> None:
     brand = world.brands[0].id
     # No userId and no anonymousId: every message breaks the spec.
-    messages = [{"type": "track", "event": "x", "messageId": f"q{i}"} for i in range(70)]
-    preparer = spec.Preparer(
-        brand_id=brand, source_id=7, plan=EMPTY_PLAN, dialect=db.engine.dialect.name, received_at=RECEIVED
-    )
-    prepared = preparer.add(spec.Envelope(messages + messages[:5]))
-    assert _write(db, brand, prepared) == (0, 70)
-    with db.unit_of_work(write=False) as s:
-        ids = list(s.scalars(select(QuarantinedEvent.message_id).order_by(QuarantinedEvent.id)))
-    assert ids == [f"q{i}" for i in range(70)]
+    # 70 + 5 repeats: one row a statement on PostgreSQL; 300 + 5: the COPY path (store.COPY_FROM).
+    for count in (70, 300):
+        messages = [{"type": "track", "event": "x", "messageId": f"q{count}-{i}"} for i in range(count)]
+        preparer = spec.Preparer(
+            brand_id=brand, source_id=7, plan=EMPTY_PLAN, dialect=db.engine.dialect.name, received_at=RECEIVED
+        )
+        prepared = preparer.add(spec.Envelope(messages + messages[:5]))
+        assert _write(db, brand, prepared) == (0, count)
+        with db.unit_of_work(write=False) as s:
+            rows = list(
+                s.execute(
+                    select(QuarantinedEvent.message_id, QuarantinedEvent.message)
+                    .where(QuarantinedEvent.message_id.startswith(f"q{count}-"))
+                    .order_by(QuarantinedEvent.id)
+                )
+            )
+        assert [m for m, _ in rows] == [f"q{count}-{i}" for i in range(count)]
+        assert rows[0][1] == messages[0]
 
 
 def test_chunks_cover_every_count() -> None:

@@ -14,7 +14,10 @@ statements few (a 500-row statement takes ~4 ms to prepare; sqlite3 caches them 
 
 ``INSERT … ON CONFLICT (source_id, message_id) DO NOTHING`` makes a resend of an acknowledged message
 a no-op (exactly once, with the request acknowledged only after its commit). On PostgreSQL the JSON
-columns are cast from text (``%s::jsonb``). The counters (unplanned events, violation stats) are
+columns are cast from text (``%s::jsonb``); a request of ``COPY_FROM`` rows or more goes in by ``COPY``
+into a temporary staging table of the connection (made by the first such request of a transaction
+that finds none, emptied after use and at commit), then one ``INSERT … SELECT … ON CONFLICT DO
+NOTHING``. The counters (unplanned events, violation stats) are
 upserts that add to what is there.
 
 The person index (``event_people``) is written here too, off the request path: ``index_people`` copies
@@ -64,6 +67,9 @@ INDEX_CACHE_KIB = 65_536
 # the batch the Segment and RudderStack libraries flush at, one statement instead of four (write CPU
 # per event 14.5 / 17.9 → 11.4 / 15.5 µs in alternating in-process runs, docs/events.md).
 CHUNKS = (256, 100, 64, 16, 4, 1)
+# PostgreSQL: from this many rows a request's rows go in by ``COPY`` through a staging table (one
+# ``INSERT … SELECT``) instead of an executemany of one row a statement (docs/events.md).
+COPY_FROM = 256
 
 
 def _table(model: type[Any]) -> Table:
@@ -106,6 +112,8 @@ def _insert(
     dialect = dialect_of(session)
     connection = session.connection()
     if dialect != "sqlite":
+        if len(rows) >= COPY_FROM:
+            return _copy_in(connection.connection.driver_connection, table, columns, rows)
         sql = _insert_sql(dialect, table, columns, json_columns)
         return max(0, connection.exec_driver_sql(sql, list(rows)).rowcount)
     stored = start = 0
@@ -118,6 +126,30 @@ def _insert(
             start += size
             left -= size
     return stored
+
+
+def _copy_in(conn: Any, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
+    """PostgreSQL, many rows: ``COPY`` them into the session's staging table, then one
+    ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (in COPY order: ids follow the request's messages);
+    how many were new. ``conn`` is the psycopg connection of the caller's transaction, so a rollback
+    takes the staged rows with it; they are deleted after use, and at the latest at commit."""
+    staging = f"{table}_staged"
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    with conn.cursor() as cur:
+        cur.execute(
+            f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging}" ON COMMIT DELETE ROWS'
+            f' AS SELECT {quoted} FROM "{table}" WITH NO DATA'
+        )
+        with cur.copy(f'COPY "{staging}" ({quoted}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(
+            f'INSERT INTO "{table}" ({quoted}) SELECT {quoted} FROM "{staging}" ORDER BY ctid'
+            " ON CONFLICT (source_id, message_id) DO NOTHING"
+        )
+        stored = max(0, cur.rowcount)
+        cur.execute(f'DELETE FROM "{staging}"')
+    return int(stored)
 
 
 def insert_events(session: Session, rows: Sequence[tuple[Any, ...]]) -> int:
