@@ -72,33 +72,20 @@ from pydantic import (
     model_validator,
 )
 
+from huiyuan.kit.definitions import CENT, DEFINITION_MODEL, no_float, to_cent
 from huiyuan.kit.errors import ValidationFailed, field_error
 from huiyuan.points.expiry_policy import RelativeExpiry, RoundTo, expiry_for
 
-CENT = Decimal("0.01")
 HUNDRED = Decimal("100")
-
-_MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
-
-
-def _no_float(value: Any) -> Any:
-    # A float has already lost the fen it was meant to carry; JSON spells decimals as strings.
-    if isinstance(value, float):
-        raise ValueError('give decimal numbers as strings such as "10.00", not as floats')
-    return value
-
-
-def _to_cent(value: Decimal) -> Decimal:
-    return value.quantize(CENT)
 
 
 PositiveMoney = Annotated[
     Decimal,
-    BeforeValidator(_no_float),
+    BeforeValidator(no_float),
     Field(gt=0, max_digits=12, decimal_places=2),
-    AfterValidator(_to_cent),
+    AfterValidator(to_cent),
 ]
-Percent = Annotated[Decimal, BeforeValidator(_no_float), Field(gt=0, le=100, decimal_places=2)]
+Percent = Annotated[Decimal, BeforeValidator(no_float), Field(gt=0, le=100, decimal_places=2)]
 Code = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 Weekday = Annotated[StrictInt, Field(ge=1, le=7)]
 Scene = Literal["online", "in_store", "shipping"]
@@ -129,20 +116,20 @@ StoreIds = Annotated[list[StrictInt], Field(max_length=5000), AfterValidator(_un
 
 
 class AmountOff(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["amount_off"]
     amount: PositiveMoney
 
 
 class PercentOff(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["percent_off"]
-    percent: Annotated[Decimal, BeforeValidator(_no_float), Field(gt=0, lt=100, decimal_places=2)]
+    percent: Annotated[Decimal, BeforeValidator(no_float), Field(gt=0, lt=100, decimal_places=2)]
     cap: PositiveMoney | None = None
 
 
 class Threshold(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["threshold"]
     threshold: PositiveMoney
     amount: PositiveMoney
@@ -159,7 +146,7 @@ class Threshold(BaseModel):
 
 
 class GiftItem(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["gift_item"]
     sku: Code
     quantity: Annotated[StrictInt, Field(ge=1, le=99)] = 1
@@ -167,7 +154,7 @@ class GiftItem(BaseModel):
 
 
 class FreeShipping(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["free_shipping"]
     cap: PositiveMoney | None = None
 
@@ -214,7 +201,7 @@ def _minutes(hhmm: str) -> int:
 class Hours(BaseModel):
     """Local time of day, ``from`` inclusive, ``to`` exclusive."""
 
-    model_config = ConfigDict(**_MODEL, serialize_by_alias=True)
+    model_config = ConfigDict(**DEFINITION_MODEL, serialize_by_alias=True)
     from_: Annotated[StrictStr, Field(pattern=_HHMM)] = Field(alias="from")
     to: Annotated[StrictStr, Field(pattern=_HHMM_OR_24)]
 
@@ -237,7 +224,7 @@ def _prefix_of(prefix: str, path: str) -> bool:
 class Conditions(BaseModel):
     """Where, when, for whom and on which lines the coupon applies (see the module docstring)."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     scenes: Annotated[list[Scene], AfterValidator(_unique)] = []
     store_ids: StoreIds = []
     exclude_store_ids: StoreIds = []
@@ -293,7 +280,7 @@ class Conditions(BaseModel):
 class CostShare(BaseModel):
     """One party's part of a coupon's cost: a percent of the realised discount or a fixed amount."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     party: Party
     party_id: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
     percent: Percent | None = None
@@ -365,7 +352,7 @@ def split_cost(shares: Sequence[CostShare], discount: Decimal) -> list[tuple[Par
 class FixedValidity(BaseModel):
     """The same window for every coupon of the template."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["fixed"]
     start: AwareDatetime
     end: AwareDatetime
@@ -380,7 +367,7 @@ class FixedValidity(BaseModel):
 class RelativeValidity(BaseModel):
     """A window that starts when the member receives the coupon (or some local days later)."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["relative"]
     days: Annotated[StrictInt, Field(ge=1, le=3660)]
     round_to: RoundTo = "none"

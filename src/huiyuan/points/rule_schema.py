@@ -26,42 +26,30 @@ from pydantic import (
     model_validator,
 )
 
+from huiyuan.kit.definitions import DEFINITION_MODEL, no_float, to_cent
+
 if TYPE_CHECKING:
     from huiyuan.points.rules import ItemFacts
 
-CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 ONE = Decimal("1")
 # A rule never grants more than this multiple of its formula, however many multipliers stack.
 MAX_FACTOR = Decimal("100")
 
-_MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
-
-
-def _no_float(value: Any) -> Any:
-    # A float has already lost the fen it was meant to carry; JSON definitions spell decimals as strings.
-    if isinstance(value, float):
-        raise ValueError('give decimal numbers as strings such as "10.00", not as floats')
-    return value
-
-
-def _to_cent(value: Decimal) -> Decimal:
-    return value.quantize(CENT)
-
 
 Money = Annotated[
     Decimal,
-    BeforeValidator(_no_float),
+    BeforeValidator(no_float),
     Field(ge=0, max_digits=14, decimal_places=2),
-    AfterValidator(_to_cent),
+    AfterValidator(to_cent),
 ]
 PositiveMoney = Annotated[
     Decimal,
-    BeforeValidator(_no_float),
+    BeforeValidator(no_float),
     Field(gt=0, max_digits=14, decimal_places=2),
-    AfterValidator(_to_cent),
+    AfterValidator(to_cent),
 ]
-Factor = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=1, le=100, decimal_places=4)]
+Factor = Annotated[Decimal, BeforeValidator(no_float), Field(ge=1, le=100, decimal_places=4)]
 Points = Annotated[StrictInt, Field(gt=0, le=1_000_000_000)]
 Weekday = Annotated[StrictInt, Field(ge=1, le=7)]
 Code = Annotated[StrictStr, Field(min_length=1, max_length=64)]
@@ -87,14 +75,14 @@ def _in_or_not_in(in_: list[Any] | None, not_in: list[Any] | None) -> None:
 class OrderTrigger(BaseModel):
     """A paid order (the ``order.paid`` event)."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["order"]
 
 
 class ActionTrigger(BaseModel):
     """A member action: check_in, review, game, task, referral, birthday or a brand's own event name."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["action"]
     action: ActionName
 
@@ -105,7 +93,7 @@ Trigger = Annotated[OrderTrigger | ActionTrigger, Field(discriminator="kind")]
 class DateRange(BaseModel):
     """Local dates, both ends inclusive; an open end is unbounded."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     from_: date | None = Field(None, alias="from")
     to: date | None = None
 
@@ -124,7 +112,7 @@ class DateRange(BaseModel):
 class AmountCondition(BaseModel):
     """Paid amount of the order (``of="order"``) or the base left by the filters (``of="base"``)."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["amount"]
     min: Money | None = None
     max: Money | None = None
@@ -140,7 +128,7 @@ class AmountCondition(BaseModel):
 
 
 class StoresCondition(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["stores"]
     in_: Annotated[list[StrictInt], Field(min_length=1), AfterValidator(_unique)] | None = Field(
         None, alias="in"
@@ -154,7 +142,7 @@ class StoresCondition(BaseModel):
 
 
 class ChannelsCondition(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["channels"]
     in_: Annotated[list[Code], Field(min_length=1), AfterValidator(_unique)] | None = Field(None, alias="in")
     not_in: Annotated[list[Code], Field(min_length=1), AfterValidator(_unique)] | None = None
@@ -179,7 +167,7 @@ class ItemsCondition(BaseModel):
     matches; ``category_paths`` also match the descendants (``food/dairy`` matches ``food/dairy/milk``).
     With ``exclude`` the matching lines are the ones taken out."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["items"]
     skus: Annotated[list[Code], Field(min_length=1)] | None = None
     category_ids: Annotated[list[StrictInt], Field(min_length=1)] | None = None
@@ -208,19 +196,19 @@ class ItemsCondition(BaseModel):
 class PaymentsCondition(BaseModel):
     """Only the part of the order paid with these methods counts towards the base."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["payments"]
     methods: Annotated[list[Code], Field(min_length=1), AfterValidator(_unique)]
 
 
 class TiersCondition(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["tiers"]
     in_: Annotated[list[Code], Field(min_length=1), AfterValidator(_unique)] = Field(alias="in")
 
 
 class PaidPlansCondition(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["paid_plans"]
     in_: Annotated[list[Code], Field(min_length=1), AfterValidator(_unique)] = Field(alias="in")
 
@@ -232,7 +220,7 @@ class DatesCondition(DateRange):
 class WeekdaysCondition(BaseModel):
     """ISO weekdays of the local date: 1 = Monday … 7 = Sunday."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["weekdays"]
     days: Annotated[list[Weekday], Field(min_length=1), AfterValidator(_unique)]
 
@@ -240,7 +228,7 @@ class WeekdaysCondition(BaseModel):
 class MemberDayCondition(BaseModel):
     """The brand's member day: a day of the month (a month without that day has none) or a weekday."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["member_day"]
     day_of_month: Annotated[StrictInt, Field(ge=1, le=31)] | None = None
     weekday: Weekday | None = None
@@ -256,7 +244,7 @@ class BirthdayCondition(BaseModel):
     """The member's birthday (``day``; 29 February counts on the 28th in other years) or the whole
     birthday month (``month``). A member without a birthday never matches."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["birthday"]
     within: Literal["day", "month"] = "day"
 
@@ -264,7 +252,7 @@ class BirthdayCondition(BaseModel):
 class PropertyCondition(BaseModel):
     """A property of the action equals a value, type included: ``"5"`` is not ``5``, ``true`` is not ``1``."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["property"]
     name: Code
     equals: StrictBool | StrictInt | StrictStr
@@ -293,7 +281,7 @@ ACTION_ONLY = frozenset({"property"})
 class PerAmountFormula(BaseModel):
     """``points`` for every full ``per`` yuan of the base (``floor``), or the nearest count (``half_up``)."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["per_amount"]
     per: PositiveMoney
     points: Points
@@ -301,7 +289,7 @@ class PerAmountFormula(BaseModel):
 
 
 class FixedFormula(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["fixed"]
     points: Points
 
@@ -309,11 +297,11 @@ class FixedFormula(BaseModel):
 class PercentFormula(BaseModel):
     """floor(base × percent / 100 × points_per_yuan)."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     kind: Literal["percent"]
-    percent: Annotated[Decimal, BeforeValidator(_no_float), Field(gt=0, le=100, decimal_places=4)]
+    percent: Annotated[Decimal, BeforeValidator(no_float), Field(gt=0, le=100, decimal_places=4)]
     points_per_yuan: Annotated[
-        Decimal, BeforeValidator(_no_float), Field(gt=0, le=10_000, decimal_places=4)
+        Decimal, BeforeValidator(no_float), Field(gt=0, le=10_000, decimal_places=4)
     ] = ONE
 
 
@@ -323,7 +311,7 @@ Formula = Annotated[PerAmountFormula | FixedFormula | PercentFormula, Field(disc
 class Multiplier(BaseModel):
     """A promotional factor, on the given local dates and/or weekdays (always when neither is given)."""
 
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     name: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     factor: Factor
     dates: DateRange | None = None
@@ -336,7 +324,7 @@ class Multiplier(BaseModel):
 
 
 class Caps(BaseModel):
-    model_config = _MODEL
+    model_config = DEFINITION_MODEL
     per_order: Points | None = None
     per_day: Points | None = None
     per_member: Points | None = None

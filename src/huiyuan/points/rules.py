@@ -47,8 +47,8 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from huiyuan.kit.definitions import CENT
 from huiyuan.points.rule_schema import (
-    CENT,
     MAX_FACTOR,
     ONE,
     ZERO,
