@@ -9,9 +9,14 @@ JSON parse and limits, prepare = spec + plan checks + row encoding, write = the 
 in µs per event, and with ``--profile`` a cProfile of the in-process path.
 
 ``--message-ids uuid`` gives every message a random UUID id, as Segment's and RudderStack's libraries
-do, instead of ids that grow within a request (the default, comparable with earlier figures): the
-unique ``(source_id, message_id)`` index then takes one random page per row, on the API and the raw
-baseline alike.
+do, instead of ids that grow within a request (the default, comparable with earlier figures). As with
+those libraries, every message is stamped with the time it was made (the current second, in order
+within the request). The bench source de-duplicates by id and timestamp (``--dedup``, default
+``message_id_and_timestamp``): its key ``(source_id, dedup_ms, message_id)`` then grows with time
+whatever the ids. With ``--dedup message_id`` (the product's default for a new source) the key is
+``(source_id, 0, message_id)`` and random ids take one random index page per row, on the API and
+the raw baseline alike. (Before 2026-12-07 every source had the key ``(source_id, message_id)`` and
+the bench's timestamps were random within an hour of a fixed day.)
 
 ``--workers N`` serves with ``huiyuan serve --workers N`` (N processes; the clients default to 2 per
 process, since a keep-alive connection stays with the process that accepted it).
@@ -19,12 +24,12 @@ process, since a keep-alive connection stays with the process that accepted it).
 ``--db postgresql+psycopg://user@host:port/maintenance-db`` runs everything on PostgreSQL instead: a
 fresh database is created on that server (and dropped afterwards), the server writes there, and the
 raw baseline is a plain ``psycopg`` executemany of the same rows with the statement the store uses
-(``INSERT … ON CONFLICT (source_id, message_id) DO NOTHING``, JSON cast from text), one transaction
+(``INSERT … ON CONFLICT (source_id, dedup_ms, message_id) DO NOTHING``, JSON cast from text), one transaction
 per batch. The PostgreSQL server shares the machine's cores with everything else.
 
 ``python -m bench.events [--seconds 10] [--workers 1] [--clients 2] [--message-ids sequential|uuid]
-[--profile] [--db URL]`` runs alone on a fresh database; ``python -m bench.run --only events`` runs it in
-the suite.
+[--dedup message_id_and_timestamp|message_id] [--profile] [--db URL]`` runs alone on a fresh
+database; ``python -m bench.run --only events`` runs it in the suite.
 """
 
 from __future__ import annotations
@@ -55,15 +60,18 @@ from bench.common import BENCH_ENV, emit, free_port, hammer, postgresql_database
 PAGES = ("/", "/category/knitwear", "/p/LX-TOP-0001", "/search", "/cart", "/member")
 EVENTS = ("Product Viewed", "Product Added", "Element Clicked", "Checkout Started", "Order Paid")
 MARK = b"RQRQRQRQRQRQRQRQ"  # replaced per request, so every request carries new message ids
+# Replaced per request by the current second (``YYYY-MM-DDTHH:MM:SS``): like the client libraries, a
+# request carries the messages of the last moments, stamped in order when they were made.
+SECOND = b"SSSSSSSSSSSSSSSSSSS"
 
 
-def _message(rng: random.Random, i: int) -> dict[str, Any]:
+def _message(rng: random.Random, i: int, size: int) -> dict[str, Any]:
     """A realistic mobile-web message (~550 bytes): 60 % anonymous, 40 % of a signed-in member."""
     user = f"LX{rng.randrange(1, 5000):08d}" if rng.random() < 0.4 else None
     common: dict[str, Any] = {
         "messageId": f"{MARK.decode()}-{i:04d}",
         "anonymousId": str(uuid.UUID(int=rng.getrandbits(128))),
-        "timestamp": f"2026-05-01T10:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(999):03d}Z",  # noqa: E501
+        "timestamp": f"{SECOND.decode()}.{i * 999 // size:03d}Z",
         "context": {
             "library": {"name": "huiyuan.js", "version": "1.0.0"},
             "page": {"path": rng.choice(PAGES), "url": "https://shop.example.com" + rng.choice(PAGES)},
@@ -92,7 +100,9 @@ def _message(rng: random.Random, i: int) -> dict[str, Any]:
 def _templates(size: int, count: int = 8) -> list[bytes]:
     rng = random.Random(size)
     return [
-        orjson.dumps({"batch": [_message(rng, i) for i in range(size)], "sentAt": "2026-05-01T11:00:00Z"})
+        orjson.dumps(
+            {"batch": [_message(rng, i, size) for i in range(size)], "sentAt": f"{SECOND.decode()}.999Z"}
+        )
         for _ in range(count)
     ]
 
@@ -107,17 +117,19 @@ class _Bodies:
         self.parsed = [orjson.loads(t) for t in self.raw] if uuid_ids else None
 
     def body(self, n: int, tag: str) -> bytes:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()).encode()
         if self.parsed is None:
-            return self.raw[n % len(self.raw)].replace(MARK, tag.encode())
+            return self.raw[n % len(self.raw)].replace(MARK, tag.encode()).replace(SECOND, now)
         template = self.parsed[n % len(self.parsed)]
         for message in template["batch"]:
             message["messageId"] = os.urandom(16).hex()
-        return orjson.dumps(template)
+        return orjson.dumps(template).replace(SECOND, now)
 
 
-def make_source(url: str, brand_id: int) -> tuple[int, str]:
-    """A server source of the brand whose rate limit does not cap the benchmark, and a tracking plan
-    for the benchmark's events (so every message is checked, none is unplanned); its id and key."""
+def make_source(url: str, brand_id: int, dedup: str = "message_id_and_timestamp") -> tuple[int, str]:
+    """A server source of the brand whose rate limit does not cap the benchmark, with the given
+    de-duplication key, and a tracking plan for the benchmark's events (so every message is checked,
+    none is unplanned); its id and key."""
     from huiyuan.events.service import define_event
     from huiyuan.events.sources import create_source
     from huiyuan.kit.db import Database
@@ -133,7 +145,9 @@ def make_source(url: str, brand_id: int) -> tuple[int, str]:
     db = Database(url)
     actor = system_for_brand(brand_id)
     with db.unit_of_work() as s:
-        issued = create_source(s, actor=actor, name="bench", kind="server", rate_limit="1000000000/second")
+        issued = create_source(
+            s, actor=actor, name="bench", kind="server", rate_limit="1000000000/second", dedup=dedup
+        )
         for name in EVENTS:
             define_event(s, actor=actor, name=name, properties=product)
         define_event(
@@ -190,6 +204,7 @@ def _api(
     uuid_ids: bool = False,
     workers: int = 1,
     db: str = "sqlite",
+    dedup: str = "message_id_and_timestamp",
 ) -> dict[str, Any]:
     bodies = [_Bodies(size, uuid_ids=uuid_ids) for _ in range(clients)]  # one per client thread
     auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
@@ -216,6 +231,7 @@ def _api(
         clients=clients,
         seconds=round(r.seconds, 1),
         message_ids="uuid" if uuid_ids else "sequential",
+        dedup=dedup,
         server=f"huiyuan serve --no-worker --workers {workers}",
         db=db,
     )
@@ -227,7 +243,13 @@ def _dialect(url: str) -> str:
 
 
 def _prepared_rows(
-    brand_id: int, source_id: int, size: int, batches: int, uuid_ids: bool = False, dialect: str = "sqlite"
+    brand_id: int,
+    source_id: int,
+    size: int,
+    batches: int,
+    uuid_ids: bool = False,
+    dialect: str = "sqlite",
+    dedup: str = "message_id_and_timestamp",
 ) -> list[list[tuple[Any, ...]]]:
     from huiyuan.events import spec
     from huiyuan.events.plan import EMPTY_PLAN
@@ -240,7 +262,12 @@ def _prepared_rows(
         parsed, length = spec.decode_body(raw)
         env = spec.envelope(parsed, "batch", body_bytes=length)
         prepared = spec.Preparer(
-            brand_id=brand_id, source_id=source_id, plan=EMPTY_PLAN, dialect=dialect, received_at=utcnow()
+            brand_id=brand_id,
+            source_id=source_id,
+            plan=EMPTY_PLAN,
+            dialect=dialect,
+            received_at=utcnow(),
+            dedup=dedup,
         ).add(env)
         out.append(prepared.events)
     return out
@@ -312,7 +339,12 @@ def _stages(url: str, write_key: str, size: int, batches: int, profile: bool, uu
         t2 = time.perf_counter()
         at = utcnow()
         prepared = spec.Preparer(
-            brand_id=source.brand_id, source_id=source.id, plan=plan, dialect=_dialect(url), received_at=at
+            brand_id=source.brand_id,
+            source_id=source.id,
+            plan=plan,
+            dialect=_dialect(url),
+            received_at=at,
+            dedup=source.dedup,
         ).add(env)
         t3 = time.perf_counter()
         # As ``collect``: the write transaction (BEGIN IMMEDIATE) begins at the first insert.
@@ -347,13 +379,14 @@ def run(
     profile: bool = False,
     message_ids: str = "sequential",
     workers: int = 1,
+    dedup: str = "message_id_and_timestamp",
 ) -> None:
     """The API figures for batches of 100 and 500, the raw baseline of the same rows, the ratio."""
     from huiyuan.kit.db import Database
 
     uuid_ids = message_ids == "uuid"
     dialect = _dialect(url)
-    source_id, write_key = make_source(url, brand_id)
+    source_id, write_key = make_source(url, brand_id, dedup)
     api: dict[int, dict[str, Any]] = {}
     clients = clients or 2 * workers
     with _serving(url, workers) as base:
@@ -367,6 +400,7 @@ def run(
                 uuid_ids=uuid_ids,
                 workers=workers,
                 db=dialect,
+                dedup=dedup,
             )
     db = Database(url)
     path = db.engine.url.database or ""
@@ -374,7 +408,7 @@ def run(
     for size in (100, 500):
         batches = max(4, int(api[size]["requests"]) // 4)
         # The same source as the API's rows: the raw rows enter the same part of the unique index.
-        rows = _prepared_rows(brand_id, source_id, size, batches, uuid_ids, dialect)
+        rows = _prepared_rows(brand_id, source_id, size, batches, uuid_ids, dialect, dedup)
         raw_rate = _raw(path, rows, size) if dialect == "sqlite" else _raw_postgresql(url, rows)
         emit(
             f"events.raw.batch{size}",
@@ -383,6 +417,7 @@ def run(
             batch=size,
             batches=batches,
             message_ids=message_ids,
+            dedup=dedup,
             db=dialect,
         )
         emit(
@@ -433,6 +468,12 @@ def main(argv: list[str] | None = None) -> None:
         help="ids growing within a request, or random UUIDs as the client libraries send",
     )
     parser.add_argument(
+        "--dedup",
+        choices=("message_id_and_timestamp", "message_id"),
+        default="message_id_and_timestamp",
+        help="the bench source's de-duplication key (EventSource.dedup)",
+    )
+    parser.add_argument(
         "--db",
         default=None,
         help="a PostgreSQL server's maintenance database (postgresql+psycopg://user@host:port/postgres): "
@@ -451,6 +492,7 @@ def main(argv: list[str] | None = None) -> None:
                 profile=args.profile,
                 message_ids=args.message_ids,
                 workers=args.workers,
+                dedup=args.dedup,
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)

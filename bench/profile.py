@@ -76,6 +76,7 @@ def fill(path: str, brand_id: int, source_id: int, events: int, *, seed: int = 7
                 "brand_id": brand_id,
                 "source_id": source_id,
                 "message_id": f"fill{seed}-{i:09d}",
+                "dedup_ms": 0,  # no client time: the growing ids de-duplicate
                 "type": "track",
                 "event": "Product Viewed",
                 "user_id": user_id,

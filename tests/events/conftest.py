@@ -25,12 +25,22 @@ def _fresh_rate_limits() -> Iterator[None]:
 
 
 def make_source(
-    db: Database, brand_id: int, *, kind: str = "web", rate_limit: str | None = None
+    db: Database,
+    brand_id: int,
+    *,
+    kind: str = "web",
+    rate_limit: str | None = None,
+    dedup: str = "message_id",
 ) -> tuple[int, str]:
     """(source id, write key) of a new source of the brand."""
     with db.unit_of_work() as s:
         issued = sources.create_source(
-            s, actor=system_for_brand(brand_id), name=f"{kind} source", kind=kind, rate_limit=rate_limit
+            s,
+            actor=system_for_brand(brand_id),
+            name=f"{kind} source",
+            kind=kind,
+            rate_limit=rate_limit,
+            dedup=dedup,
         )
         return issued.source.id, issued.write_key
 

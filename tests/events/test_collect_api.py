@@ -87,6 +87,71 @@ def test_batch_gzip_and_deduplication(client: Any, db: Database, world: World) -
     assert client.post("/v1/batch", json={"batch": batch[:3]}, headers=basic(key2)).json()["stored"] == 3
 
 
+@pytest.mark.parametrize("dedup", ["message_id", "message_id_and_timestamp"])
+def test_a_resend_is_known_by_the_sources_key(client: Any, db: Database, world: World, dedup: str) -> None:
+    """A library's resend carries a later sentAt (so another corrected time) but the same timestamp:
+    a duplicate under both keys (RudderStack's originalTimestamp counts as the timestamp). The same id
+    with another timestamp is a duplicate by id alone, another message by id and timestamp."""
+    sid, key = make_source(db, world.brands[0].id, dedup=dedup)
+    made = datetime(2026, 5, 1, 11, 59, 58, 123_000, tzinfo=UTC)
+    batch: list[dict[str, Any]] = [
+        {
+            "type": "track",
+            "anonymousId": "a",
+            "event": "x",
+            "messageId": f"t-{i}",
+            "timestamp": made.isoformat(),
+        }
+        for i in range(3)
+    ]
+    batch.append(
+        {
+            "type": "track",
+            "anonymousId": "a",
+            "event": "x",
+            "messageId": "r-1",
+            "originalTimestamp": "2026-05-01T11:59:59.5Z",
+        }
+    )
+    batch.append({"type": "track", "anonymousId": "a", "event": "x", "messageId": "n-1"})  # no timestamp
+    first = client.post(
+        "/v1/batch", json={"batch": batch, "sentAt": "2026-05-01T12:00:00Z"}, headers=basic(key)
+    )
+    assert first.json()["stored"] == 5
+    later = client.post(
+        "/v1/batch", json={"batch": batch, "sentAt": "2026-05-01T12:00:30Z"}, headers=basic(key)
+    )
+    assert later.json()["stored"] == 0 and later.json()["duplicates"] == 5
+    with db.unit_of_work(write=False) as s:
+        keys = dict(s.execute(select(Event.message_id, Event.dedup_ms).where(Event.source_id == sid)).all())
+    by_time = dedup == "message_id_and_timestamp"
+    assert keys["t-0"] == (1_777_636_798_123 if by_time else 0)
+    assert keys["r-1"] == (1_777_636_799_500 if by_time else 0)
+    assert keys["n-1"] == 0
+    moved = {**batch[0], "timestamp": (made + timedelta(seconds=1)).isoformat()}
+    assert client.post("/v1/batch", json={"batch": [moved]}, headers=basic(key)).json()["stored"] == int(
+        by_time
+    )
+    assert count(db, message_id="t-0") == 1 + int(by_time)
+
+
+def test_the_key_is_a_setting_of_the_source(client: Any, db: Database, world: World) -> None:
+    headers = world.brands[0].headers
+    r = client.post("/api/v1/event-sources", json={"name": "app", "kind": "app"}, headers=headers)
+    assert r.status_code == 201 and r.json()["dedup"] == "message_id"
+    sid = r.json()["id"]
+    r = client.patch(
+        f"/api/v1/event-sources/{sid}", json={"dedup": "message_id_and_timestamp"}, headers=headers
+    )
+    assert r.status_code == 200 and r.json()["dedup"] == "message_id_and_timestamp"
+    r = client.patch(f"/api/v1/event-sources/{sid}", json={"dedup": "timestamp"}, headers=headers)
+    assert r.status_code == 422
+    assert (
+        client.get(f"/api/v1/event-sources/{sid}", headers=headers).json()["dedup"]
+        == "message_id_and_timestamp"
+    )
+
+
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 def test_limits_answer_400_with_a_code(client: Any, db: Database, world: World) -> None:
     _sid, key = make_source(db, world.brands[0].id)

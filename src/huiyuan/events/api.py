@@ -82,7 +82,7 @@ def list_sources(session: SessionDep, actor: Reader) -> list[SourceOut]:
 )
 def create_source(data: SourceIn, session: SessionDep, actor: Writer) -> SourceIssued:
     issued = sources.create_source(
-        session, actor=actor, name=data.name, kind=data.kind, rate_limit=data.rate_limit
+        session, actor=actor, name=data.name, kind=data.kind, rate_limit=data.rate_limit, dedup=data.dedup
     )
     return SourceIssued(**_source_out(issued.source).model_dump(), write_key=issued.write_key)
 
@@ -102,7 +102,7 @@ def get_source(source_id: int, session: SessionDep, actor: Reader) -> SourceOut:
     "/event-sources/{source_id}",
     response_model=SourceOut,
     tags=SOURCE_TAGS,
-    summary="Rename, change the rate limit, disable or enable",
+    summary="Rename, change the rate limit or the de-duplication key, disable or enable",
     responses=NOT_FOUND,
 )
 def update_source(source_id: int, data: SourceUpdate, session: SessionDep, actor: Writer) -> SourceOut:
@@ -114,6 +114,7 @@ def update_source(source_id: int, data: SourceUpdate, session: SessionDep, actor
         rate_limit=data.rate_limit or None,
         clear_rate_limit=data.rate_limit == "",
         status=data.status,
+        dedup=data.dedup,
     )
     return _source_out(source)
 

@@ -283,6 +283,7 @@ def _write(db: Database, brand_id: int, source_id: int, messages: list[dict[str,
             dialect=store.dialect_of(s),
             received_at=latest,
             backfill=True,
+            dedup=source.dedup,
         ).add(Envelope(messages))
         service.append_lock(s)
         store.write(s, brand_id=brand_id, prepared=prepared, at=latest)

@@ -55,7 +55,7 @@ def source_info_row(
     session: Session, *, key_hash: str | None = None, source_id: int | None = None
 ) -> tuple[Any, ...] | None:
     """One source by key hash or id with its brand's settings: (id, brand_id, key_hash, status,
-    rate_limit, last_event_at, violation_mode, unplanned_policy, plan_token), in one query."""
+    rate_limit, last_event_at, violation_mode, unplanned_policy, plan_token, dedup), in one query."""
     stmt = select(
         EventSource.id,
         EventSource.brand_id,
@@ -66,6 +66,7 @@ def source_info_row(
         EventSettings.violation_mode,
         EventSettings.unplanned_policy,
         EventSettings.plan_token,
+        EventSource.dedup,
     ).outerjoin(EventSettings, EventSettings.brand_id == EventSource.brand_id)
     if key_hash is not None:
         stmt = stmt.where(EventSource.key_hash == key_hash)
@@ -73,6 +74,14 @@ def source_info_row(
         stmt = stmt.where(EventSource.id == source_id)
     row = session.execute(stmt).first()
     return tuple(row) if row is not None else None
+
+
+def dedup_keys(session: Session, source_ids: set[int]) -> dict[int, str]:
+    """The de-duplication key of each of these sources of the caller's brand."""
+    if not source_ids:
+        return {}
+    rows = session.execute(select(EventSource.id, EventSource.dedup).where(EventSource.id.in_(source_ids)))
+    return {int(sid): str(dedup) for sid, dedup in rows}
 
 
 def settings_row(session: Session, brand_id: int) -> EventSettings | None:

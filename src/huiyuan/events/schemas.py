@@ -11,6 +11,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SourceKind = Literal["web", "app", "server", "pos"]
+DedupKey = Literal["message_id", "message_id_and_timestamp"]
+DEDUP_HELP = (
+    "How a resend is known: `message_id` (the default) by its messageId whatever its timestamp; "
+    "`message_id_and_timestamp` by its messageId and its own timestamp as the client sent it, which is "
+    "how the Segment and RudderStack libraries resend, and keeps random message ids as cheap to store as "
+    "ids that grow (docs/events.md, Exactly once)"
+)
 PropertyType = Literal["string", "number", "integer", "boolean", "datetime", "array", "object"]
 DefinitionKind = Literal["track", "page", "screen"]
 
@@ -27,6 +34,7 @@ class SourceIn(BaseModel):
         description="Messages per period (`limits` syntax)",
         examples=["2000/second"],
     )
+    dedup: DedupKey = Field(default="message_id", description=DEDUP_HELP)
 
 
 class SourceUpdate(BaseModel):
@@ -39,6 +47,7 @@ class SourceUpdate(BaseModel):
         default=None, max_length=32, description="Empty string: back to the default"
     )
     status: Literal["active", "disabled"] | None = None
+    dedup: DedupKey | None = Field(default=None, description=DEDUP_HELP)
 
 
 class SourceOut(BaseModel):
@@ -49,6 +58,7 @@ class SourceOut(BaseModel):
     key_prefix: str
     rate_limit: str | None
     status: str
+    dedup: str
     created_at: datetime
     created_by: str | None
     revoked_at: datetime | None

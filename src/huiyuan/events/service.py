@@ -375,6 +375,7 @@ def ingest(
         plan=plan,
         dialect=store.dialect_of(session),
         received_at=at,
+        dedup=source.dedup,
     ).add(env)
     append_lock(session)
     stored, quarantined = store.write(session, brand_id=source.brand_id, prepared=prepared, at=at)
@@ -431,6 +432,7 @@ def release_quarantined(
     dialect = store.dialect_of(session)
     released: list[int] = []
     kept = 0
+    dedup = repository.dedup_keys(session, {row.source_id for row in rows})
     if rows:
         append_lock(session)
     for row in rows:
@@ -441,6 +443,7 @@ def release_quarantined(
             plan=plan,
             dialect=dialect,
             received_at=row.received_at,
+            dedup=dedup.get(row.source_id, "message_id"),
         ).add(Envelope([message]))
         if prepared.quarantined:
             kept += 1

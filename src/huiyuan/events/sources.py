@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from huiyuan.audit import service as audit
 from huiyuan.events import repository
-from huiyuan.events.models import SOURCE_KINDS, EventSource
+from huiyuan.events.models import DEDUP_KEYS, SOURCE_KINDS, EventSource
 from huiyuan.kit.clock import utcnow
 from huiyuan.kit.errors import AppError, NotFound, RateLimited, Unauthenticated, ValidationFailed, field_error
 from huiyuan.kit.scope import Principal
@@ -60,6 +60,7 @@ class SourceInfo:
     violation_mode: str
     unplanned_policy: str
     plan_token: str
+    dedup: str = "message_id"
 
 
 def hash_key(write_key: str) -> str:
@@ -78,6 +79,14 @@ def _check_rate_limit(value: str | None) -> str | None:
     return value
 
 
+def _check_dedup(value: str) -> str:
+    if value not in DEDUP_KEYS:
+        raise ValidationFailed(
+            "Unknown de-duplication key.", errors=[field_error("dedup", f"one of {', '.join(DEDUP_KEYS)}")]
+        )
+    return value
+
+
 def create_source(
     session: Session,
     *,
@@ -85,6 +94,7 @@ def create_source(
     name: str,
     kind: str,
     rate_limit: str | None = None,
+    dedup: str = "message_id",
 ) -> IssuedSource:
     """Add a source to the actor's brand; its write key is returned once, only its hash is kept."""
     actor.require("events:write")
@@ -93,6 +103,7 @@ def create_source(
         raise ValidationFailed(
             "Unknown kind.", errors=[field_error("kind", f"one of {', '.join(SOURCE_KINDS)}")]
         )
+    _check_dedup(dedup)
     write_key = KEY_PREFIX + secrets.token_urlsafe(24)
     source = EventSource(
         brand_id=brand_id,
@@ -102,6 +113,7 @@ def create_source(
         key_hash=hash_key(write_key),
         rate_limit=_check_rate_limit(rate_limit),
         status="active",
+        dedup=dedup,
         created_by=actor.label,
     )
     session.add(source)
@@ -113,7 +125,13 @@ def create_source(
         entity_type="event_source",
         entity_id=source.id,
         brand_id=brand_id,
-        after={"name": name, "kind": kind, "rate_limit": rate_limit, "key_prefix": source.key_prefix},
+        after={
+            "name": name,
+            "kind": kind,
+            "rate_limit": rate_limit,
+            "dedup": dedup,
+            "key_prefix": source.key_prefix,
+        },
     )
     return IssuedSource(source, write_key)
 
@@ -139,12 +157,19 @@ def update_source(
     rate_limit: str | None = None,
     clear_rate_limit: bool = False,
     status: str | None = None,
+    dedup: str | None = None,
 ) -> EventSource:
-    """Rename a source, change its rate limit, or disable/enable it (a revoked source stays revoked)."""
+    """Rename a source, change its rate limit or its de-duplication key, or disable/enable it (a
+    revoked source stays revoked). A new key applies to messages received from then on."""
     actor.require("events:write")
     source = get_source(session, source_id)
     forget_sources()
-    before = {"name": source.name, "rate_limit": source.rate_limit, "status": source.status}
+    before = {
+        "name": source.name,
+        "rate_limit": source.rate_limit,
+        "status": source.status,
+        "dedup": source.dedup,
+    }
     if status is not None:
         if status not in ("active", "disabled"):
             raise ValidationFailed("Unknown status.", errors=[field_error("status", "active or disabled")])
@@ -153,6 +178,8 @@ def update_source(
         source.status = status
     if name is not None:
         source.name = name
+    if dedup is not None:
+        source.dedup = _check_dedup(dedup)
     if clear_rate_limit:
         source.rate_limit = None
     elif rate_limit is not None:
@@ -165,7 +192,12 @@ def update_source(
         entity_id=source.id,
         brand_id=source.brand_id,
         before=before,
-        after={"name": source.name, "rate_limit": source.rate_limit, "status": source.status},
+        after={
+            "name": source.name,
+            "rate_limit": source.rate_limit,
+            "status": source.status,
+            "dedup": source.dedup,
+        },
     )
     return source
 
@@ -194,7 +226,7 @@ def revoke_source(session: Session, *, actor: Principal, source_id: int) -> Even
 def _info(row: tuple[object, ...] | None) -> SourceInfo | None:
     if row is None:
         return None
-    sid, brand_id, key_hash, status, rate, last, mode, policy, token = row
+    sid, brand_id, key_hash, status, rate, last, mode, policy, token, dedup = row
     return SourceInfo(
         id=int(sid),  # type: ignore[call-overload]
         brand_id=int(brand_id),  # type: ignore[call-overload]
@@ -205,6 +237,7 @@ def _info(row: tuple[object, ...] | None) -> SourceInfo | None:
         violation_mode=str(mode or "flag"),
         unplanned_policy=str(policy or "allow"),
         plan_token=str(token or ""),
+        dedup=str(dedup),
     )
 
 

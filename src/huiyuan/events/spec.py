@@ -44,6 +44,7 @@ EVENT_COLUMNS = (
     "brand_id",
     "source_id",
     "message_id",
+    "dedup_ms",
     "type",
     "event",
     "user_id",
@@ -312,7 +313,7 @@ class Preparer:
     """Turns the messages of one source into rows, checked against the brand's compiled plan.
 
     ``backfill``: the messages are history being imported (the demo): each is received at its own
-    timestamp instead of now.
+    timestamp instead of now. ``dedup``: the source's de-duplication key (``models.DEDUP_KEYS``).
     """
 
     KINDS: ClassVar[frozenset[str]] = frozenset(MESSAGE_KINDS)
@@ -326,6 +327,7 @@ class Preparer:
         dialect: str,
         received_at: datetime,
         backfill: bool = False,
+        dedup: str = "message_id",
     ) -> None:
         self.brand_id = brand_id
         self.source_id = source_id
@@ -333,7 +335,9 @@ class Preparer:
         self.encode_time = time_encoder(dialect)
         self.received_at = received_at
         self.received_value = self.encode_time(received_at)
+        self.received_ms = int(received_at.timestamp() * 1000)
         self.backfill = backfill
+        self.by_time = dedup == "message_id_and_timestamp"
         self.quarantine_mode = plan.violation_mode == "quarantine"
         # The last sentAt seen (one per batch, usually): its time, its stored value, and the clock
         # correction it implies (receivedAt − sentAt, added to each timestamp).
@@ -428,11 +432,17 @@ class Preparer:
             sent_value = self.encode_time(sent_at) if sent_at is not None else None
             shift = self.received_at - sent_at if sent_at is not None else None
             self._sent_raw, self._sent = raw_sent, (sent_at, sent_value, shift)
+        # The time half of the key (``models.Event.dedup_ms``): a message without an id gets a new one,
+        # so nothing can repeat it and it may as well sort by its arrival.
+        message_id = get("messageId")
+        dedup_ms = 0 if message_id is not None and message_id != "" else self.received_ms
         if original is None:
             original_value = None
             timestamp_value = self.received_value
         else:
             try:
+                if self.by_time and dedup_ms == 0:
+                    dedup_ms = int(original.timestamp() * 1000)
                 original_value = self.encode_time(original)
                 # ``corrected_time`` (receivedAt − (sentAt − timestamp)) as one addition.
                 timestamp_value = (
@@ -472,7 +482,8 @@ class Preparer:
             (
                 self.brand_id,
                 self.source_id,
-                _message_id(get("messageId")),
+                _message_id(message_id),
+                dedup_ms,
                 kind,
                 name,
                 user_id,

@@ -12,13 +12,13 @@ request (up to the 5 ms switch interval each time) crawled — measured: 120k ro
 to a busy thread, against 145k and 36k for multi-row statements. The fixed sizes keep the prepared
 statements few (a 500-row statement takes ~4 ms to prepare; sqlite3 caches them per connection).
 
-``INSERT … ON CONFLICT (source_id, message_id) DO NOTHING`` makes a resend of an acknowledged message
-a no-op (exactly once, with the request acknowledged only after its commit). On PostgreSQL the JSON
-columns are cast from text (``%s::jsonb``); a request of ``COPY_FROM`` rows or more goes in by ``COPY``
-into a temporary staging table of the connection (made by the first such request of a transaction
-that finds none, emptied after use and at commit), then one ``INSERT … SELECT … ON CONFLICT DO
-NOTHING``. The counters (unplanned events, violation stats) are
-upserts that add to what is there.
+``INSERT … ON CONFLICT (source_id, dedup_ms, message_id) DO NOTHING`` (the quarantine: ``(source_id,
+message_id)``) makes a resend of an acknowledged message a no-op (exactly once, with the request
+acknowledged only after its commit). On PostgreSQL the JSON columns are cast from text
+(``%s::jsonb``); a request of ``COPY_FROM`` rows or more goes in by ``COPY`` into a temporary staging
+table of the connection (made by the first such request of a transaction that finds none, emptied
+after use and at commit), then one ``INSERT … SELECT … ON CONFLICT DO NOTHING``. The counters
+(unplanned events, violation stats) are upserts that add to what is there.
 
 The person index (``event_people``) is written here too, off the request path: ``index_people`` copies
 the key, time and id of the next chunk of events after the brand's cursor with one
@@ -77,6 +77,10 @@ def _table(model: type[Any]) -> Table:
     return table
 
 
+# The de-duplication key of each table (``models``): the main stream's leads with the client's time.
+KEYS = {"events": "source_id, dedup_ms, message_id", "quarantined_events": "source_id, message_id"}
+
+
 def _insert_sql(
     dialect: str, table: str, columns: Sequence[str], json_columns: frozenset[str], rows: int = 1
 ) -> str:
@@ -90,7 +94,7 @@ def _insert_sql(
             values = "(" + ", ".join("%s::jsonb" if c in json_columns else "%s" for c in columns) + ")"
         quoted = ", ".join(f'"{c}"' for c in columns)
         sql = _SQL[key] = (
-            f'INSERT INTO "{table}" ({quoted}) VALUES {values} ON CONFLICT (source_id, message_id) DO NOTHING'
+            f'INSERT INTO "{table}" ({quoted}) VALUES {values} ON CONFLICT ({KEYS[table]}) DO NOTHING'
         )
     return sql
 
@@ -106,7 +110,7 @@ def _insert(
     json_columns: frozenset[str],
     rows: Sequence[tuple[Any, ...]],
 ) -> int:
-    """Insert the rows, skipping (source_id, message_id) already stored; how many were new."""
+    """Insert the rows, skipping those whose key (``KEYS``) is already stored; how many were new."""
     if not rows:
         return 0
     dialect = dialect_of(session)
@@ -145,7 +149,7 @@ def _copy_in(conn: Any, table: str, columns: Sequence[str], rows: Sequence[tuple
                 copy.write_row(row)
         cur.execute(
             f'INSERT INTO "{table}" ({quoted}) SELECT {quoted} FROM "{staging}" ORDER BY ctid'
-            " ON CONFLICT (source_id, message_id) DO NOTHING"
+            f" ON CONFLICT ({KEYS[table]}) DO NOTHING"
         )
         stored = max(0, cur.rowcount)
         cur.execute(f'DELETE FROM "{staging}"')

@@ -59,6 +59,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=True,
         ),
+        sa.Column("dedup_ms", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("user_id", sa.String(length=200), nullable=True),
         sa.Column("anonymous_id", sa.String(length=200), nullable=True),
         sa.Column("previous_id", sa.String(length=200), nullable=True),
@@ -92,7 +93,9 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
-        sa.UniqueConstraint("source_id", "message_id", name=op.f("uq_events_source_id_message_id")),
+        sa.UniqueConstraint(
+            "source_id", "dedup_ms", "message_id", name=op.f("uq_events_source_id_dedup_ms_message_id")
+        ),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index(
@@ -393,6 +396,7 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(length=200), nullable=True),
         sa.Column("revoked_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_event_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("dedup", sa.String(length=32), server_default="message_id", nullable=False),
         sa.Column("created_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", huiyuan.kit.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("brand_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
