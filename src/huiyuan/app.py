@@ -35,6 +35,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
+        if db is None:  # a process of its own: checkpoints off the writers' path (``kit.checkpoints``)
+            database.start_checkpoints()
         if run_worker:
             from huiyuan.jobs.runner import start_in_process_worker
 

@@ -239,7 +239,7 @@ _turns: dict[str | None, _WriterTurn] = {}
 _turns_lock = threading.Lock()
 
 
-def _writer_turn(engine: Engine) -> _WriterTurn:
+def writer_turn(engine: Engine) -> _WriterTurn:
     """The turn of the engine's SQLite file, shared by every engine of this process on that file;
     an in-memory database has a turn of its own (its lock only)."""
     database = engine.url.database
@@ -262,7 +262,7 @@ def _install_sqlite_writer_lock(engine: Engine) -> None:
     and poll, so under concurrent requests a waiter can lose the race again and again (measured:
     p99 of 9 s with 16 clients). Queueing writers on a lock first hands the database over at once.
     """
-    turn = _writer_turn(engine)
+    turn = writer_turn(engine)
 
     def begin(conn: Any) -> None:
         if not conn.get_execution_options().get("sqlite_immediate"):
@@ -378,6 +378,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        self._checkpoints: Any = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -411,7 +412,18 @@ class Database:
         finally:
             session.close()
 
+    def start_checkpoints(self) -> None:
+        """For a long-running process on a SQLite file: checkpoint in a thread of its own instead of
+        inside writers' commits (``kit.checkpoints``); stopped by ``dispose``. Elsewhere a no-op."""
+        from huiyuan.kit import checkpoints
+
+        if self._checkpoints is None:
+            self._checkpoints = checkpoints.start(self.engine)
+
     def dispose(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
+            self._checkpoints = None
         self.engine.dispose()
 
 
