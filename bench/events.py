@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,9 +60,10 @@ from bench.common import BENCH_ENV, emit, free_port, hammer, postgresql_database
 PAGES = ("/", "/category/knitwear", "/p/LX-TOP-0001", "/search", "/cart", "/member")
 EVENTS = ("Product Viewed", "Product Added", "Element Clicked", "Checkout Started", "Order Paid")
 MARK = b"RQRQRQRQRQRQRQRQ"  # replaced per request, so every request carries new message ids
-# Replaced per request by the current second (``YYYY-MM-DDTHH:MM:SS``): like the client libraries, a
-# request carries the messages of the last moments, stamped in order when they were made.
-SECOND = b"SSSSSSSSSSSSSSSSSSS"
+# Each message's ``timestamp`` (``YYYY-MM-DDTHH:MM:SS.mmmZ``), filled in per request: like a client
+# library, a sender stamps its messages in order as they are made, and a request carries those made
+# since its previous one (spread evenly over that time); several senders' times interleave.
+STAMP = b"TTTTTTTTTTTTTTTTTTTTTTTT"
 
 
 def _message(rng: random.Random, i: int, size: int) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def _message(rng: random.Random, i: int, size: int) -> dict[str, Any]:
     common: dict[str, Any] = {
         "messageId": f"{MARK.decode()}-{i:04d}",
         "anonymousId": str(uuid.UUID(int=rng.getrandbits(128))),
-        "timestamp": f"{SECOND.decode()}.{i * 999 // size:03d}Z",
+        "timestamp": STAMP.decode(),
         "context": {
             "library": {"name": "huiyuan.js", "version": "1.0.0"},
             "page": {"path": rng.choice(PAGES), "url": "https://shop.example.com" + rng.choice(PAGES)},
@@ -100,30 +101,80 @@ def _message(rng: random.Random, i: int, size: int) -> dict[str, Any]:
 def _templates(size: int, count: int = 8) -> list[bytes]:
     rng = random.Random(size)
     return [
-        orjson.dumps(
-            {"batch": [_message(rng, i, size) for i in range(size)], "sentAt": f"{SECOND.decode()}.999Z"}
-        )
+        orjson.dumps({"batch": [_message(rng, i, size) for i in range(size)], "sentAt": STAMP.decode()})
         for _ in range(count)
     ]
 
 
-class _Bodies:
-    """Request bodies from the templates, every message with a new id: the mark replaced (ids that
-    grow within a request), or with ``uuid_ids`` a random id per message, like the client libraries'
-    UUIDs (a per-request orjson.dumps, ~1 µs per message of the client's CPU)."""
+_SECONDS: dict[int, str] = {}
 
-    def __init__(self, size: int, *, uuid_ids: bool) -> None:
+
+def _stamp(ms: int) -> str:
+    second, milli = divmod(ms, 1000)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        prefix = _SECONDS[second] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{prefix}.{milli:03d}Z"
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _replayed(size: int, count: int, *, uuid_ids: bool, senders: int, rate: float, tag: str) -> list[bytes]:
+    """``count`` bodies as ``senders`` clients taking turns would send them at ``rate`` events/s (a
+    clock that moves on by one request's share per request), for the runs without HTTP: their rows
+    meet the unique index as the API's do."""
+    clock = [float(_wall_ms())]
+    step = size / max(rate, 1.0) * 1000
+
+    def now() -> int:
+        return int(clock[0])
+
+    makers = [_Bodies(size, uuid_ids=uuid_ids, clock=now) for _ in range(senders)]
+    out = []
+    for n in range(count):
+        clock[0] += step
+        out.append(makers[n % senders].body(n // senders, f"{tag}{size:03d}{n:09d}"[-len(MARK) :]))
+    return out
+
+
+class _Bodies:
+    """One sender's request bodies from the templates, every message with a new id: the mark replaced
+    (ids that grow within a request), or with ``uuid_ids`` a random id per message, like the client
+    libraries' UUIDs (a per-request orjson.dumps, ~1 µs per message of the client's CPU); and the
+    messages stamped with the times since the sender's previous request (``clock``: ms now)."""
+
+    def __init__(self, size: int, *, uuid_ids: bool, clock: Callable[[], int] = _wall_ms) -> None:
+        self.size = size
         self.raw = _templates(size)
+        self.parts = [t.split(STAMP) for t in self.raw]
         self.parsed = [orjson.loads(t) for t in self.raw] if uuid_ids else None
+        self.clock = clock
+        self.last: int | None = None
+
+    def _stamps(self) -> list[str]:
+        now = self.clock()
+        last = self.last if self.last is not None else now - 1000
+        self.last = now
+        size = self.size
+        return [_stamp(last + (now - last) * (i + 1) // size) for i in range(size)]
 
     def body(self, n: int, tag: str) -> bytes:
-        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()).encode()
+        stamps = self._stamps()
         if self.parsed is None:
-            return self.raw[n % len(self.raw)].replace(MARK, tag.encode()).replace(SECOND, now)
+            parts = self.parts[n % len(self.parts)]
+            filled = [parts[0]]
+            for stamp, part in zip([*stamps, stamps[-1]], parts[1:], strict=True):  # the last: sentAt
+                filled.append(stamp.encode())
+                filled.append(part)
+            return b"".join(filled).replace(MARK, tag.encode())
         template = self.parsed[n % len(self.parsed)]
-        for message in template["batch"]:
+        for message, stamp in zip(template["batch"], stamps, strict=True):
             message["messageId"] = os.urandom(16).hex()
-        return orjson.dumps(template).replace(SECOND, now)
+            message["timestamp"] = stamp
+        template["sentAt"] = stamps[-1]
+        return orjson.dumps(template)
 
 
 def make_source(url: str, brand_id: int, dedup: str = "message_id_and_timestamp") -> tuple[int, str]:
@@ -250,15 +301,16 @@ def _prepared_rows(
     uuid_ids: bool = False,
     dialect: str = "sqlite",
     dedup: str = "message_id_and_timestamp",
+    *,
+    senders: int = 2,
+    rate: float = 20_000.0,
 ) -> list[list[tuple[Any, ...]]]:
     from huiyuan.events import spec
     from huiyuan.events.plan import EMPTY_PLAN
     from huiyuan.kit.clock import utcnow
 
     out = []
-    bodies = _Bodies(size, uuid_ids=uuid_ids)
-    for n in range(batches):
-        raw = bodies.body(n, f"raw-{size:03d}{n:09d}")
+    for raw in _replayed(size, batches, uuid_ids=uuid_ids, senders=senders, rate=rate, tag="raw-"):
         parsed, length = spec.decode_body(raw)
         env = spec.envelope(parsed, "batch", body_bytes=length)
         prepared = spec.Preparer(
@@ -308,7 +360,17 @@ def _raw(path: str, batches: list[list[tuple[Any, ...]]], size: int) -> float:
     return events / elapsed
 
 
-def _stages(url: str, write_key: str, size: int, batches: int, profile: bool, uuid_ids: bool = False) -> None:
+def _stages(
+    url: str,
+    write_key: str,
+    size: int,
+    batches: int,
+    profile: bool,
+    uuid_ids: bool = False,
+    *,
+    senders: int = 2,
+    rate: float = 20_000.0,
+) -> None:
     """The in-process path of ``/v1/batch`` stage by stage, µs per event."""
     from huiyuan.events import collect_api, service, sources, spec, store
     from huiyuan.kit.clock import utcnow
@@ -316,8 +378,8 @@ def _stages(url: str, write_key: str, size: int, batches: int, profile: bool, uu
     from huiyuan.kit.scope import Scope
 
     db = Database(url)
-    maker = _Bodies(size, uuid_ids=uuid_ids)
-    bodies = [maker.body(n, f"stg{size:03d}{n:010d}") for n in range(batches)]
+    db.start_checkpoints()  # as the server process does
+    bodies = _replayed(size, batches, uuid_ids=uuid_ids, senders=senders, rate=rate, tag="stg")
     spent = {"decode": 0.0, "auth": 0.0, "prepare": 0.0, "write": 0.0}
     profiler = cProfile.Profile() if profile else None
     if profiler:
@@ -408,7 +470,11 @@ def run(
     for size in (100, 500):
         batches = max(4, int(api[size]["requests"]) // 4)
         # The same source as the API's rows: the raw rows enter the same part of the unique index.
-        rows = _prepared_rows(brand_id, source_id, size, batches, uuid_ids, dialect, dedup)
+        # As many senders at the API's rate, so the rows meet the unique index as the API's did.
+        rate = float(api[size]["value"])
+        rows = _prepared_rows(
+            brand_id, source_id, size, batches, uuid_ids, dialect, dedup, senders=clients, rate=rate
+        )
         raw_rate = _raw(path, rows, size) if dialect == "sqlite" else _raw_postgresql(url, rows)
         emit(
             f"events.raw.batch{size}",
@@ -435,6 +501,8 @@ def run(
             batches=max(8, 20_000 // size),
             profile=profile and size == 500,
             uuid_ids=uuid_ids,
+            senders=clients,
+            rate=rate,
         )
 
 
