@@ -40,7 +40,13 @@ class SourceIn(BaseModel):
 class SourceUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"rate_limit": "5000/second"}, {"status": "disabled"}]},
+        json_schema_extra={
+            "examples": [
+                {"rate_limit": "5000/second"},
+                {"status": "disabled"},
+                {"dedup": "message_id_and_timestamp"},
+            ]
+        },
     )
     name: str | None = Field(default=None, min_length=1, max_length=120)
     rate_limit: str | None = Field(
