@@ -148,6 +148,16 @@ def list_sources(session: Session) -> list[EventSource]:
     return repository.sources(session)
 
 
+def _audited(source: EventSource) -> dict[str, str | None]:
+    """What a change of a source records before and after."""
+    return {
+        "name": source.name,
+        "rate_limit": source.rate_limit,
+        "status": source.status,
+        "dedup": source.dedup,
+    }
+
+
 def update_source(
     session: Session,
     *,
@@ -164,12 +174,7 @@ def update_source(
     actor.require("events:write")
     source = get_source(session, source_id)
     forget_sources()
-    before = {
-        "name": source.name,
-        "rate_limit": source.rate_limit,
-        "status": source.status,
-        "dedup": source.dedup,
-    }
+    before = _audited(source)
     if status is not None:
         if status not in ("active", "disabled"):
             raise ValidationFailed("Unknown status.", errors=[field_error("status", "active or disabled")])
@@ -192,12 +197,7 @@ def update_source(
         entity_id=source.id,
         brand_id=source.brand_id,
         before=before,
-        after={
-            "name": source.name,
-            "rate_limit": source.rate_limit,
-            "status": source.status,
-            "dedup": source.dedup,
-        },
+        after=_audited(source),
     )
     return source
 
