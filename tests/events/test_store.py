@@ -1,6 +1,7 @@
 """The hot path's shortcuts against the slow, obvious way: the store's multi-row inserts (chunk sizes,
 duplicates inside a request and across requests) on both databases, the plan's fast conformance
-check against the full check, timestamps out of range, and the tracking API's parse hand-over."""
+check against the full check, timestamps out of range, and the tracking API's parse hand-over
+(in a server of one process or of several)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -18,6 +20,7 @@ from huiyuan.kit.db import Database
 from huiyuan.kit.errors import AppError
 from huiyuan.kit.scope import Scope
 from tests.conftest import World
+from tests.events.conftest import basic, make_source
 
 RECEIVED = datetime(2026, 5, 1, 12, 0, 0, 500_000, tzinfo=UTC)
 
@@ -165,3 +168,55 @@ def test_a_refused_request_hands_the_parsing_over(db: Database) -> None:
                 received_at=RECEIVED,
             )
         assert not collect_api._parsing.locked()
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_the_next_request_parses_beside_a_write_only_in_a_server_of_one_process(
+    db: Database, world: World, monkeypatch: pytest.MonkeyPatch, overlap: bool
+) -> None:
+    _sid, key = make_source(db, world.brands[0].id, kind="server")
+    seen: list[bool] = []
+    write = store.write
+
+    def observed(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        out = write(*args, **kwargs)  # its first statement has begun the write transaction
+        seen.append(collect_api._parsing.locked())
+        return out
+
+    monkeypatch.setattr(store, "write", observed)
+    body = orjson.dumps({"batch": [{"type": "track", "anonymousId": "a", "event": "E", "messageId": "m1"}]})
+    result = collect_api.collect(
+        db,
+        raw=body,
+        kind="batch",
+        authorization=basic(key)["Authorization"],
+        content_encoding=None,
+        received_at=RECEIVED,
+        overlap=overlap,
+    )
+    assert result.stored == 1
+    # Handed over when the write began (one process), or held until the request is done (several).
+    assert seen == [not overlap]
+    assert not collect_api._parsing.locked()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_api_overlaps_requests_only_in_a_server_of_one_process(
+    db: Database, world: World, app: Any, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    from fastapi.testclient import TestClient
+
+    _sid, key = make_source(db, world.brands[0].id, kind="server")
+    asked: list[bool] = []
+    collect = collect_api.collect
+
+    def observed(*args: Any, overlap: bool, **kwargs: Any) -> Any:
+        asked.append(overlap)
+        return collect(*args, overlap=overlap, **kwargs)
+
+    monkeypatch.setattr(collect_api, "collect", observed)
+    monkeypatch.setattr(app.state.settings, "serve_workers", workers)
+    with TestClient(app) as client:
+        r = client.post("/v1/track", json={"anonymousId": "a", "event": "E"}, headers=basic(key))
+    assert r.status_code == 200, r.text
+    assert asked == [workers == 1]

@@ -13,16 +13,24 @@ Thin: the body is read here, everything else runs in a worker thread (``events.s
 ``events.service.ingest`` writes) so the event loop keeps accepting requests.
 
 A request is two phases: parsing and checking its batch (Python, holding the GIL) and writing it
-(SQLite, mostly without the GIL, one writer at a time). The phases of two requests overlap: the
-write transaction begins at its first statement, not when the session opens, and one request at a
-time parses — it lets the next one in when its write transaction begins. Requests parsing side by
-side would only take turns at the GIL, each slower (measured: 4 concurrent clients got 30 % less
-through than 1, at 70 % more CPU per event).
+(SQLite, one writer at a time). One request at a time parses: requests parsing side by side would
+only take turns at the GIL, each slower (measured: 4 concurrent clients got 30 % less through than
+1, at 70 % more CPU per event).
 
-Several server processes (``huiyuan serve --workers N``) on one SQLite file take turns as every
-writer does (``kit.db``: an OS file lock beside the database, ``<file>-writers.lock``, held from just
-before the write transaction begins until after it has committed). Ids still commit in id order
-because SQLite admits one writer at a time, whichever the process.
+In a server of one process the phases of two requests overlap: the write transaction begins at its
+first statement, not when the session opens, and the parsing request lets the next one in when its
+write transaction begins. In a process of several (``huiyuan serve --workers N``) a request parses
+and writes before the next one of that process starts: the other processes provide the overlap,
+and a parse beside a write of the same process starves the write. Its statement releases the GIL
+for every row and waits for it again while the parse holds it (up to the 5 ms switch interval), so
+the write, and with it the database's writer turn that the other processes wait for, lasted as long
+as the parse (measured with two processes: 11 % more events/s and 9 % less CPU per event without
+the overlap, docs/events.md).
+
+Several server processes on one SQLite file take turns as every writer does (``kit.db``: an OS file
+lock beside the database, ``<file>-writers.lock``, held from just before the write transaction
+begins until after it has committed). Ids still commit in id order because SQLite admits one writer
+at a time, whichever the process.
 """
 
 from __future__ import annotations
@@ -176,17 +184,23 @@ def _next_may_parse(*_: Any) -> None:
         _parsing.release()
 
 
+def _write_begins(*_: Any) -> None:
+    """A write transaction begins: the next request may parse beside it if this one overlaps."""
+    if getattr(_this_thread, "overlap", False):
+        _next_may_parse()
+
+
 _writers: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
 
 def _writer(db: Database) -> Engine:
     """The database's engine with connections that begin as writers (``BEGIN IMMEDIATE`` on SQLite,
-    behind the file's writer turn, ``kit.db``) and hand the parsing over when they do."""
+    behind the file's writer turn, ``kit.db``) and hand the parsing over when they do (``overlap``)."""
     writer = _writers.get(db.engine)
     if writer is None:
         writer = db.engine.execution_options(sqlite_immediate=True)
         # Runs before the engine's own ``begin`` (the writer turn and ``BEGIN IMMEDIATE``).
-        event.listen(writer, "begin", _next_may_parse)
+        event.listen(writer, "begin", _write_begins)
         _writers[db.engine] = writer
     return writer
 
@@ -215,10 +229,13 @@ def collect(
     authorization: str | None,
     content_encoding: str | None,
     received_at: datetime,
+    overlap: bool = True,
 ) -> service.IngestResult:
-    """One tracking request from body bytes to committed rows."""
+    """One tracking request from body bytes to committed rows. ``overlap``: the next request of this
+    process may parse while this one writes (a server of one process)."""
     _parsing.acquire()
     _this_thread.parsing = True
+    _this_thread.overlap = overlap
     try:
         body, size = spec.decode_body(raw, content_encoding)
         write_key = basic_user(authorization) or body.get("writeKey")
@@ -252,6 +269,7 @@ def _endpoint(kind: str):  # type: ignore[no-untyped-def]
                 authorization=request.headers.get("authorization"),
                 content_encoding=request.headers.get("content-encoding"),
                 received_at=received_at,
+                overlap=request.app.state.settings.serve_workers <= 1,
             )
         except AppError as exc:
             return error_response(exc)
