@@ -4,15 +4,17 @@ SQLite time encoding against SQLAlchemy's own, and where a message goes (stream,
 from __future__ import annotations
 
 import gzip
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
 from huiyuan.events import spec
-from huiyuan.events.plan import CompiledPlan, compile_event
+from huiyuan.events.plan import EMPTY_PLAN, CompiledPlan, compile_event
 from huiyuan.kit.types import UTCDateTime
 
 RECEIVED = datetime(2026, 5, 1, 12, 0, 0, 500_000, tzinfo=UTC)
@@ -79,6 +81,114 @@ def test_sqlite_times_are_what_sqlalchemy_writes(value: datetime) -> None:
     processor = impl.bind_processor(dialect)
     assert processor is not None
     assert spec.sqlite_time(value) == processor(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9998, 12, 30)),
+            st.integers(min_value=-14 * 60, max_value=14 * 60),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_sqlite_times_formatted_per_second_are_sqlite_time(values: list[tuple[datetime, int]]) -> None:
+    # One encoder for many times (as for a request's messages): seconds that share their day, hour,
+    # minute and second but not their month or year must not share the cached part.
+    times = spec.SqliteTimes()
+    for naive, minutes in values:
+        value = naive.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+        for same_second in (value, value.replace(month=value.month % 12 + 1, day=min(value.day, 28))):
+            assert times(same_second) == spec.sqlite_time(same_second)
+
+
+def _libraries_time(value: datetime, offset_minutes: int, digits: int, zulu: bool) -> str:
+    local = value.astimezone(timezone(timedelta(minutes=offset_minutes)))
+    text = f"{local.year:04d}-{local:%m-%dT%H:%M:%S}"
+    if digits:
+        text += "." + f"{local.microsecond:06d}"[:digits]
+    if zulu and offset_minutes == 0:
+        return text + "Z"
+    sign = "-" if offset_minutes < 0 else "+"
+    return text + f"{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+
+
+def _expected_times(raw: str, sent_at: str | None, dedup: bool) -> tuple[Any, ...] | None:
+    """The slow, obvious way: parse, correct, format; None if the message is not kept."""
+    try:
+        original = spec.parse_time(raw)
+        sent = spec.parse_time(sent_at)
+        assert original is not None
+        timestamp = spec.corrected_time(RECEIVED, sent, original)
+        return (
+            spec.epoch_ms(original) if dedup else 0,
+            spec.sqlite_time(timestamp),
+            spec.sqlite_time(original),
+        )
+    except (ValueError, OverflowError):
+        return None
+
+
+def _prepared_times(raw: str, sent_at: str | None, dedup: bool) -> tuple[Any, ...] | None:
+    preparer = spec.Preparer(
+        brand_id=1,
+        source_id=2,
+        plan=EMPTY_PLAN,
+        dialect="sqlite",
+        received_at=RECEIVED,
+        dedup="message_id_and_timestamp" if dedup else "message_id",
+    )
+    message = {"type": "track", "userId": "u", "event": "x", "messageId": "m", "timestamp": raw}
+    out = preparer.add(spec.Envelope([message], sent_at=sent_at))
+    if not out.events:
+        return None
+    row = dict(zip(spec.EVENT_COLUMNS, out.events[0], strict=True))
+    return row["dedup_ms"], row["timestamp"], row["original_timestamp"]
+
+
+_TIMES = {
+    "value": st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=st.just(UTC)),
+    "micro": st.integers(min_value=0, max_value=999_999),
+    "offset": st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59),
+    "digits": st.sampled_from([0, 3, 6]),
+    "zulu": st.booleans(),
+    "shift": st.integers(min_value=-(10**12), max_value=10**12),  # µs between sentAt and receivedAt
+    "dedup": st.booleans(),
+}
+
+
+def _same_times(raw: str, shift: int, dedup: bool) -> None:
+    sent_at = (RECEIVED + timedelta(microseconds=shift)).isoformat()
+    assert _prepared_times(raw, sent_at, dedup) == _expected_times(raw, sent_at, dedup)
+    assert _prepared_times(raw, None, dedup) == _expected_times(raw, None, dedup)
+
+
+@settings(max_examples=300, deadline=None)
+@given(**_TIMES)
+def test_the_libraries_times_read_without_datetime_are_the_slow_ways_times(
+    value: datetime, micro: int, offset: int, digits: int, zulu: bool, shift: int, dedup: bool
+) -> None:
+    _same_times(_libraries_time(value.replace(microsecond=micro), offset, digits, zulu), shift, dedup)
+
+
+@settings(max_examples=300, deadline=None)
+@given(**_TIMES, at=st.integers(min_value=0, max_value=40), char=st.sampled_from("0:-+.TZ Xa9١"))
+def test_the_shortcut_for_times_accepts_nothing_the_slow_way_refuses(
+    value: datetime,
+    micro: int,
+    offset: int,
+    digits: int,
+    zulu: bool,
+    shift: int,
+    dedup: bool,
+    at: int,
+    char: str,
+) -> None:
+    raw = _libraries_time(value.replace(microsecond=micro), offset, digits, zulu)
+    raw = raw[:at] + char + raw[at + 1 :] if at < len(raw) else raw + char  # one character replaced or added
+    _same_times(raw, shift, dedup)
 
 
 PLAN = CompiledPlan(

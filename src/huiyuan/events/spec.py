@@ -231,12 +231,102 @@ def sqlite_time(value: datetime) -> str:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_SECOND = timedelta(seconds=1)
+_MICROSECOND = timedelta(microseconds=1)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def epoch_ms(value: datetime) -> int:
+    """Milliseconds since the epoch, rounded down (exactly: no float on the way)."""
+    return (value - _EPOCH) // _MILLISECOND
+
+
+class SqliteTimes:
+    """SQLite's text of times (``sqlite_time``), the part up to the second formatted once per second:
+    the messages of a request share a few seconds, and formatting every field of every time was 8 % of
+    the server's time under the GIL (docs/events.md). One per request (``Preparer``), so it never
+    grows old.
+
+    ``parts`` reads the shape of time client libraries send (``2026-05-01T12:00:00.123Z``,
+    ``…00.123456+00:00``, ``…+08:00``) as epoch seconds and microseconds without a ``datetime``, and
+    ``text`` writes them: the message's time and its corrected time are then integer additions.
+    Anything else is left to ``parse_time``. (No library does this: ``datetime.fromisoformat`` and
+    formatting are the work being saved, and the shape is checked here before any of it is trusted.)
+    """
+
+    def __init__(self) -> None:
+        self._seconds: dict[tuple[int, int, int, int], tuple[int, int, str]] = {}
+        self._local: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" → its seconds since the epoch
+        self._prefixes: dict[int, str] = {}  # seconds since the epoch → "YYYY-MM-DD HH:MM:SS."
+
+    def __call__(self, value: datetime) -> str:
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        key = (value.day, value.hour, value.minute, value.second)
+        known = self._seconds.get(key)
+        if known is None or known[0] != value.month or known[1] != value.year:
+            known = self._seconds[key] = (value.month, value.year, sqlite_time(value)[:20])
+        return known[2] + "%06d" % value.microsecond  # noqa: UP031
+
+    def parts(self, raw: Any) -> tuple[int, int] | None:
+        """``(seconds since the epoch, microseconds)`` of ``raw`` if it has the libraries' shape: a
+        date and time to the second, no fraction or one of 3 or 6 digits, ``Z`` or ``±HH:MM``."""
+        if raw.__class__ is not str:
+            return None
+        end = len(raw)
+        if end < 20 or raw[10] != "T":
+            return None
+        if raw[-1] == "Z":
+            end -= 1
+            offset = 0
+        elif raw[-3] == ":" and raw[-6] in "+-":
+            hours, minutes = raw[-5:-3], raw[-2:]
+            if not (hours.isascii() and hours.isdigit() and minutes.isascii() and minutes.isdigit()):
+                return None
+            if int(hours) > 23 or int(minutes) > 59:
+                return None
+            offset = int(hours) * 3600 + int(minutes) * 60
+            if raw[-6] == "-":
+                offset = -offset
+            end -= 6
+        else:
+            return None
+        micro = 0
+        if end != 19:
+            digits = raw[20:end]
+            if raw[19] != "." or len(digits) not in (3, 6) or not (digits.isascii() and digits.isdigit()):
+                return None
+            micro = int(digits) * 1000 if len(digits) == 3 else int(digits)
+        key = raw[:19]
+        local = self._local.get(key)
+        if local is None:
+            if key[4] != "-" or key[7] != "-" or key[13] != ":" or key[16] != ":":
+                return None
+            try:
+                parsed = datetime.fromisoformat(key)  # checks the date and the time of day
+            except ValueError:
+                return None
+            local = self._local[key] = (parsed - _NAIVE_EPOCH) // _SECOND
+        return local - offset, micro
+
+    def text(self, seconds: int, micro: int) -> str:
+        """``sqlite_time`` of the UTC time ``seconds`` (since the epoch) and ``micro``; ``OverflowError``
+        outside the years 1–9999."""
+        prefix = self._prefixes.get(seconds)
+        if prefix is None:
+            prefix = self._prefixes[seconds] = sqlite_time(_EPOCH + timedelta(seconds=seconds))[:20]
+        return prefix + "%06d" % micro  # noqa: UP031
+
+
 def _same(value: datetime) -> datetime:
     return value
 
 
 def time_encoder(dialect: str) -> Callable[[datetime], Any]:
-    return sqlite_time if dialect == "sqlite" else _same
+    """How times are bound on ``dialect``: SQLite's text (``SqliteTimes``, a new one per call), else as is."""
+    return SqliteTimes() if dialect == "sqlite" else _same
 
 
 def _dumps(value: Any) -> str:
@@ -333,9 +423,11 @@ class Preparer:
         self.source_id = source_id
         self.plan = plan
         self.encode_time = time_encoder(dialect)
+        # SQLite: the libraries' times read and written without ``datetime`` (``SqliteTimes.parts``).
+        self.texts = self.encode_time if isinstance(self.encode_time, SqliteTimes) else None
         self.received_at = received_at
         self.received_value = self.encode_time(received_at)
-        self.received_ms = int(received_at.timestamp() * 1000)
+        self.received_ms = epoch_ms(received_at)
         self.backfill = backfill
         self.by_time = dedup == "message_id_and_timestamp"
         self.quarantine_mode = plan.violation_mode == "quarantine"
@@ -417,10 +509,14 @@ class Preparer:
             traits = _object(context, "traits")  # RudderStack puts identify traits in the context
         external_ids = _external_ids(context) if context is not None and "externalIds" in context else None
 
-        try:
-            original = parse_time(get("timestamp") or get("originalTimestamp"))
-        except ValueError:
-            raise SpecError("timestamp", "timestamp must be an ISO 8601 time")
+        raw_time = get("timestamp") or get("originalTimestamp")
+        parts = self.texts.parts(raw_time) if self.texts is not None else None
+        original = None
+        if parts is None:
+            try:
+                original = parse_time(raw_time)
+            except ValueError:
+                raise SpecError("timestamp", "timestamp must be an ISO 8601 time")
         raw_sent = get("sentAt")
         if raw_sent is not None and raw_sent == self._sent_raw:
             sent_at, sent_value, shift = self._sent
@@ -436,20 +532,29 @@ class Preparer:
         # so nothing can repeat it and it may as well sort by its arrival.
         message_id = get("messageId")
         dedup_ms = 0 if message_id is not None and message_id != "" else self.received_ms
-        if original is None:
-            original_value = None
-            timestamp_value = self.received_value
-        else:
-            try:
+        try:
+            if parts is not None and self.texts is not None:
+                seconds, micro = parts
                 if self.by_time and dedup_ms == 0:
-                    dedup_ms = int(original.timestamp() * 1000)
+                    dedup_ms = seconds * 1000 + micro // 1000
+                original_value = self.texts.text(seconds, micro)
+                if self.backfill or shift is None:
+                    timestamp_value = original_value
+                else:  # ``corrected_time`` (receivedAt − (sentAt − timestamp)) as one addition
+                    seconds, micro = divmod(seconds * 1_000_000 + micro + shift // _MICROSECOND, 1_000_000)
+                    timestamp_value = self.texts.text(seconds, micro)
+            elif original is None:
+                original_value = None
+                timestamp_value = self.received_value
+            else:
+                if self.by_time and dedup_ms == 0:
+                    dedup_ms = epoch_ms(original)
                 original_value = self.encode_time(original)
-                # ``corrected_time`` (receivedAt − (sentAt − timestamp)) as one addition.
                 timestamp_value = (
                     original_value if self.backfill or shift is None else self.encode_time(original + shift)
                 )
-            except OverflowError:
-                raise SpecError("timestamp", "timestamp is out of range")
+        except OverflowError:
+            raise SpecError("timestamp", "timestamp is out of range")
         received_value = timestamp_value if self.backfill else self.received_value
 
         violations: list[Violation] | None = None
