@@ -93,7 +93,8 @@ def run_server(
         _run_processes(settings, worker=worker, options=options)
         return
     application = create_app(settings, start_worker=worker)
-    # The app's long-lived objects leave the collector's passes: /v1/batch p99 220 → 40 ms (docs/events.md).
+    # The app's long-lived objects leave the collector's passes: /v1/batch p99 220 → 40 ms
+    # (docs/events-performance.md).
     gc.collect()
     gc.freeze()
     uvicorn.run(application, **options)

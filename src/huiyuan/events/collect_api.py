@@ -25,7 +25,7 @@ and a parse beside a write of the same process starves the write. Its statement 
 for every row and waits for it again while the parse holds it (up to the 5 ms switch interval), so
 the write, and with it the database's writer turn that the other processes wait for, lasted as long
 as the parse (measured with two processes: 11 % more events/s and 9 % less CPU per event without
-the overlap, docs/events.md).
+the overlap, docs/events-performance.md).
 
 Several server processes on one SQLite file take turns as every writer does (``kit.db``: an OS file
 lock beside the database, ``<file>-writers.lock``, held from just before the write transaction

@@ -163,7 +163,7 @@ class Event(_StoredEvent, BrandOwned, Base):
     __tablename__ = "events"
     # Only indexes that ingestion can afford: on SQLite an index on a random key (a user or anonymous
     # id, a client's UUID message id) dirties one more page per row once it outgrows a batch, which
-    # made ingestion about twice as slow (docs/events.md, Performance). Person lookups are served by
+    # made ingestion about twice as slow (docs/events-performance.md). Person lookups are served by
     # ``EventPerson``, filled by a job behind the ingestion path (see ``repository.person_events``).
     #
     # The de-duplication key can lead with the client's own time of the message (``dedup_ms``, by the

@@ -245,9 +245,9 @@ def epoch_ms(value: datetime) -> int:
 
 class SqliteTimes:
     """SQLite's text of times (``sqlite_time``), the part up to the second formatted once per second:
-    the messages of a request share a few seconds, and formatting every field of every time was 8 % of
-    the server's time under the GIL (docs/events.md). One per request (``Preparer``), so it never
-    grows old.
+    the messages of a request share a few seconds, and formatting every field of every time was 8 %
+    of the server's time under the GIL (docs/events-performance.md). One per request (``Preparer``),
+    so it never grows old.
 
     ``parts`` reads the shape of time client libraries send (``2026-05-01T12:00:00.123Z``,
     ``…00.123456+00:00``, ``…+08:00``) as epoch seconds and microseconds without a ``datetime``, and

@@ -65,10 +65,10 @@ _SQL: dict[tuple[str, str, int], str] = {}
 INDEX_CACHE_KIB = 65_536
 # Rows per statement on SQLite (each ≤ 256 × 19 = 4,864 parameters, far below SQLite's limit). 100:
 # the batch the Segment and RudderStack libraries flush at, one statement instead of four (write CPU
-# per event 14.5 / 17.9 → 11.4 / 15.5 µs in alternating in-process runs, docs/events.md).
+# per event 14.5 / 17.9 → 11.4 / 15.5 µs in alternating in-process runs, docs/events-performance.md).
 CHUNKS = (256, 100, 64, 16, 4, 1)
 # PostgreSQL: from this many rows a request's rows go in by ``COPY`` through a staging table (one
-# ``INSERT … SELECT``) instead of an executemany of one row a statement (docs/events.md).
+# ``INSERT … SELECT``) instead of an executemany of one row a statement (docs/events-performance.md).
 COPY_FROM = 256
 
 

@@ -5,7 +5,7 @@ log passes ``wal_autocheckpoint`` pages (1,000 by default), inside the ``COMMIT`
 writer crossed the line, and fsyncs twice. That writer pays for everyone: it still holds the
 writers' turn (``kit.db``) while it checkpoints, so every other writer waits too. Measured with the
 rows of ``/v1/batch`` (plain ``sqlite3``, batches of 100): the commit took 30–36 µs per event with
-the default, 11–13 µs with no automatic checkpoint (docs/events.md).
+the default, 11–13 µs with no automatic checkpoint (docs/events-performance.md).
 
 ``Checkpoints`` moves that work to a thread of its own: every ``interval`` seconds it runs
 ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection, which copies what it can without waiting
