@@ -257,18 +257,12 @@ class SqliteTimes:
     """
 
     def __init__(self) -> None:
-        self._seconds: dict[tuple[int, int, int, int], tuple[int, int, str]] = {}
         self._local: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" → its seconds since the epoch
         self._prefixes: dict[int, str] = {}  # seconds since the epoch → "YYYY-MM-DD HH:MM:SS."
 
     def __call__(self, value: datetime) -> str:
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        key = (value.day, value.hour, value.minute, value.second)
-        known = self._seconds.get(key)
-        if known is None or known[0] != value.month or known[1] != value.year:
-            known = self._seconds[key] = (value.month, value.year, sqlite_time(value)[:20])
-        return known[2] + "%06d" % value.microsecond  # noqa: UP031
+        """``sqlite_time`` of an aware time."""
+        return self.text(*divmod((value - _EPOCH) // _MICROSECOND, 1_000_000))
 
     def parts(self, raw: Any) -> tuple[int, int] | None:
         """``(seconds since the epoch, microseconds)`` of ``raw`` if it has the libraries' shape: a
