@@ -248,6 +248,7 @@ class LoadResult:
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     server_cpu_s: float | None = None  # CPU seconds the server spent during the run
+    client_cpu_s: float | None = None  # CPU seconds this process (the load generator) spent
 
     def server_ms_per_request(self) -> float | None:
         if self.server_cpu_s is None or not self.requests:
@@ -307,12 +308,14 @@ def hammer(base: str, headers: dict[str, str], make: Request, *, clients: int, s
     for t in threads:
         t.start()
     cpu_before = server_cpu_seconds(base)
+    client_before = time.process_time()
     deadline[0] = time.perf_counter() + seconds
     began = time.perf_counter()
     start.wait()
     for t in threads:
         t.join()
     result.seconds = time.perf_counter() - began
+    result.client_cpu_s = time.process_time() - client_before
     cpu_after = server_cpu_seconds(base)
     if cpu_before is not None and cpu_after is not None:
         result.server_cpu_s = cpu_after - cpu_before

@@ -278,6 +278,7 @@ def _api(
         requests=r.requests,
         errors=r.errors,
         server_us_per_event=round(r.server_cpu_s / events * 1e6, 2) if r.server_cpu_s and events else None,
+        client_us_per_event=round(r.client_cpu_s / events * 1e6, 2) if r.client_cpu_s and events else None,
         batch=size,
         bytes_per_request=len(bodies[0].raw[0]),
         clients=clients,

@@ -60,6 +60,9 @@ def create_app(
     app.state.db = database
     app.state.settings = settings
     install_error_handlers(app)
+    from huiyuan.events.collect_api import TrackingRoutes
+
+    app.add_middleware(TrackingRoutes)  # inside the request context (added later = outer)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
     from huiyuan.routes import include_routers

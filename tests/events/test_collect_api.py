@@ -5,14 +5,18 @@ Checks that stop before the store (limits, keys, rate, CORS) run on SQLite only.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from huiyuan.events import collect_api
 from huiyuan.events.models import Event, EventSource, QuarantinedEvent
 from huiyuan.events.spec import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 from huiyuan.kit.db import Database
@@ -307,3 +311,77 @@ def test_cors_preflight_and_snippet(client: Any) -> None:
     assert "/v1/batch" in r.text and "Element Clicked" in r.text and "viewport_width" in r.text
     again = client.get("/v1/snippet.js", headers={"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_the_tracking_path_keeps_the_request_context_and_the_error_handling(
+    app: Any, client: Any, db: Database, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``TrackingRoutes`` answers ahead of FastAPI's routing: the request id still comes back, an
+    unexpected error is still a 500 problem, and a GET or another path still reaches the routes."""
+    _sid, key = make_source(db, world.brands[0].id)
+    track = {"userId": "u1", "event": "Product Viewed", "messageId": "m-1"}
+    r = client.post("/v1/track", json=track, headers={**basic(key), "X-Request-ID": "req-00000001"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "req-00000001"
+    assert r.headers["content-type"] == "application/json" and r.json()["stored"] == 1
+    r = client.post("/v1/track", json=track, headers=basic("wrong"))
+    assert (
+        r.status_code == 401
+        and r.json()["code"] == "unauthenticated"
+        and len(r.headers["x-request-id"]) == 32
+    )
+    assert client.get("/v1/track").status_code == 405  # not the tracking path: FastAPI's answer
+    assert client.post("/v1/unknown", json={}).status_code == 405  # only the preflight route matches
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(collect_api, "collect", broken)
+    with TestClient(app, raise_server_exceptions=False) as quiet:
+        r = quiet.post("/v1/track", json=track, headers=basic(key))
+    assert r.status_code == 500 and r.json()["code"] == "internal-error"
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_the_routes_answer_alike_without_the_fast_path(app: Any, db: Database, world: World) -> None:
+    """The routes declared to FastAPI (OpenAPI, an app without ``TrackingRoutes``) give the same answers."""
+    bare = FastAPI()
+    bare.state.db, bare.state.settings = app.state.db, app.state.settings
+    bare.include_router(collect_api.router)
+    _sid, key = make_source(db, world.brands[0].id)
+    body = {"batch": [{"type": "track", "userId": "u1", "event": "Product Viewed", "messageId": "m-1"}]}
+    with TestClient(bare) as c:
+        r = c.post("/v1/batch", json=body, headers=basic(key))
+        assert (
+            r.status_code == 200
+            and r.json()["stored"] == 1
+            and r.headers["access-control-allow-origin"] == "*"
+        )
+        r = c.post("/v1/batch", json=body, headers=basic(key))
+        assert r.json()["duplicates"] == 1
+        r = c.post("/v1/batch", content=b"{not json", headers=basic(key))
+        assert r.status_code == 400 and r.json()["code"] == "invalid-json"
+    assert count(db) == 1
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_a_client_gone_before_its_body_is_read_writes_nothing(app: Any, db: Database, world: World) -> None:
+    _sid, key = make_source(db, world.brands[0].id)
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/track",
+        "headers": [(b"authorization", basic(key)["Authorization"].encode())],
+        "app": app,
+    }
+    chunks = iter([{"type": "http.request", "body": b'{"userId": "u1", ', "more_body": True}])
+
+    async def receive() -> dict[str, Any]:
+        return next(chunks, {"type": "http.disconnect"})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(collect_api.TrackingRoutes(app.router)(scope, receive, send))
+    assert sent == [] and count(db) == 0

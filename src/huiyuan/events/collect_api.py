@@ -35,22 +35,28 @@ at a time, whichever the process.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextvars
+import functools
 import threading
 import weakref
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from huiyuan.events import service, sources, spec
 from huiyuan.events.snippet import ETAG, SNIPPET_JS
@@ -150,15 +156,6 @@ EXAMPLES["batch"] = {
 }
 
 
-def error_response(error: AppError) -> JSONResponse:
-    """Segment's error shape: ``{"code": …, "message": …}``."""
-    return JSONResponse(
-        {"code": error.code, "message": error.detail},
-        status_code=error.status,
-        headers={**CORS, **error.headers},
-    )
-
-
 def basic_user(authorization: str | None) -> str | None:
     """The user name of an HTTP Basic header (Segment sends ``base64(writeKey + ":")``)."""
     if not authorization:
@@ -256,32 +253,95 @@ def collect(
         _next_may_parse()
 
 
+# The worker threads of the tracking requests. A plain executor hands a call over in ~30 µs less CPU
+# than anyio's thread pool (run_in_threadpool), measured: 49–64 against 82–91 µs a call. Four threads:
+# one request parses and one writes at a time (``collect``), the others wait their turn.
+_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tracking")
+
+
+async def answer(app: Any, kind: str, raw: bytes, headers: Headers) -> tuple[int, dict[str, str], bytes]:
+    """One tracking request of ``app`` (its ``state.db`` and ``state.settings``), body read: the
+    status, the headers and the JSON body of the answer. The parsing and writing run in a worker
+    thread so the event loop keeps accepting requests."""
+    received_at = utcnow()
+    call = functools.partial(
+        collect,
+        app.state.db,
+        raw=raw,
+        kind=kind,
+        authorization=headers.get("authorization"),
+        content_encoding=headers.get("content-encoding"),
+        received_at=received_at,
+        overlap=app.state.settings.serve_workers <= 1,
+    )
+    try:
+        # The request's context (its id in the log lines) goes along, as with run_in_threadpool.
+        result = await asyncio.get_running_loop().run_in_executor(
+            _threads, contextvars.copy_context().run, call
+        )
+    except AppError as exc:
+        return _error(exc)
+    except DBAPIError as exc:
+        busy = busy_error(exc)
+        if busy is None:
+            raise
+        return _error(busy)  # nothing was kept: the client library resends the batch
+    return 200, CORS, orjson.dumps(result.body())
+
+
+def _error(error: AppError) -> tuple[int, dict[str, str], bytes]:
+    return (
+        error.status,
+        {**CORS, **error.headers},
+        orjson.dumps({"code": error.code, "message": error.detail}),
+    )
+
+
 def _endpoint(kind: str):  # type: ignore[no-untyped-def]
+    """The route as declared to FastAPI (OpenAPI, and any app built without ``TrackingRoutes``)."""
+
     async def endpoint(request: Request) -> Response:
-        received_at = utcnow()
-        try:
-            raw = await request.body()
-            result = await run_in_threadpool(
-                collect,
-                request.app.state.db,
-                raw=raw,
-                kind=kind,
-                authorization=request.headers.get("authorization"),
-                content_encoding=request.headers.get("content-encoding"),
-                received_at=received_at,
-                overlap=request.app.state.settings.serve_workers <= 1,
-            )
-        except AppError as exc:
-            return error_response(exc)
-        except DBAPIError as exc:
-            busy = busy_error(exc)
-            if busy is None:
-                raise
-            return error_response(busy)  # nothing was kept: the client library resends the batch
-        return JSONResponse(result.body(), headers=CORS)
+        status, headers, body = await answer(request.app, kind, await request.body(), request.headers)
+        return Response(body, status_code=status, headers=headers, media_type="application/json")
 
     endpoint.__name__ = f"collect_{kind}"
     return endpoint
+
+
+PATHS = {f"/v1/{kind}": kind for kind in KINDS}
+
+
+class TrackingRoutes:
+    """ASGI middleware that answers ``POST /v1/<kind>`` itself, ahead of FastAPI's routing and
+    endpoint machinery: the busiest path of the product, where that machinery cost more per request
+    than the rest of an empty batch (measured in process: 339 µs a request before, docs/events-
+    performance.md). Every other request passes on. It sits inside ``RequestContextMiddleware``
+    (request id, log line, body limit) and inside Starlette's error middleware (an unexpected error
+    is answered 500 as anywhere else); the routes stay declared on the router for OpenAPI."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        kind = PATHS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away: nothing was read, nothing is written
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        status, headers, body = await answer(scope["app"], kind, b"".join(chunks), Headers(scope=scope))
+        raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw_headers += [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 _SUMMARIES = {

@@ -354,7 +354,14 @@ class IngestResult:
     quarantined: int
 
     def body(self) -> dict[str, Any]:
-        return {"success": True, **dataclasses.asdict(self)}
+        return {
+            "success": True,
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "flagged": self.flagged,
+            "quarantined": self.quarantined,
+        }
 
 
 def ingest(
