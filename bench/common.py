@@ -1,6 +1,7 @@
 """What every benchmark shares: the JSON-lines output with the machine's context, a fresh temporary
 database holding a small demo world, the real server in a subprocess, and a threaded HTTP load
-generator that records every latency and the CPU time the server spent meanwhile.
+generator (httpx, or the minimal ``RawHttp`` where the server's throughput is measured) that
+records every latency, the CPU time the server spent meanwhile and its own.
 
 The server's CPU time (user + system of its process and every process under it, read from
 ``/proc``) is the figure that does not depend on the load generator, which runs on the same two
