@@ -36,9 +36,7 @@ Policies:
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -65,16 +63,14 @@ from huiyuan.kit.types import to_money
 from huiyuan.members.models import Member
 from huiyuan.outbox.service import emit
 from huiyuan.points import ledger
+from huiyuan.points.mall_codes import read_code_file
 from huiyuan.points.mall_models import MallGift, MallGiftCode, MallRedemption, MallStockEntry
 from huiyuan.points.mall_repository import MallRepository
-from huiyuan.points.mall_schemas import CodeImportError, CodeImportOut, GiftIn, GiftUpdate
+from huiyuan.points.mall_schemas import CodeImportOut, GiftIn, GiftUpdate
 from huiyuan.points.models import PointEntry, PointType
 from huiyuan.tenancy.models import Brand
 
 ZERO = Decimal("0.00")
-MAX_CODES_PER_IMPORT = 100_000
-MAX_REPORTED_ERRORS = 100
-CODE_HEADERS = {"code", "codes", "券码", "兑换码"}
 
 
 class OutOfStock(AppError):
@@ -355,14 +351,10 @@ def restock(
 # -- third-party codes ------------------------------------------------------------------------------
 
 
-def _valid_code(code: str) -> bool:
-    return 1 <= len(code) <= 200 and all(c.isprintable() and not c.isspace() for c in code)
-
-
 def import_codes(
     session: Session, *, actor: Principal, gift_id: int, content: bytes | None, filename: str | None
 ) -> CodeImportOut:
-    """Add single-use codes from a CSV (first column; an optional ``code`` header) to a gift.
+    """Add single-use codes from a CSV (``mall_codes.read_code_file``) to a gift.
 
     Idempotent: codes the gift already has, and repeats within the file, are counted as duplicates
     and added once. Each added code is one unit of stock.
@@ -373,45 +365,9 @@ def import_codes(
             "Only third-party-code gifts take codes.",
             errors=[field_error("file", "the gift is not a third_party_code gift", "not-a-code-gift")],
         )
-    if not content:
-        raise ValidationFailed(
-            "Upload a CSV file of codes.", errors=[field_error("file", "required", "required")]
-        )
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValidationFailed(
-            "The file is not UTF-8 text.", errors=[field_error("file", "not UTF-8", "encoding")]
-        )
-    errors: list[CodeImportError] = []
-    invalid = 0
-    seen: dict[str, int] = {}
-    repeats = 0
-    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        value = row[0].strip() if row else ""
-        if not value and not any(cell.strip() for cell in row):
-            continue
-        if line == 1 and value.lower() in CODE_HEADERS:
-            continue
-        if not _valid_code(value):
-            invalid += 1
-            if len(errors) < MAX_REPORTED_ERRORS:
-                errors.append(
-                    CodeImportError(line=line, message="a code has 1–200 visible characters, no spaces")
-                )
-            continue
-        if value in seen:
-            repeats += 1
-            continue
-        seen[value] = line
-        if len(seen) > MAX_CODES_PER_IMPORT:
-            raise ValidationFailed(
-                f"At most {MAX_CODES_PER_IMPORT} codes per file.",
-                errors=[field_error("file", f"more than {MAX_CODES_PER_IMPORT} codes", "too-many")],
-            )
-    candidates = list(seen)
-    existing = MallRepository(session).existing_codes(gift.id, candidates)
-    new = [c for c in candidates if c not in existing]
+    codes = read_code_file(content)
+    existing = MallRepository(session).existing_codes(gift.id, codes.codes)
+    new = [c for c in codes.codes if c not in existing]
     if new:
         now = utcnow()
         session.execute(
@@ -432,9 +388,9 @@ def import_codes(
     result = CodeImportOut(
         gift_id=gift.id,
         added=len(new),
-        duplicates=repeats + len(existing),
-        invalid=invalid,
-        errors=errors,
+        duplicates=codes.repeats + len(existing),
+        invalid=codes.invalid,
+        errors=codes.errors,
         stock_available=gift.stock_available,
     )
     audit.record(
@@ -444,7 +400,7 @@ def import_codes(
         entity_type="mall_gift",
         entity_id=gift.id,
         brand_id=gift.brand_id,
-        after={"added": result.added, "duplicates": result.duplicates, "invalid": invalid},
+        after={"added": result.added, "duplicates": result.duplicates, "invalid": codes.invalid},
         note=(filename or "")[:200] or None,
     )
     return result
