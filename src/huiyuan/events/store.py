@@ -15,7 +15,7 @@ statements few (a 500-row statement takes ~4 ms to prepare; sqlite3 caches them 
 ``INSERT … ON CONFLICT (source_id, dedup_ms, message_id) DO NOTHING`` (the quarantine: ``(source_id,
 message_id)``) makes a resend of an acknowledged message a no-op (exactly once, with the request
 acknowledged only after its commit). On PostgreSQL the JSON columns are cast from text
-(``%s::jsonb``); a request of ``COPY_FROM`` rows or more goes in by ``COPY`` into a temporary staging
+(``%s::jsonb``); a request of ``COPY_FROM`` (64) rows or more goes in by ``COPY`` into a temporary staging
 table of the connection (made by the first such request of a transaction that finds none, emptied
 after use and at commit), then one ``INSERT … SELECT … ON CONFLICT DO NOTHING``. The counters
 (unplanned events, violation stats) are upserts that add to what is there.
@@ -68,8 +68,10 @@ INDEX_CACHE_KIB = 65_536
 # per event 14.5 / 17.9 → 11.4 / 15.5 µs in alternating in-process runs, docs/events-performance.md).
 CHUNKS = (256, 100, 64, 16, 4, 1)
 # PostgreSQL: from this many rows a request's rows go in by ``COPY`` through a staging table (one
-# ``INSERT … SELECT``) instead of an executemany of one row a statement (docs/events-performance.md).
-COPY_FROM = 256
+# ``INSERT … SELECT``) instead of an executemany of one row a statement. Alternating API runs, two
+# pairs each: at 64 and 100 rows COPY took 13–37 % less server CPU per event; at 32 the same; at 10
+# more (docs/events-performance.md).
+COPY_FROM = 64
 
 
 def _table(model: type[Any]) -> Table:
