@@ -16,10 +16,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from huiyuan.app import create_app
 from huiyuan.events import collect_api
 from huiyuan.events.models import Event, EventSource, QuarantinedEvent
 from huiyuan.events.spec import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 from huiyuan.kit.db import Database
+from huiyuan.kit.web import RequestContextMiddleware
+from huiyuan.settings import get_settings
 from tests.conftest import World
 from tests.events.conftest import basic, make_source
 
@@ -385,3 +388,22 @@ def test_a_client_gone_before_its_body_is_read_writes_nothing(app: Any, db: Data
 
     asyncio.run(collect_api.TrackingRoutes(app.router)(scope, receive, send))
     assert sent == [] and count(db) == 0
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_a_body_over_the_servers_limit_is_refused_in_the_tracking_shape(db: Database, world: World) -> None:
+    """Sent in chunks without a length, the body meets ``RequestContextMiddleware``'s limit while it is
+    read: a 413 in Segment's shape on both ways to the endpoint, nothing stored."""
+    settings = get_settings().model_copy(update={"max_body_bytes": 1_000})
+    _sid, key = make_source(db, world.brands[0].id)
+    fast = create_app(settings, db, start_worker=False)
+    bare = FastAPI()
+    bare.state.db, bare.state.settings = db, settings
+    bare.add_middleware(RequestContextMiddleware, max_body_bytes=1_000)
+    bare.include_router(collect_api.router)
+    for app in (fast, bare):
+        with TestClient(app) as c:
+            r = c.post("/v1/batch", content=iter([b"x" * 600, b"x" * 600]), headers=basic(key))
+        assert r.status_code == 413 and r.json()["code"] == "payload-too-large", r.text
+        assert r.headers["access-control-allow-origin"] == "*"
+    assert count(db) == 0

@@ -42,7 +42,7 @@ import contextvars
 import functools
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
@@ -55,6 +55,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as ASGIScope
 
@@ -259,22 +260,25 @@ def collect(
 _threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tracking")
 
 
-async def answer(app: Any, kind: str, raw: bytes, headers: Headers) -> tuple[int, dict[str, str], bytes]:
-    """One tracking request of ``app`` (its ``state.db`` and ``state.settings``), body read: the
-    status, the headers and the JSON body of the answer. The parsing and writing run in a worker
-    thread so the event loop keeps accepting requests."""
+async def answer(
+    app: Any, kind: str, body: Callable[[], Awaitable[bytes]], headers: Headers
+) -> tuple[int, dict[str, str], bytes]:
+    """One tracking request of ``app`` (its ``state.db`` and ``state.settings``): the status, the
+    headers and the JSON body of the answer. ``body`` reads the request's body (a refusal while
+    reading, such as the server's body limit, is answered in the same shape). The parsing and
+    writing run in a worker thread so the event loop keeps accepting requests."""
     received_at = utcnow()
-    call = functools.partial(
-        collect,
-        app.state.db,
-        raw=raw,
-        kind=kind,
-        authorization=headers.get("authorization"),
-        content_encoding=headers.get("content-encoding"),
-        received_at=received_at,
-        overlap=app.state.settings.serve_workers <= 1,
-    )
     try:
+        call = functools.partial(
+            collect,
+            app.state.db,
+            raw=await body(),
+            kind=kind,
+            authorization=headers.get("authorization"),
+            content_encoding=headers.get("content-encoding"),
+            received_at=received_at,
+            overlap=app.state.settings.serve_workers <= 1,
+        )
         # The request's context (its id in the log lines) goes along, as with run_in_threadpool.
         result = await asyncio.get_running_loop().run_in_executor(
             _threads, contextvars.copy_context().run, call
@@ -301,7 +305,7 @@ def _endpoint(kind: str):  # type: ignore[no-untyped-def]
     """The route as declared to FastAPI (OpenAPI, and any app built without ``TrackingRoutes``)."""
 
     async def endpoint(request: Request) -> Response:
-        status, headers, body = await answer(request.app, kind, await request.body(), request.headers)
+        status, headers, body = await answer(request.app, kind, request.body, request.headers)
         return Response(body, status_code=status, headers=headers, media_type="application/json")
 
     endpoint.__name__ = f"collect_{kind}"
@@ -327,15 +331,21 @@ class TrackingRoutes:
         if kind is None:
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client went away: nothing was read, nothing is written
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        status, headers, body = await answer(scope["app"], kind, b"".join(chunks), Headers(scope=scope))
+
+        async def read() -> bytes:
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+
+        try:
+            status, headers, body = await answer(scope["app"], kind, read, Headers(scope=scope))
+        except ClientDisconnect:
+            return  # the client went away before its body was read: nothing is written
         raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         raw_headers += [
             (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
