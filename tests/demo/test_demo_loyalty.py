@@ -8,16 +8,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from huiyuan.audit.models import AuditEntry
+from huiyuan.demo.loyalty import History
 from huiyuan.demo.world import build_world
+from huiyuan.kit.clock import utcnow
 from huiyuan.kit.db import Database
 from huiyuan.kit.migrate import upgrade
+from huiyuan.kit.scope import system_for_brand
 from huiyuan.members.models import Member
 from huiyuan.orders.models import Order
 from huiyuan.paid.models import PlanCategory, PlanLevel, Subscription
@@ -210,3 +214,54 @@ def test_without_loyalty(tmp_path: Path) -> None:
         assert s.scalar(select(func.count()).select_from(PointAccount)) == 0
     assert "point_grants" not in world.brands[0].counts
     db.dispose()
+
+
+def test_the_walk_sizes_a_spend_by_what_the_ledger_can_draw(reference: Built) -> None:
+    """A lot past its expiry that no sweep has reached still counts in the account's ``available``;
+    the walk sizes redemptions and checkouts by the unexpired active lots, which a spend can draw."""
+    now = utcnow()
+    with Session(reference.db.engine) as s:  # rolled back: the reference world stays as built
+        pt = s.scalars(select(PointType).where(PointType.code == "points").order_by(PointType.id)).first()
+        assert pt is not None
+        lot = s.scalars(
+            select(PointLot)
+            .where(PointLot.point_type_id == pt.id, PointLot.state == "active", PointLot.remaining > 0)
+            .order_by(PointLot.id)
+        ).first()
+        assert lot is not None
+        lot.expires_at = now - timedelta(hours=1)
+        s.flush()
+        account = s.scalars(
+            select(PointAccount).where(
+                PointAccount.member_id == lot.member_id, PointAccount.point_type_id == pt.id
+            )
+        ).one()
+        history = History(
+            reference.db,
+            brand_id=pt.brand_id,
+            code="x",
+            store_ids=[],
+            seed=SEED,
+            start=END,
+            end=END,
+            advance=lambda *_: None,
+        )
+        spendable = history._available(s, lot.member_id)
+        lots = s.scalars(
+            select(PointLot).where(PointLot.account_id == account.id, PointLot.state == "active")
+        )
+        assert spendable == sum(
+            x.remaining for x in lots if x.expires_at is None or x.expires_at.replace(tzinfo=UTC) > now
+        )
+        assert account.available >= spendable + lot.remaining > spendable
+        if spendable:
+            ledger.spend(
+                s,
+                actor=system_for_brand(pt.brand_id),
+                member_id=lot.member_id,
+                point_type="points",
+                amount=spendable,
+                key="walk-sized",
+                source_type="test",
+            )
+        s.rollback()

@@ -44,7 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from huiyuan.demo.loyalty_config import (
@@ -57,7 +57,7 @@ from huiyuan.demo.loyalty_config import (
     configure_tiers,
 )
 from huiyuan.demo.people import LOCAL, utc
-from huiyuan.kit.clock import Clock, FrozenClock, get_clock, set_clock
+from huiyuan.kit.clock import Clock, FrozenClock, get_clock, set_clock, utcnow
 from huiyuan.kit.db import Database
 from huiyuan.kit.scope import system_for_brand
 from huiyuan.members.models import Member
@@ -67,7 +67,7 @@ from huiyuan.paid import service as paid_service
 from huiyuan.paid.repository import SubscriptionRepository
 from huiyuan.paid.schemas import BuyIn
 from huiyuan.points import bulk, earning, ledger, sweeps
-from huiyuan.points.models import PointAccount, PointEntry, PointType
+from huiyuan.points.models import PointEntry, PointLot, PointType
 from huiyuan.tiers import distribution
 from huiyuan.tiers import service as tiers_service
 from huiyuan.tiers.ladder import load_ladder
@@ -260,13 +260,21 @@ class History:
     # -- the points walk ---------------------------------------------------------------------------
 
     def _available(self, s: Session, member_id: int) -> int:
+        """The points the member can spend at the clock's time: active lots not yet expired, as the
+        ledger draws them. The account's ``available`` still counts lots that expired since the last
+        sweep until a verb settles the account, so a redemption sized by it could ask for more than
+        the ledger finds (it did for one member with the history ending on 2026-12-07)."""
+        now = utcnow()
         found = s.scalar(
-            select(PointAccount.available)
-            .join(PointType, PointType.id == PointAccount.point_type_id)
+            select(func.coalesce(func.sum(PointLot.remaining), 0))
+            .join(PointType, PointType.id == PointLot.point_type_id)
             .where(
-                PointAccount.member_id == member_id,
+                PointLot.member_id == member_id,
                 PointType.brand_id == self.brand_id,
                 PointType.code == POINTS,
+                PointLot.state == "active",
+                PointLot.remaining > 0,
+                or_(PointLot.expires_at.is_(None), PointLot.expires_at > now),
             )
         )
         return int(found or 0)
