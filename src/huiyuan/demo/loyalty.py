@@ -44,7 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from huiyuan.demo.loyalty_config import (
@@ -67,7 +67,8 @@ from huiyuan.paid import service as paid_service
 from huiyuan.paid.repository import SubscriptionRepository
 from huiyuan.paid.schemas import BuyIn
 from huiyuan.points import bulk, earning, ledger, sweeps
-from huiyuan.points.models import PointEntry, PointLot, PointType
+from huiyuan.points.models import PointEntry, PointType
+from huiyuan.points.repository import PointQueryRepository
 from huiyuan.tiers import distribution
 from huiyuan.tiers import service as tiers_service
 from huiyuan.tiers.ladder import load_ladder
@@ -168,6 +169,7 @@ class History:
         self.thresholds: list[tuple[int, int]] = []
         self.orders: list[_Order] = []
         self.refunds: list[tuple[datetime, int, int]] = []  # (refunded_at, refund id, order id)
+        self._points_type_id: int | None = None
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -260,24 +262,13 @@ class History:
     # -- the points walk ---------------------------------------------------------------------------
 
     def _available(self, s: Session, member_id: int) -> int:
-        """The points the member can spend at the clock's time: active lots not yet expired, as the
-        ledger draws them. The account's ``available`` still counts lots that expired since the last
-        sweep until a verb settles the account, so a redemption sized by it could ask for more than
-        the ledger finds (it did for one member with the history ending on 2026-12-07)."""
-        now = utcnow()
-        found = s.scalar(
-            select(func.coalesce(func.sum(PointLot.remaining), 0))
-            .join(PointType, PointType.id == PointLot.point_type_id)
-            .where(
-                PointLot.member_id == member_id,
-                PointType.brand_id == self.brand_id,
-                PointType.code == POINTS,
-                PointLot.state == "active",
-                PointLot.remaining > 0,
-                or_(PointLot.expires_at.is_(None), PointLot.expires_at > now),
-            )
-        )
-        return int(found or 0)
+        """The points the member can spend at the clock's time (``PointQueryRepository.spendable``),
+        not the account's cached ``available``: that still counts lots expired since the last sweep,
+        so a redemption sized by it could ask for more than the ledger draws (it did with the history
+        ending on 2026-12-07)."""
+        if self._points_type_id is None:
+            self._points_type_id = ledger.point_type_by_code(s, self.brand_id, POINTS).id
+        return PointQueryRepository(s).spendable(member_id, self._points_type_id, now=utcnow())
 
     def _run_event(self, s: Session, event: _Event) -> None:
         _clock(event.at)

@@ -142,6 +142,19 @@ class PointQueryRepository:
         stmt = select(PointAccount).where(PointAccount.member_id == member_id).order_by(PointAccount.id)
         return list(self.session.scalars(stmt))
 
+    def spendable(self, member_id: int, point_type_id: int, *, now: datetime) -> int:
+        """Points of the member's active lots of the type that have not expired at ``now``: what a
+        spend can draw. The account's cached ``available`` also counts lots expired since the last
+        sweep, until a ledger operation settles the account."""
+        stmt = select(func.coalesce(func.sum(PointLot.remaining), 0)).where(
+            PointLot.member_id == member_id,
+            PointLot.point_type_id == point_type_id,
+            PointLot.state == "active",
+            PointLot.remaining > 0,
+            _unexpired(now),
+        )
+        return int(self.session.scalar(stmt) or 0)
+
     def lot_buckets(
         self, member_id: int, *, now: datetime, until_30d: datetime, until_90d: datetime
     ) -> list[LotBucket]:
